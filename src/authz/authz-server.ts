@@ -1,0 +1,110 @@
+import { rmSync, statSync } from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
+import { HealthImplementation } from 'grpc-health-check';
+import type { ListenAddress } from '../config/authz-config.js';
+import type { AuthzMetrics } from '../telemetry/metrics.js';
+import type { Logger } from '../telemetry/log.js';
+import { traceIdOf } from '../telemetry/trace-context.js';
+import { checkResponse } from './check-response.js';
+import { deny, type Decision } from './decision.js';
+import { authorizationService } from './envoy-protos.js';
+import { readHopRequest, type CheckRequestMessage, type HopRequest } from './hop-request.js';
+
+/** The gRPC service name Envoy's health checks and `grpc_health_probe` ask about. */
+export const AUTHZ_HEALTH_SERVICE = 'envoy.service.auth.v3.Authorization';
+
+export interface AuthzServerDeps {
+  authorize(request: HopRequest): Promise<Decision>;
+  metrics: AuthzMetrics;
+  log: Logger;
+}
+
+const EMPTY_REQUEST = readHopRequest({});
+
+/**
+ * The transport: ext_authz v3 Check and the standard gRPC health service. It turns the
+ * wire message into a HopRequest, asks `authorize`, and answers; every failure inside
+ * hopguard becomes a denial, never a gRPC error, so Envoy's failure_mode_allow is moot.
+ */
+export class AuthzServer {
+  private readonly server = new grpc.Server({
+    // Envoy keeps few long-lived connections and multiplexes checks over them.
+    'grpc.keepalive_permit_without_calls': 1,
+  });
+  private readonly health = new HealthImplementation({ '': 'NOT_SERVING', [AUTHZ_HEALTH_SERVICE]: 'NOT_SERVING' });
+
+  constructor(private readonly deps: AuthzServerDeps) {
+    this.server.addService(authorizationService().service, { Check: this.check });
+    this.health.addToServer(this.server);
+  }
+
+  /** Binds and starts; resolves the address it listens on (with the real port for port 0). */
+  async listen(address: ListenAddress): Promise<string> {
+    const target = address.kind === 'unix' ? `unix:${address.path}` : `${formatHost(address.host)}:${address.port}`;
+    if (address.kind === 'unix') removeStaleSocket(address.path);
+    const port = await new Promise<number>((resolve, reject) => {
+      this.server.bindAsync(target, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+    });
+    return address.kind === 'unix' ? target : `${formatHost(address.host)}:${port}`;
+  }
+
+  setServing(serving: boolean): void {
+    const status = serving ? 'SERVING' : 'NOT_SERVING';
+    this.health.setStatus('', status);
+    this.health.setStatus(AUTHZ_HEALTH_SERVICE, status);
+  }
+
+  /** Stops accepting calls, lets in-flight checks finish within `graceMs`, then cuts the rest. */
+  async shutdown(graceMs: number): Promise<void> {
+    this.setServing(false);
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, graceMs);
+      this.server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  private readonly check: grpc.handleUnaryCall<CheckRequestMessage, unknown> = (call, callback) => {
+    this.respond(call).then(
+      (response) => callback(null, response),
+      // Only reachable if building the response itself failed; Envoy then denies (failure_mode_allow: false).
+      () => callback({ code: grpc.status.INTERNAL, details: 'hopguard could not build a response' }),
+    );
+  };
+
+  private async respond(call: grpc.ServerUnaryCall<CheckRequestMessage, unknown>) {
+    const started = performance.now();
+    let request = EMPTY_REQUEST;
+    let decision: Decision;
+    try {
+      request = readHopRequest(call.request);
+      decision = await this.deps.authorize(request);
+    } catch (err) {
+      this.deps.log.error('check_failed', { error: err instanceof Error ? err.name : 'unknown' });
+      decision = deny('internal_error', 'unexpected failure while deciding');
+    }
+    const metadataTrace = call.metadata.get('traceparent')[0];
+    const traceId = traceIdOf(typeof metadataTrace === 'string' ? metadataTrace : undefined, request.headers.get('traceparent'));
+    const response = checkResponse(decision, request, traceId);
+    this.deps.metrics.recordDecision(decision, (performance.now() - started) / 1000);
+    return response;
+  }
+}
+
+function formatHost(host: string): string {
+  return host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+}
+
+/** A socket file left by a previous run would make bind fail; anything else at that path is left alone. */
+function removeStaleSocket(path: string): void {
+  try {
+    if (statSync(path).isSocket()) rmSync(path);
+  } catch {
+    // Nothing there.
+  }
+}

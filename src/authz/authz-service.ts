@@ -1,0 +1,108 @@
+import type { AuthzConfig } from '../config/authz-config.js';
+import { RouteTable } from '../policy/route-table.js';
+import { MemoryStore } from '../store/memory-store.js';
+import type { Store } from '../store/store.js';
+import { AccessTokenVerifier, type TrustedIssuer } from '../token/access-token-verifier.js';
+import { createIssuerKeys } from '../token/jwks-source.js';
+import type { Logger } from '../telemetry/log.js';
+import { createAuthzMetrics } from '../telemetry/metrics.js';
+import { startAdminServer, type Readiness } from './admin-server.js';
+import { authorize } from './authorize.js';
+import { AuthzServer } from './authz-server.js';
+
+export interface RunningAuthz {
+  /** host:port or unix:/path, as bound. */
+  grpcAddress: string;
+  adminAddress?: string;
+  readiness(): Readiness;
+  /** Graceful: stop accepting, finish in-flight checks (within shutdown_grace), release everything. */
+  stop(): Promise<void>;
+}
+
+export interface StartOptions {
+  log: Logger;
+  /** Defaults to the store the config names. Tests inject one to share state between servers. */
+  store?: Store;
+}
+
+/** Builds every part from a validated config and starts serving. I/O lives here and in the servers. */
+export async function startAuthz(config: AuthzConfig, options: StartOptions): Promise<RunningAuthz> {
+  const { log } = options;
+  const metrics = createAuthzMetrics();
+  const store = options.store ?? openStore(config.store);
+
+  const issuers: TrustedIssuer[] = config.issuers.map((issuer) => ({
+    config: issuer,
+    keys: createIssuerKeys({
+      issuer: issuer.issuer,
+      ...(issuer.jwksFile !== undefined && { jwksFile: issuer.jwksFile }),
+      ...(issuer.jwksUri !== undefined && { jwksUri: issuer.jwksUri }),
+      algorithms: issuer.algorithms,
+      refreshIntervalMs: config.jwks.refreshIntervalMs,
+      refetchIntervalMs: config.jwks.refetchIntervalMs,
+      fetchTimeoutMs: config.jwks.fetchTimeoutMs,
+      onFetch: (outcome, detail) => {
+        metrics.recordJwksFetch(issuer.issuer, outcome);
+        if (outcome === 'error') log.warn('jwks_fetch_failed', { issuer: issuer.issuer, detail });
+      },
+    }),
+  }));
+  await Promise.all(issuers.map((issuer) => loadKeys(issuer, config.jwks.refetchIntervalMs, log)));
+
+  const verifier = new AccessTokenVerifier({
+    audience: config.audience,
+    issuers,
+    clockSkewMs: config.clockSkewMs,
+    cacheMaxEntries: config.cache.maxEntries,
+  });
+  const routes = new RouteTable(config.routes);
+  const deps = { config, routes, verifier, store };
+
+  const readiness = (): Readiness => {
+    const reasons = issuers.filter((i) => !i.keys.loaded).map((i) => `keys not loaded for issuer ${i.config.issuer}`);
+    if (store.health().state === 'unavailable') reasons.push('shared state unavailable');
+    return { ready: reasons.length === 0, reasons };
+  };
+
+  const server = new AuthzServer({ authorize: (request) => authorize(request, deps), metrics, log });
+  const grpcAddress = await server.listen(config.listen);
+  const admin = config.admin ? await startAdminServer(config.admin.host, config.admin.port, { readiness, metrics }) : undefined;
+  server.setServing(readiness().ready);
+  // gRPC health follows readiness, so Envoy's health checks see what /readyz sees.
+  const healthTimer = setInterval(() => server.setServing(readiness().ready), 1000).unref();
+  log.info('authz_started', { grpc: grpcAddress, admin: admin?.address ?? 'off', audience: config.audience });
+
+  return {
+    grpcAddress,
+    ...(admin && { adminAddress: admin.address }),
+    readiness,
+    async stop() {
+      clearInterval(healthTimer);
+      await server.shutdown(config.shutdownGraceMs);
+      await admin?.close();
+      for (const issuer of issuers) issuer.keys.stop();
+      await store.close();
+      await metrics.shutdown();
+      log.info('authz_stopped');
+    },
+  };
+}
+
+function openStore(store: string): Store {
+  if (store === 'memory') return new MemoryStore();
+  throw new Error(`store ${store.split(':')[0]}: is not available in this version of hopguard; use store: memory`);
+}
+
+/**
+ * A key file that cannot be read is a deployment error: refuse to start. A JWKS URL may be
+ * briefly unreachable (the issuer starting alongside): start unready and keep trying.
+ */
+async function loadKeys(issuer: TrustedIssuer, retryMs: number, log: Logger): Promise<void> {
+  try {
+    await issuer.keys.start();
+  } catch (err) {
+    if (issuer.config.jwksFile !== undefined) throw err;
+    log.warn('jwks_not_loaded_yet', { issuer: issuer.config.issuer, retry_ms: retryMs });
+    setTimeout(() => void loadKeys(issuer, retryMs, log), retryMs).unref();
+  }
+}

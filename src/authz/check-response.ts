@@ -1,0 +1,114 @@
+import { DENY_CODES } from './deny-codes.js';
+import type { Allow, Decision, Deny } from './decision.js';
+import type { HopRequest } from './hop-request.js';
+
+/**
+ * Decision → envoy.service.auth.v3.CheckResponse, as plain objects that
+ * @grpc/proto-loader serializes with the official message types.
+ */
+
+export const IDENTITY_HEADERS = {
+  subject: 'x-hopguard-subject',
+  clientId: 'x-hopguard-client-id',
+  scope: 'x-hopguard-scope',
+  tokenId: 'x-hopguard-token-id',
+} as const;
+const IDENTITY_PREFIX = 'x-hopguard-';
+const REALM = 'hopguard';
+
+// Current Envoy's default append_action appends: a client's forged x-hopguard-subject would
+// survive beside ours. Overwrite explicitly; `append: false` for Envoys before append_action.
+function setHeader(key: string, value: string) {
+  return { header: { key, value }, append: { value: false }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' };
+}
+
+export function checkResponse(decision: Decision, request: HopRequest, traceId: string) {
+  return decision.allowed ? allowResponse(decision, request) : denyResponse(decision, traceId);
+}
+
+function allowResponse(decision: Allow, request: HopRequest) {
+  const { route, token } = decision;
+  const set = [];
+  const remove: string[] = [];
+  if (!route.forwardToken) remove.push('authorization');
+  if (token) {
+    set.push(
+      setHeader(IDENTITY_HEADERS.subject, token.sub),
+      setHeader(IDENTITY_HEADERS.clientId, token.clientId),
+      setHeader(IDENTITY_HEADERS.tokenId, token.jti),
+    );
+    // An empty value would be dropped, not overwritten, by Envoy: remove the header instead.
+    if (token.scope !== '') set.push(setHeader(IDENTITY_HEADERS.scope, token.scope));
+  }
+  const ours = new Set(set.map((h) => h.header.key));
+  for (const name of request.headers.keys()) {
+    if (name.startsWith(IDENTITY_PREFIX) && !ours.has(name)) remove.push(name);
+  }
+  return {
+    status: { code: 0 },
+    ok_response: { headers: set, headers_to_remove: remove },
+    dynamic_metadata: struct({
+      decision: 'allow',
+      route: route.name,
+      binding: decision.binding,
+      ...(token && {
+        iss: token.iss,
+        sub: token.sub,
+        client_id: token.clientId,
+        scope: token.scope,
+        jti: token.jti,
+        ...(token.act && { act: token.act }),
+      }),
+    }),
+  };
+}
+
+function denyResponse(decision: Deny, traceId: string) {
+  const spec = DENY_CODES[decision.code];
+  const headers = [
+    setHeader('content-type', 'application/json'),
+    setHeader('cache-control', 'no-store'),
+  ];
+  const challenge = wwwAuthenticate(decision);
+  if (challenge) headers.push(setHeader('www-authenticate', challenge));
+  return {
+    status: { code: spec.grpc, message: decision.code },
+    denied_response: {
+      status: { code: spec.http },
+      headers,
+      body: JSON.stringify({ error: spec.bodyError, code: decision.code, trace_id: traceId }),
+    },
+    dynamic_metadata: struct({ decision: 'deny', code: decision.code, ...(decision.route && { route: decision.route.name }) }),
+  };
+}
+
+/** RFC 6750 §3: no error attribute when no credentials were sent; `scope` on insufficient_scope. */
+function wwwAuthenticate(decision: Deny): string | undefined {
+  const spec = DENY_CODES[decision.code];
+  if (decision.code === 'missing_token') return `Bearer realm="${REALM}"`;
+  if (!('bearerError' in spec)) return undefined;
+  let challenge = `Bearer realm="${REALM}", error="${spec.bearerError}", error_description="${spec.description}"`;
+  if (decision.scopes) challenge += `, scope="${decision.scopes.join(' ')}"`;
+  return challenge;
+}
+
+type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
+
+/**
+ * JSON → google.protobuf.Struct. protobufjs defines the well-known types itself, with
+ * camelCase field names even under keepCase: `stringValue`, not `string_value`.
+ */
+function struct(object: Record<string, unknown>) {
+  const fields: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(object)) if (value !== undefined) fields[key] = protoValue(value as Json);
+  return { fields };
+}
+
+function protoValue(value: Json): unknown {
+  if (value === null) return { nullValue: 'NULL_VALUE' };
+  if (typeof value === 'string') return { stringValue: value };
+  if (typeof value === 'number') return { numberValue: value };
+  if (typeof value === 'boolean') return { boolValue: value };
+  if (Array.isArray(value)) return { listValue: { values: value.map(protoValue) } };
+  return { structValue: struct(value) };
+}

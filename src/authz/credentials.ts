@@ -1,0 +1,47 @@
+import type { HopRequest } from './hop-request.js';
+
+export type Credential =
+  | { kind: 'none' }
+  | { kind: 'bearer'; token: string }
+  | { kind: 'malformed'; reason: string };
+
+// RFC 6750 §2.1: "Bearer" 1*SP b64token. A b64token has no "," so a joined pair is caught too.
+const BEARER = /^bearer +([A-Za-z0-9\-._~+/]+=*)$/i;
+// RFC 6750 headers are bounded well above any real token; anything longer is refused unparsed.
+const MAX_AUTHORIZATION_LENGTH = 16 * 1024 + 64;
+
+/**
+ * The one credential of a request. Two credentials (two headers, a joined pair, a token in
+ * the query as well), an unknown scheme, or a token in the query at all are malformed:
+ * hopguard never picks "the first one".
+ */
+export function readCredential(request: HopRequest): Credential {
+  const inQuery = hasQueryToken(request.path);
+  const authorization = request.headers.get('authorization');
+  if (authorization === undefined) {
+    return inQuery ? { kind: 'malformed', reason: 'access token in the query string' } : { kind: 'none' };
+  }
+  if (request.repeated.has('authorization') || authorization.includes(',')) {
+    return { kind: 'malformed', reason: 'more than one authorization header' };
+  }
+  if (inQuery) return { kind: 'malformed', reason: 'access token in both the header and the query string' };
+  if (authorization.length > MAX_AUTHORIZATION_LENGTH) return { kind: 'malformed', reason: 'authorization header too long' };
+  const match = BEARER.exec(authorization.trim());
+  if (!match) return { kind: 'malformed', reason: 'authorization is not a single Bearer token' };
+  return { kind: 'bearer', token: match[1]! };
+}
+
+/** RFC 6750 §2.3 `access_token` query parameter, in any percent-encoded spelling. */
+function hasQueryToken(target: string): boolean {
+  const q = target.indexOf('?');
+  if (q === -1) return false;
+  const query = target.slice(q + 1).split('#')[0]!;
+  return query.split('&').some((pair) => {
+    const name = pair.split('=')[0]!;
+    try {
+      return decodeURIComponent(name.replace(/\+/g, ' ')) === 'access_token';
+    } catch {
+      return false;
+    }
+  });
+}

@@ -1,0 +1,32 @@
+import type { RouteConfig } from '../config/authz-config.js';
+import type { BindingKind } from '../token/certificate-binding.js';
+import type { VerifiedToken } from '../token/access-token-verifier.js';
+import type { DenyCode } from './deny-codes.js';
+
+/** The outcome of one check, before it is turned into Envoy's CheckResponse. */
+export type Decision = Allow | Deny;
+
+export interface Allow {
+  allowed: true;
+  route: RouteConfig;
+  /** Absent on public routes. */
+  token?: VerifiedToken;
+  binding: BindingKind;
+  cacheHit: boolean;
+}
+
+export interface Deny {
+  allowed: false;
+  code: DenyCode;
+  /** For operators (logs, spans): fixed text, never request or token data. */
+  reason: string;
+  route?: RouteConfig;
+  token?: VerifiedToken;
+  /** Route scopes, on insufficient_scope (RFC 6750 §3 `scope` attribute). */
+  scopes?: string[];
+  cacheHit?: boolean;
+}
+
+export function deny(code: DenyCode, reason: string, extra: Omit<Deny, 'allowed' | 'code' | 'reason'> = {}): Deny {
+  return { allowed: false, code, reason, ...extra };
+}

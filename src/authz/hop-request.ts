@@ -1,0 +1,65 @@
+/**
+ * What hopguard needs from Envoy's CheckRequest, read once into plain fields.
+ * Header names are lower-case; a header sent more than once is joined with "," exactly
+ * as Envoy does for `headers`, so both wire shapes (`headers`, `header_map`) read alike.
+ */
+export interface HopRequest {
+  method: string;
+  /** The raw request target: path and query, not decoded. */
+  path: string;
+  host: string;
+  headers: ReadonlyMap<string, string>;
+  /** How many times each header name was sent, where the wire shape tells (`header_map`). */
+  repeated: ReadonlySet<string>;
+  /** mTLS peer identity (URI SAN), '' when none. */
+  principal: string;
+  /** URL-encoded PEM of the peer's leaf certificate, '' when none. */
+  certificate: string;
+  contextExtensions: Readonly<Record<string, string>>;
+}
+
+/** The parts of envoy.service.auth.v3.CheckRequest hopguard reads, as @grpc/proto-loader decodes them (keepCase). */
+export interface CheckRequestMessage {
+  attributes?: {
+    source?: { principal?: string; certificate?: string };
+    request?: {
+      http?: {
+        method?: string;
+        path?: string;
+        host?: string;
+        headers?: Record<string, string>;
+        header_map?: { headers?: { key?: string; value?: string; raw_value?: Buffer }[] };
+      };
+    };
+    context_extensions?: Record<string, string>;
+  };
+}
+
+export function readHopRequest(message: CheckRequestMessage): HopRequest {
+  const attributes = message.attributes ?? {};
+  const http = attributes.request?.http ?? {};
+  const headers = new Map<string, string>();
+  const repeated = new Set<string>();
+  if (http.header_map?.headers?.length) {
+    for (const { key = '', value, raw_value: raw } of http.header_map.headers) {
+      const name = key.toLowerCase();
+      // raw_value carries the bytes as sent; latin1 keeps them 1:1 so non-ASCII stays visible to validation.
+      const text = raw !== undefined && raw.length > 0 ? raw.toString('latin1') : value ?? '';
+      const previous = headers.get(name);
+      if (previous !== undefined) repeated.add(name);
+      headers.set(name, previous === undefined ? text : `${previous},${text}`);
+    }
+  } else if (http.headers) {
+    for (const [name, value] of Object.entries(http.headers)) headers.set(name.toLowerCase(), value);
+  }
+  return {
+    method: http.method ?? '',
+    path: http.path ?? '',
+    host: http.host ?? '',
+    headers,
+    repeated,
+    principal: attributes.source?.principal ?? '',
+    certificate: attributes.source?.certificate ?? '',
+    contextExtensions: attributes.context_extensions ?? {},
+  };
+}

@@ -1,0 +1,74 @@
+/**
+ * The validated shape of `hopguard authz --config FILE` (see docs in README and
+ * ../shared/design/hopguard.md). Everything downstream takes this object, never raw YAML.
+ * Durations are milliseconds here; the YAML spells them "30s", "5m".
+ */
+
+export const BINDING_MODES = ['mtls', 'dpop', 'mtls_or_dpop', 'none'] as const;
+export type BindingMode = (typeof BINDING_MODES)[number];
+
+/** Algorithms an issuer may be allowed. `none` and HS* are never accepted (RFC 8725 §3.1, §3.2). */
+export const ASYMMETRIC_ALGORITHMS = [
+  'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512',
+] as const;
+export type Algorithm = (typeof ASYMMETRIC_ALGORITHMS)[number];
+
+export type ListenAddress =
+  | { kind: 'tcp'; host: string; port: number }
+  | { kind: 'unix'; path: string };
+
+export interface IssuerConfig {
+  issuer: string;
+  /** Exactly one of jwksFile / jwksUri is set. */
+  jwksFile?: string;
+  jwksUri?: string;
+  algorithms: Algorithm[];
+  maxTtlMs: number;
+}
+
+export interface RouteConfig {
+  name: string;
+  /** Upper-case; empty means any method. */
+  methods: string[];
+  /** Exactly one of path / pathPrefix is set. */
+  path?: string;
+  pathPrefix?: string;
+  scopes: string[];
+  /** Allowed `source.principal` values; empty means any caller. */
+  callers: string[];
+  public: boolean;
+  oneTime: boolean;
+  /** Keep the `authorization` header on the request that reaches the application. */
+  forwardToken: boolean;
+}
+
+export interface JwksOptions {
+  /** Background refresh period for every key set. */
+  refreshIntervalMs: number;
+  /** An unknown `kid` triggers at most one refetch per this interval, per issuer. */
+  refetchIntervalMs: number;
+  /** Timeout of one jwks_uri fetch. */
+  fetchTimeoutMs: number;
+}
+
+export interface CacheOptions {
+  /** Verified tokens kept; 0 disables the cache. */
+  maxEntries: number;
+}
+
+export interface AuthzConfig {
+  listen: ListenAddress;
+  /** undefined when `admin: off`. */
+  admin?: { host: string; port: number };
+  audience: string;
+  issuers: IssuerConfig[];
+  clockSkewMs: number;
+  binding: BindingMode;
+  /** `memory`, or a redis URL (redis://, rediss://, redis-sentinel://, redis-cluster://). */
+  store: string;
+  routes: RouteConfig[];
+  jwks: JwksOptions;
+  cache: CacheOptions;
+  /** Graceful-shutdown budget for in-flight checks after SIGTERM. */
+  shutdownGraceMs: number;
+}

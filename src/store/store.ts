@@ -1,0 +1,62 @@
+/**
+ * Shared state behind every replica: one-time token use and revocations.
+ * The in-memory store serves one replica; the Redis store (same interface) a mesh.
+ *
+ * Keys and records hold fingerprints, never token text. Revocation lookups are
+ * synchronous on purpose: every store keeps the revocation state in memory, so the
+ * check path never waits on the network for it.
+ */
+
+export type Revocation =
+  | { kind: 'jti'; fingerprint: string }
+  /** Every token of this subject issued before `before` (epoch seconds) is dead. */
+  | { kind: 'subject'; value: string; before: number }
+  | { kind: 'client'; value: string; before: number }
+  | { kind: 'cert'; thumbprint: string };
+
+export interface RevocationRecord {
+  revocation: Revocation;
+  /** Epoch ms after which no token this revocation covers can still be valid. */
+  expiresAtMs: number;
+  reason?: string;
+}
+
+/** What a revocation lookup needs to know about a verified token. */
+export interface RevocationSubject {
+  jtiFingerprint: string;
+  sub: string;
+  clientId: string;
+  /** Epoch seconds. */
+  iat: number;
+  /** cnf["x5t#S256"], when the token is certificate-bound. */
+  certThumbprint?: string;
+}
+
+export type StoreHealth =
+  /** Revocation state is current; one-time marks can be written. */
+  | { state: 'ok' }
+  /** Cannot reach shared state. Revocation state is as of `sinceMs`; still usable until the bound. */
+  | { state: 'degraded'; sinceMs: number }
+  /** Revocation state is too old to trust: every token-checked route fails closed. */
+  | { state: 'unavailable' };
+
+export class StoreUnavailableError extends Error {
+  readonly code = 'state_unavailable';
+  constructor(message: string) {
+    super(message);
+    this.name = 'StoreUnavailableError';
+  }
+}
+
+export interface Store {
+  /**
+   * Records the first use of a one-time token. Resolves true for the first use anywhere,
+   * false for any later one. Rejects with StoreUnavailableError when that cannot be decided.
+   */
+  markUsed(jtiFingerprint: string, expiresAtMs: number): Promise<boolean>;
+  /** The matching revocation, if any. Synchronous: served from memory. */
+  findRevocation(token: RevocationSubject): RevocationRecord | undefined;
+  revoke(record: RevocationRecord): Promise<void>;
+  health(): StoreHealth;
+  close(): Promise<void>;
+}

@@ -1,0 +1,137 @@
+import { createHash } from 'node:crypto';
+import { compactVerify, errors as joseErrors } from 'jose';
+import { LRUCache } from 'lru-cache';
+import type { Algorithm, IssuerConfig } from '../config/authz-config.js';
+import { checkAudience, checkFreshness, readAccessTokenClaims, type AccessTokenClaims } from './access-token-claims.js';
+import { decodeCompactJws } from './compact-jws.js';
+import type { IssuerKeys } from './issuer-keys.js';
+import { TokenError } from './token-error.js';
+
+export interface VerifiedToken extends AccessTokenClaims {
+  /** base64url(SHA-256(iss, jti)): names the token in stores, spans and audit, never the token itself. */
+  fingerprint: string;
+}
+
+export interface TrustedIssuer {
+  config: IssuerConfig;
+  keys: IssuerKeys;
+}
+
+export interface VerifierOptions {
+  audience: string;
+  issuers: TrustedIssuer[];
+  clockSkewMs: number;
+  /** Verified tokens kept; 0 disables the cache. */
+  cacheMaxEntries: number;
+  /** Epoch ms; injectable for tests. */
+  now?: () => number;
+}
+
+interface CacheEntry {
+  token: VerifiedToken;
+  issuer: TrustedIssuer;
+  /** The issuer's key-set generation when verified: a changed key set drops the entry. */
+  generation: number;
+}
+
+// RFC 9068 §2.1; media types compare case-insensitively.
+const ACCESS_TOKEN_TYPES = new Set(['at+jwt', 'application/at+jwt']);
+
+/**
+ * Verifies RFC 9068 access tokens for one audience: strict decoding, issuer allowlist,
+ * per-issuer algorithm allowlist, keys only from the issuer's JWKS, claims and freshness.
+ * Binding, revocation, one-time use and route policy are per request and not done here.
+ */
+export class AccessTokenVerifier {
+  readonly cacheSize: () => number;
+  private readonly issuers: Map<string, TrustedIssuer>;
+  private readonly cache: LRUCache<string, CacheEntry> | undefined;
+  private readonly now: () => number;
+
+  constructor(private readonly options: VerifierOptions) {
+    this.issuers = new Map(options.issuers.map((i) => [i.config.issuer, i]));
+    this.now = options.now ?? Date.now;
+    // Keyed on the whole token: everything else the verdict depends on (issuers, audience,
+    // skew) is fixed for this verifier's life, and the key set is checked by generation.
+    // maxSize bounds memory by token length, so 16 KB tokens cannot blow the heap.
+    this.cache = options.cacheMaxEntries > 0
+      ? new LRUCache<string, CacheEntry>({
+        max: options.cacheMaxEntries,
+        maxSize: options.cacheMaxEntries * 2048,
+        sizeCalculation: (_entry, key) => key.length,
+      })
+      : undefined;
+    this.cacheSize = () => this.cache?.size ?? 0;
+  }
+
+  /** Resolves the verified token, or rejects with a TokenError carrying the deny code. */
+  async verify(token: string): Promise<{ token: VerifiedToken; cacheHit: boolean }> {
+    const cached = this.cache?.get(token);
+    if (cached && cached.generation === cached.issuer.keys.generation) {
+      this.checkTime(cached.token, cached.issuer);
+      return { token: cached.token, cacheHit: true };
+    }
+    const { verified, issuer, generation } = await this.verifyUncached(token);
+    this.cache?.set(token, { token: verified, issuer, generation }, {
+      ttl: Math.max(1, (verified.exp * 1000 + this.options.clockSkewMs) - this.now()),
+    });
+    return { token: verified, cacheHit: false };
+  }
+
+  private async verifyUncached(token: string) {
+    const { header, payload } = decodeCompactJws(token);
+    const alg = checkHeader(header);
+
+    const iss = payload.iss;
+    const issuer = typeof iss === 'string' ? this.issuers.get(iss) : undefined;
+    if (!issuer) throw new TokenError('unknown_issuer', 'token issuer is not trusted');
+    if (!(issuer.config.algorithms as string[]).includes(alg)) {
+      throw new TokenError('disallowed_algorithm', 'token algorithm is not allowed for this issuer');
+    }
+
+    const kid = header.kid;
+    if (kid !== undefined && (typeof kid !== 'string' || kid === '')) throw new TokenError('malformed_token', 'token kid is not a string');
+    const generation = issuer.keys.generation;
+    const key = await issuer.keys.resolve(kid, alg as Algorithm);
+    if (!key) throw new TokenError('unknown_key', 'no trusted key matches the token kid and alg');
+    try {
+      await compactVerify(token, key, { algorithms: [alg] });
+    } catch (err) {
+      if (err instanceof joseErrors.JWSSignatureVerificationFailed) throw new TokenError('invalid_signature', 'token signature does not verify');
+      throw new TokenError('malformed_token', 'token could not be verified');
+    }
+
+    const claims = readAccessTokenClaims(payload);
+    const verified: VerifiedToken = { ...claims, fingerprint: fingerprint(claims.iss, claims.jti) };
+    this.checkTime(verified, issuer);
+    checkAudience(verified, this.options.audience);
+    return { verified, issuer, generation };
+  }
+
+  private checkTime(token: VerifiedToken, issuer: TrustedIssuer): void {
+    checkFreshness(token, {
+      now: this.now() / 1000,
+      skewSeconds: this.options.clockSkewMs / 1000,
+      maxTtlSeconds: issuer.config.maxTtlMs / 1000,
+    });
+  }
+}
+
+/** Header rules that need no issuer: returns the `alg`. */
+function checkHeader(header: Record<string, unknown>): string {
+  const { alg, typ } = header;
+  if (typeof alg !== 'string' || alg === '') throw new TokenError('malformed_token', 'token alg is missing');
+  // Unsigned and symmetric algorithms are never trusted, whatever an issuer claims (RFC 8725 §3.1–3.2).
+  if (alg.toLowerCase() === 'none' || /^hs/i.test(alg)) throw new TokenError('disallowed_algorithm', 'token algorithm is not allowed');
+  if ('enc' in header || 'zip' in header) throw new TokenError('malformed_token', 'token header is a JWE header');
+  if ('crit' in header || 'b64' in header) throw new TokenError('malformed_token', 'token header has critical extensions hopguard does not support');
+  if ('cty' in header) throw new TokenError('wrong_token_type', 'token has a content type; nested tokens are not access tokens');
+  if (typeof typ !== 'string' || !ACCESS_TOKEN_TYPES.has(typ.toLowerCase())) {
+    throw new TokenError('wrong_token_type', 'token typ is not at+jwt');
+  }
+  return alg;
+}
+
+export function fingerprint(iss: string, jti: string): string {
+  return createHash('sha256').update(iss).update('\n').update(jti).digest('base64url');
+}

@@ -1,0 +1,288 @@
+import { readFile } from 'node:fs/promises';
+import { importJWK } from 'jose';
+import type { Algorithm } from '../config/authz-config.js';
+import type { IssuerKeys } from './issuer-keys.js';
+
+export interface IssuerKeysOptions {
+  issuer: string;
+  /** Exactly one of jwksFile / jwksUri. */
+  jwksFile?: string;
+  jwksUri?: string;
+  algorithms: Algorithm[];
+  refreshIntervalMs: number;
+  refetchIntervalMs: number;
+  fetchTimeoutMs: number;
+  /** Called after every load attempt (for metrics and logs); must not throw. */
+  onFetch?: (outcome: 'ok' | 'error', detail?: string) => void;
+  now?: () => number;
+}
+
+/** start() failed: the issuer's first key set could not be loaded. */
+export class JwksLoadError extends Error {
+  constructor(readonly issuer: string, readonly source: string, readonly reason: string) {
+    super(`cannot load the JWKS of issuer ${issuer} from ${source}: ${reason}`);
+    this.name = 'JwksLoadError';
+  }
+}
+
+/** A JWKS bigger than this is refused: real ones are a few KB. */
+const MAX_JWKS_BYTES = 1024 * 1024;
+
+/** Members that only a private or symmetric key has (RFC 7518 §6.2.2, §6.3.2, §6.4; RFC 8037 §2). */
+const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k', 'priv'];
+
+const PRIVATE_KEY_MATERIAL = 'JWKS contains private key material';
+
+type KeyType = { kty: 'EC'; crv: 'P-256' | 'P-384' | 'P-521' } | { kty: 'OKP'; crv: 'Ed25519' } | { kty: 'RSA' };
+
+/** The key type each algorithm needs, so an ES256 key is never tried as RS256 (or the reverse). */
+const KEY_TYPE_FOR: Record<Algorithm, KeyType> = {
+  ES256: { kty: 'EC', crv: 'P-256' },
+  ES384: { kty: 'EC', crv: 'P-384' },
+  ES512: { kty: 'EC', crv: 'P-521' },
+  EdDSA: { kty: 'OKP', crv: 'Ed25519' },
+  Ed25519: { kty: 'OKP', crv: 'Ed25519' },
+  RS256: { kty: 'RSA' }, RS384: { kty: 'RSA' }, RS512: { kty: 'RSA' },
+  PS256: { kty: 'RSA' }, PS384: { kty: 'RSA' }, PS512: { kty: 'RSA' },
+};
+
+/** Only the public members, so nothing else from the document reaches importJWK. */
+type PublicJwk =
+  | { kty: 'EC'; crv: string; x: string; y: string }
+  | { kty: 'OKP'; crv: string; x: string }
+  | { kty: 'RSA'; n: string; e: string };
+
+interface JwksKey {
+  kid?: string;
+  alg?: string;
+  jwk: PublicJwk;
+  /** Imported lazily, once per algorithm it is used with. */
+  imported: Map<Algorithm, Promise<CryptoKey | undefined>>;
+}
+
+interface KeySet {
+  keys: JwksKey[];
+  /** Canonical JSON of the public keys: equal strings mean an unchanged set. */
+  canonical: string;
+}
+
+export function createIssuerKeys(opts: IssuerKeysOptions): IssuerKeys {
+  const now = opts.now ?? Date.now;
+  const allowed = new Set<Algorithm>(opts.algorithms);
+  const source = describeSource(opts);
+  const file = opts.jwksFile;
+  const fetchText = file !== undefined
+    ? () => readJwksFile(file)
+    : () => fetchJwks(source, opts.fetchTimeoutMs);
+
+  let current: KeySet | undefined;
+  let generation = 0;
+  let lastAttempt = -Infinity;
+  let inFlight: Promise<string | undefined> | undefined;
+  let timer: NodeJS.Timeout | undefined;
+
+  /** One load at a time; resolves the failure reason, or undefined on success. */
+  function load(): Promise<string | undefined> {
+    inFlight ??= attempt().finally(() => {
+      inFlight = undefined;
+    });
+    return inFlight;
+  }
+
+  async function attempt(): Promise<string | undefined> {
+    lastAttempt = now();
+    try {
+      const next = parseJwks(await fetchText());
+      if (next.canonical !== current?.canonical) {
+        current = next;
+        generation++;
+      }
+      opts.onFetch?.('ok');
+      return undefined;
+    } catch (err) {
+      // The last good key set stays in place.
+      const reason = describeError(err);
+      opts.onFetch?.('error', reason);
+      return reason;
+    }
+  }
+
+  function candidates(kid: string | undefined, alg: Algorithm): JwksKey[] {
+    const want = KEY_TYPE_FOR[alg];
+    return (current?.keys ?? []).filter((key) =>
+      (kid === undefined || key.kid === kid)
+      && (key.alg === undefined || key.alg === alg)
+      && key.jwk.kty === want.kty
+      && (!('crv' in want) || ('crv' in key.jwk && key.jwk.crv === want.crv)));
+  }
+
+  function importFor(key: JwksKey, alg: Algorithm): Promise<CryptoKey | undefined> {
+    let imported = key.imported.get(alg);
+    if (!imported) {
+      // A key WebCrypto refuses (a point off the curve, say) is no key at all.
+      imported = importJWK(key.jwk, alg).catch(() => undefined);
+      key.imported.set(alg, imported);
+    }
+    return imported;
+  }
+
+  return {
+    async resolve(kid, alg) {
+      if (!allowed.has(alg)) return undefined;
+      let found = candidates(kid, alg);
+      if (found.length === 0) {
+        // A new kid usually means the issuer rotated: look again, but no more than once
+        // per interval, so tokens with made-up kids cannot hammer the JWKS endpoint.
+        if (inFlight) await inFlight;
+        else if (now() - lastAttempt >= opts.refetchIntervalMs) await load();
+        else return undefined;
+        found = candidates(kid, alg);
+      }
+      // Several fitting keys for a kid-less token (or a duplicated kid) are ambiguous.
+      const [only] = found;
+      return found.length === 1 && only ? importFor(only, alg) : undefined;
+    },
+    get loaded() {
+      return current !== undefined;
+    },
+    get generation() {
+      return generation;
+    },
+    async start() {
+      if (timer) return;
+      const reason = await load();
+      if (reason !== undefined) throw new JwksLoadError(opts.issuer, source, reason);
+      timer = setInterval(() => void load(), opts.refreshIntervalMs);
+      timer.unref();
+    },
+    stop() {
+      clearInterval(timer);
+      timer = undefined;
+    },
+  };
+}
+
+/** The file path, or the URL without any userinfo; fit for logs. */
+function describeSource(opts: IssuerKeysOptions): string {
+  if ((opts.jwksFile === undefined) === (opts.jwksUri === undefined)) {
+    throw new TypeError(`issuer ${opts.issuer}: exactly one of jwksFile and jwksUri must be set`);
+  }
+  if (opts.jwksFile !== undefined) return opts.jwksFile;
+  const url = new URL(opts.jwksUri as string);
+  // Config validation already enforces this; a key source is too important not to recheck.
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && isLoopback(url.hostname))) {
+    throw new TypeError(`issuer ${opts.issuer}: jwksUri must be https (http only on loopback)`);
+  }
+  url.username = '';
+  url.password = '';
+  return url.href;
+}
+
+function isLoopback(hostname: string): boolean {
+  return hostname === 'localhost' || hostname === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(hostname);
+}
+
+async function readJwksFile(path: string): Promise<string> {
+  const data = await readFile(path);
+  if (data.length > MAX_JWKS_BYTES) throw new Error(`JWKS is larger than ${MAX_JWKS_BYTES} bytes`);
+  return data.toString('utf8');
+}
+
+async function fetchJwks(url: string, timeoutMs: number): Promise<string> {
+  const res = await fetch(url, {
+    signal: AbortSignal.timeout(timeoutMs),
+    redirect: 'error',
+    headers: { accept: 'application/jwk-set+json, application/json' },
+  });
+  if (!res.ok) {
+    await res.body?.cancel();
+    throw new Error(`HTTP ${res.status}`);
+  }
+  const reader = res.body?.getReader();
+  if (!reader) return '';
+  // Count bytes as they arrive: Content-Length may be absent or wrong.
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > MAX_JWKS_BYTES) {
+      await reader.cancel();
+      throw new Error(`JWKS is larger than ${MAX_JWKS_BYTES} bytes`);
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/**
+ * Reads a JWK Set strictly. Keys that cannot verify signatures here are skipped, as
+ * RFC 7517 §5 asks; a set holding any private member is refused whole, since it means
+ * the issuer published a secret and none of the set can be trusted.
+ */
+function parseJwks(text: string): KeySet {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch {
+    // JSON.parse messages quote the input, which could be key material.
+    throw new Error('JWKS is not valid JSON');
+  }
+  if (!isObject(doc) || !Array.isArray(doc.keys)) throw new Error('not a JWKS (expected {"keys": [...]})');
+  const entries: unknown[] = doc.keys;
+  if (!entries.every(isObject)) throw new Error('JWKS has a key that is not a JSON object');
+  if (entries.some((entry) => PRIVATE_MEMBERS.some((member) => member in entry))) {
+    throw new Error(PRIVATE_KEY_MATERIAL);
+  }
+  const keys = entries.flatMap((entry) => {
+    const key = toVerificationKey(entry);
+    return key ? [key] : [];
+  });
+  const canonical = JSON.stringify(keys.map(canonicalKey).sort());
+  return { keys, canonical };
+}
+
+function toVerificationKey(entry: Record<string, unknown>): JwksKey | undefined {
+  const { kid, alg, use, key_ops: keyOps } = entry;
+  if (use !== undefined && use !== 'sig') return undefined;
+  if (keyOps !== undefined && !(Array.isArray(keyOps) && keyOps.includes('verify'))) return undefined;
+  if (kid !== undefined && typeof kid !== 'string') return undefined;
+  if (alg !== undefined && typeof alg !== 'string') return undefined;
+  const jwk = publicMembers(entry);
+  if (!jwk) return undefined;
+  return { kid, alg, jwk, imported: new Map() };
+}
+
+/** Symmetric (`oct`) keys and key types no allowed algorithm uses give undefined. */
+function publicMembers(entry: Record<string, unknown>): PublicJwk | undefined {
+  const { kty, crv, x, y, n, e } = entry;
+  if (kty === 'EC' && (crv === 'P-256' || crv === 'P-384' || crv === 'P-521')
+    && typeof x === 'string' && typeof y === 'string') {
+    return { kty, crv, x, y };
+  }
+  if (kty === 'OKP' && crv === 'Ed25519' && typeof x === 'string') return { kty, crv, x };
+  if (kty === 'RSA' && typeof n === 'string' && typeof e === 'string') return { kty, n, e };
+  return undefined;
+}
+
+/** Fixed member order, so JSON.stringify is canonical for equal keys. */
+function canonicalKey(key: JwksKey): string {
+  const { jwk } = key;
+  return JSON.stringify([
+    key.kid ?? null, key.alg ?? null, jwk.kty,
+    'crv' in jwk ? jwk.crv : null, 'x' in jwk ? jwk.x : null, 'y' in jwk ? jwk.y : null,
+    'n' in jwk ? jwk.n : null, 'e' in jwk ? jwk.e : null,
+  ]);
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Network and file errors only: never the document's content. */
+function describeError(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const cause: unknown = err.cause;
+  return cause instanceof Error ? `${err.message} (${cause.message})` : err.message;
+}

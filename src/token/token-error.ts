@@ -1,0 +1,9 @@
+import type { DenyCode } from '../authz/deny-codes.js';
+
+/** A token was refused. `code` is a stable deny code; `message` never contains token data. */
+export class TokenError extends Error {
+  constructor(readonly code: DenyCode, message: string) {
+    super(message);
+    this.name = 'TokenError';
+  }
+}

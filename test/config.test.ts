@@ -1,0 +1,428 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import YAML from 'yaml';
+import type { AuthzConfig } from '../src/config/authz-config.js';
+import { ConfigError, type ConfigProblem } from '../src/config/config-error.js';
+import { parseDuration } from '../src/config/duration.js';
+import { loadAuthzConfigFile, parseAuthzConfig } from '../src/config/load-authz-config.js';
+
+const BASE_DIR = '/etc/hopguard';
+
+/** The example of docs/design "Configuration (authz)". */
+const DESIGN_EXAMPLE = `
+listen: 127.0.0.1:9191          # host:port, or unix:/path/to.sock
+admin: 127.0.0.1:9192           # health, readiness, metrics; "off" to disable
+audience: spiffe://cluster.local/ns/shop/sa/orders   # this service; \`aud\` must contain it
+issuers:
+  - issuer: https://sts.shop.svc.cluster.local
+    jwks_file: keys/jwks.json    # or jwks_uri: https://…/.well-known/jwks.json
+    algorithms: [ES256, EdDSA]   # allowlist; "none" and HS* are refused at config load
+    max_ttl: 10m                 # exp - iat above this is refused
+clock_skew: 30s
+binding: mtls                    # mtls | dpop | mtls_or_dpop | none; a token with cnf is always held to it
+store: memory                    # or redis://host:port, redis-sentinel://…, redis-cluster://…
+routes:                          # first match wins; no match is denied (no_route)
+  - name: create-payment
+    methods: [POST]
+    path: /payments              # exact; or path_prefix: /orders/
+    scopes: [payments:write]     # all required
+    callers: [spiffe://cluster.local/ns/shop/sa/checkout]   # allowed source.principal values
+    one_time: true               # each jti accepted once, across all replicas
+  - name: health
+    path: /healthz
+    public: true                 # no token needed
+`;
+
+interface RawConfig {
+  [key: string]: unknown;
+  issuers: Record<string, unknown>[];
+  routes: Record<string, unknown>[];
+}
+
+const MINIMAL: RawConfig = {
+  listen: '127.0.0.1:0',
+  audience: 'spiffe://cluster.local/ns/shop/sa/orders',
+  issuers: [{ issuer: 'https://sts.example', jwks_file: 'jwks.json', algorithms: ['ES256'] }],
+  routes: [{ name: 'orders', path_prefix: '/orders/' }],
+};
+
+/** The minimal config after `change`, as YAML. */
+function variant(change: (config: RawConfig) => void): string {
+  const config = structuredClone(MINIMAL);
+  change(config);
+  return YAML.stringify(config);
+}
+
+const withTop = (key: string, value: unknown) => variant((c) => { c[key] = value; });
+const withIssuer = (issuer: Record<string, unknown>) => variant((c) => { c.issuers[0] = issuer; });
+const withAlgorithms = (algorithms: unknown) => variant((c) => { c.issuers[0]!.algorithms = algorithms; });
+const withRoute = (route: Record<string, unknown>) => variant((c) => { c.routes[0] = route; });
+
+function parse(yaml: string): AuthzConfig {
+  return parseAuthzConfig(yaml, { baseDir: BASE_DIR, source: 'authz.yaml' });
+}
+
+function configError(yaml: string): ConfigError {
+  try {
+    parse(yaml);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return err as ConfigError;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+function problems(yaml: string): ConfigProblem[] {
+  return configError(yaml).problems;
+}
+
+function expectProblem(yaml: string, path: string, fragment: string): void {
+  expect(problems(yaml)).toContainEqual({ path, message: expect.stringContaining(fragment) });
+}
+
+describe('parseDuration', () => {
+  it.each([
+    ['250ms', 250],
+    ['30s', 30_000],
+    ['5m', 300_000],
+    ['1h', 3_600_000],
+    ['0s', 0],
+  ])('%s is %d ms', (text, expectedMs) => {
+    expect(parseDuration(text)).toBe(expectedMs);
+  });
+
+  it.each(['5 minutes', '30', '1.5s', '1h30m', '-5s', ' 5s', '5S', '', '5d'])('refuses %j', (text) => {
+    expect(() => parseDuration(text)).toThrow('expected a duration such as "30s" or "5m"');
+  });
+
+  it('refuses durations longer than a timer can wait', () => {
+    expect(() => parseDuration('1000h')).toThrow('too long');
+  });
+});
+
+describe('parseAuthzConfig: valid files', () => {
+  it('parses the design example', () => {
+    expect(parse(DESIGN_EXAMPLE)).toEqual({
+      listen: { kind: 'tcp', host: '127.0.0.1', port: 9191 },
+      admin: { host: '127.0.0.1', port: 9192 },
+      audience: 'spiffe://cluster.local/ns/shop/sa/orders',
+      issuers: [
+        {
+          issuer: 'https://sts.shop.svc.cluster.local',
+          jwksFile: '/etc/hopguard/keys/jwks.json',
+          algorithms: ['ES256', 'EdDSA'],
+          maxTtlMs: 600_000,
+        },
+      ],
+      clockSkewMs: 30_000,
+      binding: 'mtls',
+      store: 'memory',
+      routes: [
+        {
+          name: 'create-payment',
+          methods: ['POST'],
+          path: '/payments',
+          scopes: ['payments:write'],
+          callers: ['spiffe://cluster.local/ns/shop/sa/checkout'],
+          public: false,
+          oneTime: true,
+          forwardToken: false,
+        },
+        {
+          name: 'health',
+          methods: [],
+          path: '/healthz',
+          scopes: [],
+          callers: [],
+          public: true,
+          oneTime: false,
+          forwardToken: false,
+        },
+      ],
+      jwks: { refreshIntervalMs: 300_000, refetchIntervalMs: 30_000, fetchTimeoutMs: 5_000 },
+      cache: { maxEntries: 10_000 },
+      shutdownGraceMs: 10_000,
+    } satisfies AuthzConfig);
+  });
+
+  it('fills defaults for every optional key', () => {
+    const config = parse(YAML.stringify(MINIMAL));
+    expect(config.admin).toEqual({ host: '127.0.0.1', port: 9192 });
+    expect(config.clockSkewMs).toBe(30_000);
+    expect(config.binding).toBe('mtls');
+    expect(config.store).toBe('memory');
+    expect(config.issuers[0]?.maxTtlMs).toBe(600_000);
+    expect(config.routes[0]).toEqual({
+      name: 'orders', methods: [], pathPrefix: '/orders/', scopes: [], callers: [],
+      public: false, oneTime: false, forwardToken: false,
+    });
+    expect(config.jwks).toEqual({ refreshIntervalMs: 300_000, refetchIntervalMs: 30_000, fetchTimeoutMs: 5_000 });
+    expect(config.cache).toEqual({ maxEntries: 10_000 });
+    expect(config.shutdownGraceMs).toBe(10_000);
+  });
+
+  it('reads every optional section when given', () => {
+    const config = parse(variant((c) => {
+      c.admin = 'off';
+      c.binding = 'none';
+      c.store = 'redis-sentinel://user@s1:26379,s2:26379/mymaster';
+      c.clock_skew = '5m';
+      c.jwks = { refresh_interval: '1h', refetch_interval: '10s', fetch_timeout: '250ms' };
+      c.cache = { max_entries: 0 };
+      c.shutdown_grace = '0s';
+      c.issuers[0] = {
+        issuer: 'https://sts.example', jwks_uri: 'https://sts.example/jwks', algorithms: ['PS256'], max_ttl: '1h',
+      };
+      c.routes[0] = { name: 'get', methods: ['get', 'Patch'], path: '/a/b', forward_token: true };
+    }));
+    expect(config.admin).toBeUndefined();
+    expect(config.binding).toBe('none');
+    expect(config.store).toBe('redis-sentinel://user@s1:26379,s2:26379/mymaster');
+    expect(config.clockSkewMs).toBe(300_000);
+    expect(config.jwks).toEqual({ refreshIntervalMs: 3_600_000, refetchIntervalMs: 10_000, fetchTimeoutMs: 250 });
+    expect(config.cache.maxEntries).toBe(0);
+    expect(config.shutdownGraceMs).toBe(0);
+    expect(config.issuers[0]).toEqual({
+      issuer: 'https://sts.example', jwksUri: 'https://sts.example/jwks', algorithms: ['PS256'], maxTtlMs: 3_600_000,
+    });
+    expect(config.routes[0]).toMatchObject({ methods: ['GET', 'PATCH'], path: '/a/b', forwardToken: true });
+  });
+
+  it.each([
+    ['127.0.0.1:0', { kind: 'tcp', host: '127.0.0.1', port: 0 }],
+    ['[::1]:9191', { kind: 'tcp', host: '::1', port: 9191 }],
+    ['authz.shop.svc:65535', { kind: 'tcp', host: 'authz.shop.svc', port: 65535 }],
+    ['unix:/run/hopguard/authz.sock', { kind: 'unix', path: '/run/hopguard/authz.sock' }],
+  ])('listen %s', (listen, expected) => {
+    expect(parse(variant((c) => { c.listen = listen; })).listen).toEqual(expected);
+  });
+
+  it('accepts http jwks_uri on a loopback host', () => {
+    for (const uri of ['http://127.0.0.1:8080/jwks', 'http://[::1]/jwks', 'http://localhost:9000/jwks']) {
+      const config = parse(withIssuer({ issuer: 'i', jwks_uri: uri, algorithms: ['ES256'] }));
+      expect(config.issuers[0]?.jwksUri).toBe(uri);
+    }
+  });
+});
+
+describe('parseAuthzConfig: problems', () => {
+  it('reports a YAML syntax error with its line', () => {
+    const error = configError('listen: 127.0.0.1:9191\naudience: a\nroutes: [\n  - name: x\n');
+    expect(error.problems[0]?.message).toMatch(/^YAML syntax error at line \d+, column \d+/);
+    expect(error.message).toMatch(/^authz\.yaml: YAML syntax error at line/);
+  });
+
+  it('reports a duplicated YAML key on its line', () => {
+    expectProblem('listen: 127.0.0.1:0\naudience: a\naudience: b\n', '', 'at line 3');
+  });
+
+  it('names an unknown key', () => {
+    expectProblem(variant((c) => { c.audiance = 'x'; }), 'audiance', 'unknown key "audiance"');
+    expectProblem(variant((c) => { c.issuers[0]!.audiance = 'x'; }), 'issuers[0].audiance', 'unknown key "audiance"');
+  });
+
+  it('says a required key is missing', () => {
+    expectProblem(variant((c) => { delete c.audience; }), 'audience', 'is required');
+    expectProblem(variant((c) => { delete c.issuers[0]!.algorithms; }), 'issuers[0].algorithms', 'is required');
+  });
+
+  it('refuses an audience with whitespace', () => {
+    expectProblem(variant((c) => { c.audience = 'my service'; }), 'audience', 'without whitespace');
+  });
+
+  it('refuses HS* algorithms as forgeable with the public key', () => {
+    expectProblem(
+      withAlgorithms(['ES256', 'HS256']),
+      'issuers[0].algorithms[1]',
+      '"HS256" is refused: with a symmetric algorithm anyone who has the verification key',
+    );
+    expectProblem(withAlgorithms(['hs512']), 'issuers[0].algorithms[0]', 'is refused');
+  });
+
+  it('refuses none in any casing', () => {
+    expectProblem(
+      withAlgorithms(['NoNe']),
+      'issuers[0].algorithms[0]',
+      '"NoNe" is refused: an unsigned token can be forged by anyone',
+    );
+  });
+
+  it('names the supported algorithms for an unknown one', () => {
+    expectProblem(withAlgorithms(['XYZ9']), 'issuers[0].algorithms[0]', 'unsupported algorithm "XYZ9", expected one of ES256');
+    expectProblem(withAlgorithms(['es256']), 'issuers[0].algorithms[0]', 'did you mean "ES256"');
+    expectProblem(withAlgorithms([]), 'issuers[0].algorithms', 'at least one algorithm');
+    expectProblem(withAlgorithms(['ES256', 7]), 'issuers[0].algorithms[1]', 'expected an algorithm name');
+  });
+
+  it('wants exactly one of jwks_file and jwks_uri', () => {
+    expectProblem(variant((c) => { c.issuers[0]!.jwks_uri = 'https://sts.example/jwks'; }), 'issuers[0]', 'not both');
+    expectProblem(variant((c) => { delete c.issuers[0]!.jwks_file; }), 'issuers[0]', 'set jwks_file or jwks_uri');
+  });
+
+  it('refuses http jwks_uri on a non-loopback host, and credentials', () => {
+    const uri = (jwksUri: string) => withIssuer({ issuer: 'i', jwks_uri: jwksUri, algorithms: ['ES256'] });
+    expectProblem(uri('http://sts.example/jwks'), 'issuers[0].jwks_uri', 'expected an https URL');
+    expectProblem(uri('http://10.0.0.1/jwks'), 'issuers[0].jwks_uri', 'http is allowed only for a loopback host');
+    expectProblem(uri('https://user:pw@sts.example/jwks'), 'issuers[0].jwks_uri', 'must not contain credentials');
+  });
+
+  it('refuses a duplicate issuer', () => {
+    const yaml = variant((c) => { c.issuers.push({ ...c.issuers[0] }); });
+    expectProblem(yaml, 'issuers[1].issuer', 'duplicate issuer, already used by issuers[0]');
+  });
+
+  it('refuses a password in the redis URL without echoing it', () => {
+    const stores = ['redis://:hunter2@redis:6379', 'rediss://app:hunter2@redis:6379/0', 'redis://redis:6379?password=hunter2'];
+    for (const store of stores) {
+      const error = configError(withTop('store', store));
+      expect(error.problems).toEqual([{ path: 'store', message: expect.stringContaining('HOPGUARD_REDIS_PASSWORD') }]);
+      expect(error.message).not.toContain('hunter2');
+      expect(JSON.stringify(error.problems)).not.toContain('hunter2');
+    }
+  });
+
+  it('refuses a store that is neither memory nor a redis URL', () => {
+    expectProblem(variant((c) => { c.store = 'postgres://db/x'; }), 'store', 'expected "memory" or a URL');
+    expectProblem(variant((c) => { c.store = 'redis://'; }), 'store', 'no host');
+  });
+
+  it('refuses duplicate route names', () => {
+    expectProblem(
+      variant((c) => { c.routes.push({ name: 'orders', path: '/other' }); }),
+      'routes[1].name',
+      'duplicate name, already used by routes[0]',
+    );
+  });
+
+  it('refuses token rules on a public route', () => {
+    const yaml = withRoute({ name: 'health', path: '/healthz', public: true, scopes: ['a'], one_time: true });
+    expectProblem(yaml, 'routes[0].scopes', 'not allowed on a public route');
+    expectProblem(yaml, 'routes[0].one_time', 'not allowed on a public route');
+  });
+
+  it('wants exactly one of path and path_prefix', () => {
+    expectProblem(variant((c) => { c.routes[0]!.path = '/orders'; }), 'routes[0]', 'not both');
+    expectProblem(variant((c) => { delete c.routes[0]!.path_prefix; }), 'routes[0]', 'set path or path_prefix');
+  });
+
+  it.each([
+    ['orders', 'must start with "/"'],
+    ['/a?b=1', 'must not contain "?"'],
+    ['/a#b', 'must not contain "#"'],
+    ['/a//b', 'must not contain "//"'],
+    ['/a/./b', 'must not contain "/./"'],
+    ['/a/../b', 'must not contain "/../"'],
+    ['/a/.', 'must not end with "/." or "/.."'],
+    ['/a/..', 'must not end with "/." or "/.."'],
+    ['/a\\b', 'must not contain "\\"'],
+    ['/a%2Fb', 'must not contain "%"'],
+    ['/a b', 'visible ASCII'],
+  ])('refuses route path %j', (path, fragment) => {
+    expectProblem(variant((c) => { c.routes[0] = { name: 'r', path }; }), 'routes[0].path', fragment);
+  });
+
+  it('refuses a method that is not an HTTP token', () => {
+    const yaml = withRoute({ name: 'r', path: '/', methods: ['GET', 'GE T'] });
+    expectProblem(yaml, 'routes[0].methods[1]', 'expected an HTTP method');
+  });
+
+  it('refuses a scope with spaces', () => {
+    expectProblem(variant((c) => { c.routes[0]!.scopes = ['a b']; }), 'routes[0].scopes[0]', 'without spaces');
+  });
+
+  it('words wrong types', () => {
+    expectProblem(withRoute({ name: 'r', path: '/', scopes: 'a:b' }), 'routes[0].scopes', 'expected a list of strings');
+    expectProblem(variant((c) => { c.routes[0]!.public = 'yes'; }), 'routes[0].public', 'expected true or false');
+    expectProblem(variant((c) => { c.cache = { max_entries: 1.5 }; }), 'cache.max_entries', 'expected a whole number');
+    expectProblem(withTop('issuers', 'sts'), 'issuers', 'expected a list of issuers');
+    expectProblem('- just\n- a list\n', '', 'expected a mapping with listen, audience, issuers and routes');
+    expectProblem('', '', 'expected a mapping');
+  });
+
+  it('refuses a malformed duration', () => {
+    expectProblem(withTop('clock_skew', '5 minutes'), 'clock_skew', 'expected a duration such as "30s" or "5m"');
+    expectProblem(withTop('jwks', { fetch_timeout: 5 }), 'jwks.fetch_timeout', 'expected a duration such as');
+    expectProblem(variant((c) => { c.jwks = { refresh_interval: '0s' }; }), 'jwks.refresh_interval', 'greater than 0');
+  });
+
+  it('caps clock_skew at 5m', () => {
+    expectProblem(variant((c) => { c.clock_skew = '6m'; }), 'clock_skew', 'at most 5m');
+  });
+
+  it('refuses DPoP binding modes until DPoP is implemented', () => {
+    for (const binding of ['dpop', 'mtls_or_dpop']) {
+      const message = 'DPoP binding is not available in this version of hopguard; use mtls or none';
+      expectProblem(withTop('binding', binding), 'binding', message);
+    }
+    expectProblem(variant((c) => { c.binding = 'tls'; }), 'binding', 'expected mtls or none');
+  });
+
+  it.each([
+    ['::1:9191', 'expected host:port'],
+    ['127.0.0.1:70000', 'port must be from 0 to 65535'],
+    ['999.1.1.1:80', 'host must be'],
+    ['bad_host:80', 'host must be'],
+    ['unix:run.sock', 'absolute socket path'],
+  ])('refuses listen %j', (listen, fragment) => {
+    expectProblem(variant((c) => { c.listen = listen; }), 'listen', fragment);
+  });
+
+  it('refuses a unix socket for admin', () => {
+    expectProblem(variant((c) => { c.admin = 'unix:/run/admin.sock'; }), 'admin', 'or "off"');
+  });
+
+  it('collects every problem, one line each, prefixed by the file name', () => {
+    const error = configError(variant((c) => {
+      delete c.listen;
+      c.clock_skew = '5 minutes';
+      c.issuers[0]!.algorithms = ['HS256'];
+      c.routes[0]!.colour = 'red';
+      c.routes[0]!.public = true;
+      c.routes[0]!.callers = ['spiffe://x'];
+    }));
+    expect(error.code).toBe('invalid_config');
+    expect(error.problems.map((p) => p.path).sort()).toEqual([
+      'clock_skew', 'issuers[0].algorithms[0]', 'listen', 'routes[0].callers', 'routes[0].colour',
+    ]);
+    const lines = error.message.split('\n');
+    expect(lines).toHaveLength(5);
+    for (const line of lines) expect(line).toMatch(/^authz\.yaml: /);
+    expect(lines).toContain('authz.yaml: listen: is required');
+  });
+});
+
+describe('loadAuthzConfigFile', () => {
+  let dir: string;
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'hopguard-config-'));
+  });
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('resolves jwks_file against the config file directory', async () => {
+    const file = join(dir, 'authz.yaml');
+    await writeFile(file, DESIGN_EXAMPLE);
+    expect(loadAuthzConfigFile(file).issuers[0]?.jwksFile).toBe(join(dir, 'keys/jwks.json'));
+  });
+
+  it('names the file in every problem', async () => {
+    const file = join(dir, 'authz.yaml');
+    await writeFile(file, variant((c) => { c.binding = 'dpop'; }));
+    expect(() => loadAuthzConfigFile(file)).toThrow(`${file}: binding: DPoP binding is not available`);
+  });
+
+  it('reports an unreadable file as a ConfigError', () => {
+    const file = join(dir, 'missing.yaml');
+    let error: unknown;
+    try {
+      loadAuthzConfigFile(file);
+    } catch (err) {
+      error = err;
+    }
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as ConfigError).message).toBe(`${file}: cannot read the config file (ENOENT)`);
+  });
+});

@@ -1,0 +1,98 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import type { AuthzConfig, RouteConfig } from '../../src/config/authz-config.js';
+import { startAuthz, type RunningAuthz } from '../../src/authz/authz-service.js';
+import { EnvoyClient } from '../../src/authz/envoy-client.js';
+import { createCa, issueCert, type Ca, type IssuedCert } from '../../src/devkit/pki.js';
+import { createSigningKey, signAccessToken, writeJwks, type AccessTokenInput, type SigningKey } from '../../src/devkit/signing-key.js';
+import { silentLogger } from '../../src/telemetry/log.js';
+import type { Store } from '../../src/store/store.js';
+
+export const ISSUER = 'https://sts.test.local';
+export const AUDIENCE = 'spiffe://test.local/ns/shop/sa/orders';
+export const CHECKOUT = 'spiffe://test.local/ns/shop/sa/checkout';
+export const STRANGER = 'spiffe://test.local/ns/shop/sa/stranger';
+
+export function route(name: string, fields: Partial<RouteConfig>): RouteConfig {
+  return { name, methods: [], scopes: [], callers: [], public: false, oneTime: false, forwardToken: false, ...fields };
+}
+
+export const DEFAULT_ROUTES: RouteConfig[] = [
+  route('create-payment', { methods: ['POST'], path: '/payments', scopes: ['payments:write'], callers: [CHECKOUT], oneTime: true }),
+  route('read-orders', { methods: ['GET'], pathPrefix: '/orders/', scopes: ['orders:read'] }),
+  route('exchange', { methods: ['POST'], path: '/exchange', forwardToken: true }),
+  route('health', { path: '/healthz', public: true }),
+];
+
+/** Keys, certificates and a JWKS file in a fresh temp dir: everything a test needs, made by the test. */
+export interface Fixtures {
+  dir: string;
+  ca: Ca;
+  checkout: IssuedCert;
+  stranger: IssuedCert;
+  key: SigningKey;
+  jwksPath: string;
+  /** A token for AUDIENCE from checkout, bound to checkout's certificate, with every scope the routes use. */
+  token(overrides?: Partial<AccessTokenInput>, key?: SigningKey): Promise<string>;
+  cleanup(): void;
+}
+
+export async function createFixtures(): Promise<Fixtures> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'hopguard-test-'));
+  const ca = createCa(dir, 'mesh-ca');
+  const checkout = issueCert(ca, dir, { name: 'checkout', uriSan: CHECKOUT, clientAuth: true });
+  const stranger = issueCert(ca, dir, { name: 'stranger', uriSan: STRANGER, clientAuth: true });
+  const key = await createSigningKey('ES256');
+  const jwksPath = path.join(dir, 'jwks.json');
+  writeJwks(jwksPath, [key]);
+  return {
+    dir, ca, checkout, stranger, key, jwksPath,
+    token: (overrides = {}, signWith = key) => signAccessToken(signWith, {
+      iss: ISSUER,
+      aud: AUDIENCE,
+      sub: CHECKOUT,
+      scope: 'orders:read payments:write',
+      certThumbprint: checkout.thumbprint,
+      ...overrides,
+    }),
+    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+export function authzConfig(fixtures: Fixtures, overrides: Partial<AuthzConfig> = {}): AuthzConfig {
+  return {
+    listen: { kind: 'tcp', host: '127.0.0.1', port: 0 },
+    admin: { host: '127.0.0.1', port: 0 },
+    audience: AUDIENCE,
+    issuers: [{ issuer: ISSUER, jwksFile: fixtures.jwksPath, algorithms: ['ES256'], maxTtlMs: 600_000 }],
+    clockSkewMs: 30_000,
+    binding: 'mtls',
+    store: 'memory',
+    routes: DEFAULT_ROUTES,
+    jwks: { refreshIntervalMs: 300_000, refetchIntervalMs: 30_000, fetchTimeoutMs: 2_000 },
+    cache: { maxEntries: 1000 },
+    shutdownGraceMs: 5_000,
+    ...overrides,
+  };
+}
+
+export interface Running {
+  authz: RunningAuthz;
+  envoy: EnvoyClient;
+  stop(): Promise<void>;
+}
+
+/** hopguard authz on an ephemeral loopback port, with a client that speaks as Envoy. */
+export async function startServer(config: AuthzConfig, store?: Store): Promise<Running> {
+  const authz = await startAuthz(config, { log: silentLogger, ...(store && { store }) });
+  const envoy = new EnvoyClient(authz.grpcAddress);
+  return {
+    authz,
+    envoy,
+    stop: async () => {
+      envoy.close();
+      await authz.stop();
+    },
+  };
+}
