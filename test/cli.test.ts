@@ -1,0 +1,206 @@
+import { writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { service as healthService } from 'grpc-health-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EnvoyClient } from '../src/authz/envoy-client.js';
+import { createSigningKey, type SigningKey } from '../src/devkit/signing-key.js';
+import { AUDIENCE, CHECKOUT, ISSUER, createFixtures, type Fixtures } from './support/harness.js';
+import { runCli, spawnCli } from './support/process.js';
+
+let fixtures: Fixtures;
+beforeAll(async () => { fixtures = await createFixtures(); });
+afterAll(() => fixtures.cleanup());
+
+function writeConfig(name: string, body: string): string {
+  const file = path.join(fixtures.dir, name);
+  writeFileSync(file, body);
+  return file;
+}
+
+const ROUTES = `
+routes:
+  - name: read-orders
+    methods: [GET]
+    path_prefix: /orders/
+    scopes: [orders:read]
+`;
+
+function config(listen: string, jwks: string, extra = ''): string {
+  return `listen: ${listen}
+admin: 127.0.0.1:0
+audience: ${AUDIENCE}
+issuers:
+  - issuer: ${ISSUER}
+    ${jwks}
+    algorithms: [ES256]
+${extra}${ROUTES}`;
+}
+
+async function get(address: string, urlPath: string): Promise<{ status: number; body: string }> {
+  const res = await fetch(`http://${address}${urlPath}`);
+  return { status: res.status, body: await res.text() };
+}
+
+function grpcHealth(address: string): Promise<string> {
+  const Health = grpc.makeClientConstructor(healthService, 'Health');
+  const client = new Health(address, grpc.credentials.createInsecure()) as grpc.Client & Record<string, any>;
+  return new Promise((resolve, reject) => client.Check({ service: '' }, (err: Error | null, res: { status: string }) => {
+    client.close();
+    if (err) reject(err);
+    else resolve(res.status);
+  }));
+}
+
+/** A JWKS endpoint on loopback that counts requests and can be told to answer slowly. */
+async function jwksServer(keys: () => SigningKey[]) {
+  const state = { requests: 0, delayMs: 0 };
+  const server = http.createServer((_req, res) => {
+    state.requests++;
+    setTimeout(() => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ keys: keys().map((k) => k.publicJwk) }));
+    }, state.delayMs);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const { port } = server.address() as AddressInfo;
+  return { state, url: `http://127.0.0.1:${port}/jwks.json`, close: () => server.close() };
+}
+
+describe('hopguard CLI', () => {
+  it('--help explains every command and exits 0', async () => {
+    const { code, stdout } = await runCli(['--help']);
+    expect(code).toBe(0);
+    for (const command of ['authz --config', 'check-config --config', 'demo']) expect(stdout).toContain(command);
+  });
+
+  it('a missing command or an unknown one is a usage error (exit 2)', async () => {
+    expect((await runCli([])).code).toBe(2);
+    const unknown = await runCli(['serve']);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain('unknown command "serve"');
+    expect((await runCli(['authz'])).stderr).toContain('--config FILE is required');
+  });
+
+  it('check-config accepts a good file', async () => {
+    const file = writeConfig('good.yaml', config('127.0.0.1:0', `jwks_file: ${fixtures.jwksPath}`));
+    const { code, stdout } = await runCli(['check-config', '--config', file]);
+    expect(code).toBe(0);
+    expect(stdout).toContain(`audience ${AUDIENCE}`);
+  });
+
+  it('check-config and authz refuse a bad file, naming the key, and nothing starts', async () => {
+    const file = writeConfig('bad.yaml', config('127.0.0.1:0', `jwks_file: ${fixtures.jwksPath}`).replace('[ES256]', '[ES256, HS256]'));
+    for (const command of ['check-config', 'authz']) {
+      const { code, stderr } = await runCli([command, '--config', file]);
+      expect(code).toBe(2);
+      expect(stderr).toContain('issuers[0].algorithms[1]');
+      expect(stderr).toContain('HS256');
+      expect(stderr).not.toContain('authz_started');
+    }
+  });
+
+  it('authz refuses to start when its jwks_file cannot be read', async () => {
+    const file = writeConfig('nokeys.yaml', config('127.0.0.1:0', `jwks_file: ${fixtures.dir}/missing.json`));
+    const { code, stderr } = await runCli(['authz', '--config', file]);
+    expect(code).toBe(1);
+    expect(stderr).toContain(ISSUER);
+  });
+});
+
+describe('hopguard authz, as a process', () => {
+  it('serves on a unix socket, reports health, counts decisions, and drains in-flight checks on SIGTERM', async () => {
+    const slowKey = await createSigningKey('ES256', 'slow-kid');
+    let published: SigningKey[] = [fixtures.key];
+    const jwks = await jwksServer(() => published);
+    const socket = path.join(fixtures.dir, 'authz.sock');
+    const file = writeConfig('unix.yaml', config(`unix:${socket}`, `jwks_uri: ${jwks.url}`, 'jwks:\n  refetch_interval: 1ms\n'));
+    const proc = spawnCli(['authz', '--config', file]);
+    try {
+      const started = await proc.logEvent('authz_started');
+      expect(started.grpc).toBe(`unix:${socket}`);
+      expect((await get(started.admin, '/healthz')).status).toBe(200);
+      expect((await get(started.admin, '/readyz')).status).toBe(200);
+      expect(await grpcHealth(started.grpc)).toBe('SERVING');
+
+      const envoy = new EnvoyClient(started.grpc);
+      const request = async (token: string) => envoy.check({
+        path: '/orders/1', headers: { authorization: `Bearer ${token}` }, principal: CHECKOUT, certificatePem: fixtures.checkout.certPem,
+      });
+      expect((await request(await fixtures.token())).allowed).toBe(true);
+      const metrics = (await get(started.admin, '/metrics')).body;
+      expect(metrics).toMatch(/hopguard_decisions_total\{[^}]*code="allowed"[^}]*\} 1/);
+
+      // A token under a new kid makes hopguard refetch the JWKS, which now answers slowly:
+      // that check is in flight when SIGTERM arrives, and must still be answered.
+      jwks.state.delayMs = 1500;
+      published = [fixtures.key, slowKey];
+      const inFlight = request(await fixtures.token({}, slowKey));
+      await new Promise((r) => setTimeout(r, 300));
+      proc.child.kill('SIGTERM');
+      expect((await inFlight).allowed).toBe(true);
+      expect(await proc.exited).toBe(0);
+      await expect(request(await fixtures.token())).rejects.toThrow();
+      envoy.close();
+      expect(proc.stderr()).toContain('"event":"authz_stopped"');
+    } finally {
+      proc.child.kill('SIGKILL');
+      jwks.close();
+    }
+  });
+
+  it('starts unready while its jwks_uri is down, and becomes ready when the issuer appears', async () => {
+    const jwks = await jwksServer(() => [fixtures.key]);
+    const { url } = jwks;
+    jwks.close();
+    await new Promise((r) => setTimeout(r, 50));
+    const file = writeConfig('late.yaml', config('127.0.0.1:0', `jwks_uri: ${url}`, 'jwks:\n  refetch_interval: 200ms\n  fetch_timeout: 500ms\n'));
+    const proc = spawnCli(['authz', '--config', file]);
+    let revived: http.Server | undefined;
+    try {
+      const started = await proc.logEvent('authz_started');
+      const notReady = await get(started.admin, '/readyz');
+      expect(notReady.status).toBe(503);
+      expect(notReady.body).toContain(`keys not loaded for issuer ${ISSUER}`);
+      expect(await grpcHealth(started.grpc)).toBe('NOT_SERVING');
+
+      const port = Number(new URL(url).port);
+      revived = http.createServer((_q, res) => res.end(JSON.stringify({ keys: [fixtures.key.publicJwk] })));
+      await new Promise<void>((r) => revived!.listen(port, '127.0.0.1', () => r()));
+      const deadline = Date.now() + 5000;
+      while ((await get(started.admin, '/readyz')).status !== 200 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+      expect((await get(started.admin, '/readyz')).status).toBe(200);
+    } finally {
+      proc.child.kill('SIGTERM');
+      await proc.exited;
+      revived?.close();
+    }
+  });
+
+  it('refetches keys on an unknown kid at most once per refetch interval', async () => {
+    const jwks = await jwksServer(() => [fixtures.key]);
+    const file = writeConfig('ratelimit.yaml', config('127.0.0.1:0', `jwks_uri: ${jwks.url}`, 'jwks:\n  refetch_interval: 1h\n'));
+    const proc = spawnCli(['authz', '--config', file]);
+    try {
+      const started = await proc.logEvent('authz_started');
+      const envoy = new EnvoyClient(started.grpc);
+      const afterStart = jwks.state.requests;
+      for (let i = 0; i < 5; i++) {
+        const out = await envoy.check({
+          path: '/orders/1', headers: { authorization: `Bearer ${await fixtures.token({ header: { kid: `unknown-${i}` } })}` },
+          principal: CHECKOUT, certificatePem: fixtures.checkout.certPem,
+        });
+        expect(out.body?.code).toBe('unknown_key');
+      }
+      envoy.close();
+      // The first load counts as the last fetch: within the hour, unknown kids cause no request.
+      expect(jwks.state.requests - afterStart).toBe(0);
+    } finally {
+      proc.child.kill('SIGTERM');
+      await proc.exited;
+      jwks.close();
+    }
+  });
+});

@@ -1,0 +1,49 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import path from 'node:path';
+
+export const CLI = path.resolve(import.meta.dirname, '../../dist/cli.js');
+
+export interface Spawned {
+  child: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  /** Resolves with the first JSON log line whose event matches. */
+  logEvent(event: string, timeoutMs?: number): Promise<Record<string, any>>;
+  exited: Promise<number | null>;
+}
+
+/** Runs the built CLI (`npm test` builds first) as a separate process. */
+export function spawnCli(args: string[]): Spawned {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout!.on('data', (d) => { out += d; });
+  child.stderr!.on('data', (d) => { err += d; });
+  const exited = once(child, 'exit').then(([code]) => code as number | null);
+  return {
+    child,
+    stdout: () => out,
+    stderr: () => err,
+    exited,
+    async logEvent(event, timeoutMs = 10_000) {
+      const deadline = Date.now() + timeoutMs;
+      while (Date.now() < deadline) {
+        for (const line of err.split('\n')) {
+          if (!line.startsWith('{')) continue;
+          const record = JSON.parse(line) as Record<string, any>;
+          if (record.event === event) return record;
+        }
+        if (child.exitCode !== null) break;
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      throw new Error(`no "${event}" log event; stderr:\n${err}`);
+    },
+  };
+}
+
+export async function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const spawned = spawnCli(args);
+  const code = await spawned.exited;
+  return { code, stdout: spawned.stdout(), stderr: spawned.stderr() };
+}
