@@ -13,9 +13,11 @@ export interface DecodedJws {
 
 /**
  * Splits and decodes a JWS compact serialization strictly, before any key is looked up:
- * exactly three non-empty segments, unpadded canonical base64url (jose accepts `=`
- * padding; a token has one spelling), JSON objects without duplicate members.
+ * exactly three segments, unpadded canonical base64url (jose accepts `=` padding; a token
+ * has one spelling), JSON objects without duplicate members.
  * Nothing here is trusted until the signature verifies.
+ * The signature alone may be empty, as in an Unsecured JWS (RFC 7519 §6.1): such a token
+ * is still refused, but by its header (`alg: none` is disallowed_algorithm) or its signature.
  */
 export function decodeCompactJws(token: string): DecodedJws {
   if (token.length > MAX_TOKEN_LENGTH) {
@@ -25,7 +27,7 @@ export function decodeCompactJws(token: string): DecodedJws {
   if (segments.length === 5) throw new TokenError('malformed_token', 'token is a JWE; a signed JWT (JWS) is required');
   if (segments.length !== 3) throw new TokenError('malformed_token', 'token does not have three segments');
   const [header, payload, signature] = segments as [string, string, string];
-  decodeSegment(signature, 'signature');
+  if (signature !== '') decodeSegment(signature, 'signature');
   return {
     header: parseJsonObject(decodeText(header, 'header'), 'token header'),
     payload: parseJsonObject(decodeText(payload, 'payload'), 'token payload'),
