@@ -9,6 +9,7 @@ import { parseDuration } from '../src/config/duration.js';
 import { loadAuthzConfigFile, parseAuthzConfig } from '../src/config/load-authz-config.js';
 
 const BASE_DIR = '/etc/hopguard';
+const REDIS_DEFAULTS = { keyPrefix: 'hopguard:', commandTimeoutMs: 250, maxStalenessMs: 30_000, resyncIntervalMs: 10_000 };
 
 /** The example of docs/design "Configuration (authz)". */
 const DESIGN_EXAMPLE = `
@@ -143,6 +144,7 @@ describe('parseAuthzConfig: valid files', () => {
       ],
       jwks: { refreshIntervalMs: 300_000, refetchIntervalMs: 30_000, fetchTimeoutMs: 5_000 },
       cache: { maxEntries: 10_000 },
+      redis: REDIS_DEFAULTS,
       shutdownGraceMs: 10_000,
     } satisfies AuthzConfig);
   });
@@ -160,7 +162,25 @@ describe('parseAuthzConfig: valid files', () => {
     });
     expect(config.jwks).toEqual({ refreshIntervalMs: 300_000, refetchIntervalMs: 30_000, fetchTimeoutMs: 5_000 });
     expect(config.cache).toEqual({ maxEntries: 10_000 });
+    expect(config.redis).toEqual(REDIS_DEFAULTS);
     expect(config.shutdownGraceMs).toBe(10_000);
+  });
+
+  it('reads the redis section, resolving files against the config directory', () => {
+    const config = parse(variant((c) => {
+      c.store = 'rediss://redis.shop:6380/2';
+      c.redis = { key_prefix: 'mesh-a:', password_file: 'secrets/redis-pass', tls_ca_file: '/etc/ca.pem', command_timeout: '100ms', max_staleness: '5s', resync_interval: '2s' };
+    }));
+    expect(config.redis).toEqual({
+      keyPrefix: 'mesh-a:', passwordFile: '/etc/hopguard/secrets/redis-pass', tlsCaFile: '/etc/ca.pem',
+      commandTimeoutMs: 100, maxStalenessMs: 5000, resyncIntervalMs: 2000,
+    });
+  });
+
+  it('refuses an unknown key in the redis section, and a password in it', () => {
+    const found = problems(variant((c) => { c.redis = { password: 'hunter2' }; }));
+    expect(found.some((p) => p.path === 'redis.password' && p.message.includes('unknown key'))).toBe(true);
+    expect(JSON.stringify(found)).not.toContain('hunter2');
   });
 
   it('reads every optional section when given', () => {

@@ -6,6 +6,8 @@ export interface Readiness {
   ready: boolean;
   /** Why not ready, for operators: fixed texts naming issuers or the store, no secrets. */
   reasons: string[];
+  /** Shared state: ok, degraded (feed lost, within max_staleness) or unavailable. */
+  store: string;
 }
 
 /**
@@ -23,7 +25,9 @@ export async function startAdminServer(
     if (path === '/healthz') return reply(res, 200, { status: 'ok' });
     if (path === '/readyz') {
       const readiness = deps.readiness();
-      return reply(res, readiness.ready ? 200 : 503, { status: readiness.ready ? 'ready' : 'not ready', reasons: readiness.reasons });
+      return reply(res, readiness.ready ? 200 : 503, {
+        status: readiness.ready ? 'ready' : 'not ready', store: readiness.store, reasons: readiness.reasons,
+      });
     }
     if (path === '/metrics') return deps.metrics.serve(req, res);
     return reply(res, 404, { error: 'not found' });

@@ -1,6 +1,6 @@
 import type { AuthzConfig } from '../config/authz-config.js';
 import { RouteTable } from '../policy/route-table.js';
-import { MemoryStore } from '../store/memory-store.js';
+import { openStore } from '../store/open-store.js';
 import type { Store } from '../store/store.js';
 import { AccessTokenVerifier, type TrustedIssuer } from '../token/access-token-verifier.js';
 import { createIssuerKeys } from '../token/jwks-source.js';
@@ -29,7 +29,7 @@ export interface StartOptions {
 export async function startAuthz(config: AuthzConfig, options: StartOptions): Promise<RunningAuthz> {
   const { log } = options;
   const metrics = createAuthzMetrics();
-  const store = options.store ?? openStore(config.store);
+  const store = options.store ?? await openStore(config, log);
 
   const issuers: TrustedIssuer[] = config.issuers.map((issuer) => ({
     config: issuer,
@@ -60,8 +60,9 @@ export async function startAuthz(config: AuthzConfig, options: StartOptions): Pr
 
   const readiness = (): Readiness => {
     const reasons = issuers.filter((i) => !i.keys.loaded).map((i) => `keys not loaded for issuer ${i.config.issuer}`);
-    if (store.health().state === 'unavailable') reasons.push('shared state unavailable');
-    return { ready: reasons.length === 0, reasons };
+    const { state } = store.health();
+    if (state === 'unavailable') reasons.push('shared state unavailable');
+    return { ready: reasons.length === 0, reasons, store: state };
   };
 
   const server = new AuthzServer({ authorize: (request) => authorize(request, deps), metrics, log });
@@ -86,11 +87,6 @@ export async function startAuthz(config: AuthzConfig, options: StartOptions): Pr
       log.info('authz_stopped');
     },
   };
-}
-
-function openStore(store: string): Store {
-  if (store === 'memory') return new MemoryStore();
-  throw new Error(`store ${store.split(':')[0]}: is not available in this version of hopguard; use store: memory`);
 }
 
 /**

@@ -56,6 +56,22 @@ export interface CacheOptions {
   maxEntries: number;
 }
 
+/** Used when `store` is a redis URL. */
+export interface RedisOptions {
+  /** Every key hopguard writes starts with this, so a shared Redis stays tidy. */
+  keyPrefix: string;
+  /** The password comes from HOPGUARD_REDIS_PASSWORD or this file, never the YAML. */
+  passwordFile?: string;
+  /** CA bundle for rediss:// servers with a private CA. */
+  tlsCaFile?: string;
+  /** No check waits longer than this on Redis. */
+  commandTimeoutMs: number;
+  /** With the revocation feed lost, tokens are still checked against the last known state this long, then denied. */
+  maxStalenessMs: number;
+  /** Full resync of revocations, on top of pub/sub. */
+  resyncIntervalMs: number;
+}
+
 export interface AuthzConfig {
   listen: ListenAddress;
   /** undefined when `admin: off`. */
@@ -66,6 +82,7 @@ export interface AuthzConfig {
   binding: BindingMode;
   /** `memory`, or a redis URL (redis://, rediss://, redis-sentinel://, redis-cluster://). */
   store: string;
+  redis: RedisOptions;
   routes: RouteConfig[];
   jwks: JwksOptions;
   cache: CacheOptions;

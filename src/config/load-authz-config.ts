@@ -393,6 +393,30 @@ const cacheSchema = z
   )
   .transform((raw) => ({ maxEntries: raw.max_entries }));
 
+function redisSchema(baseDir: string) {
+  const file = z.string(expected('a file path')).min(1).transform((f) => resolve(baseDir, f));
+  return z
+    .strictObject(
+      {
+        key_prefix: z.string(expected('a string')).regex(/^[\x21-\x7e]{1,64}$/, 'expected 1 to 64 visible ASCII characters').default('hopguard:'),
+        password_file: file.optional(),
+        tls_ca_file: file.optional(),
+        command_timeout: duration.prefault('250ms'),
+        max_staleness: duration.prefault('30s'),
+        resync_interval: duration.prefault('10s'),
+      },
+      expected('a mapping'),
+    )
+    .transform((raw) => ({
+      keyPrefix: raw.key_prefix,
+      ...(raw.password_file !== undefined && { passwordFile: raw.password_file }),
+      ...(raw.tls_ca_file !== undefined && { tlsCaFile: raw.tls_ca_file }),
+      commandTimeoutMs: raw.command_timeout,
+      maxStalenessMs: raw.max_staleness,
+      resyncIntervalMs: raw.resync_interval,
+    }));
+}
+
 function authzConfigSchema(baseDir: string) {
   return z
     .strictObject(
@@ -408,6 +432,7 @@ function authzConfigSchema(baseDir: string) {
         clock_skew: duration.refine((skew) => skew <= MAX_CLOCK_SKEW_MS, 'must be at most 5m').prefault('30s'),
         binding: parsedString('mtls or none', parseBinding).prefault('mtls'),
         store: parsedString('"memory" or a redis URL', parseStore).prefault('memory'),
+        redis: redisSchema(baseDir).prefault({}),
         routes: z
           .array(routeSchema, expected('a list of routes'))
           .min(1, 'expected at least one route')
@@ -427,6 +452,7 @@ function authzConfigSchema(baseDir: string) {
         clockSkewMs: raw.clock_skew,
         binding: raw.binding,
         store: raw.store,
+        redis: raw.redis,
         routes: raw.routes,
         jwks: raw.jwks,
         cache: raw.cache,

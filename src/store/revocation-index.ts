@@ -1,4 +1,4 @@
-import type { RevocationRecord, RevocationSubject } from './store.js';
+import type { Revocation, RevocationRecord, RevocationSubject } from './store.js';
 
 /**
  * Revocations held in memory, so a lookup on the check path is a few map reads.
@@ -35,16 +35,20 @@ export class RevocationIndex {
       ?? this.issuedBefore(this.byClient, token.clientId, token.iat);
   }
 
+  /** Every live record: what a resync compares with the shared copy. */
+  *records(): Iterable<RevocationRecord> {
+    const now = this.now();
+    for (const map of [this.byJti, this.bySubject, this.byClient, this.byCert]) {
+      for (const record of map.values()) if (record.expiresAtMs > now) yield record;
+    }
+  }
+
   /** Drops entries that can no longer cover a valid token. */
   sweep(): void {
     const now = this.now();
     for (const map of [this.byJti, this.bySubject, this.byClient, this.byCert]) {
       for (const [key, record] of map) if (record.expiresAtMs <= now) map.delete(key);
     }
-  }
-
-  clear(): void {
-    for (const map of [this.byJti, this.bySubject, this.byClient, this.byCert]) map.clear();
   }
 
   private live(map: Map<string, RevocationRecord>, key: string): RevocationRecord | undefined {
@@ -57,6 +61,33 @@ export class RevocationIndex {
     // iat has one-second resolution: a token issued in the same second as the revocation dies too.
     return record && iat <= Math.floor(before(record)) ? record : undefined;
   }
+}
+
+/** One name per revoked thing: a later revocation of the same thing replaces the earlier one. */
+export function revocationKey(revocation: Revocation): string {
+  switch (revocation.kind) {
+    case 'jti': return `jti:${revocation.fingerprint}`;
+    case 'cert': return `cert:${revocation.thumbprint}`;
+    case 'subject': return `subject:${revocation.value}`;
+    case 'client': return `client:${revocation.value}`;
+  }
+}
+
+/** A record read back from shared state, checked field by field; undefined if it is not one. */
+export function parseRevocationRecord(text: string): RevocationRecord | undefined {
+  let value: any;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  const r = value?.revocation;
+  if (typeof value?.expiresAtMs !== 'number' || typeof r !== 'object' || r === null) return undefined;
+  const ok = (r.kind === 'jti' && typeof r.fingerprint === 'string')
+    || (r.kind === 'cert' && typeof r.thumbprint === 'string')
+    || ((r.kind === 'subject' || r.kind === 'client') && typeof r.value === 'string' && typeof r.before === 'number');
+  if (!ok) return undefined;
+  return { revocation: r as Revocation, expiresAtMs: value.expiresAtMs, ...(typeof value.reason === 'string' && { reason: value.reason }) };
 }
 
 function before(record: RevocationRecord): number {

@@ -72,6 +72,7 @@ export function authzConfig(fixtures: Fixtures, overrides: Partial<AuthzConfig> 
     routes: DEFAULT_ROUTES,
     jwks: { refreshIntervalMs: 300_000, refetchIntervalMs: 30_000, fetchTimeoutMs: 2_000 },
     cache: { maxEntries: 1000 },
+    redis: { keyPrefix: 'hopguard-test:', commandTimeoutMs: 250, maxStalenessMs: 30_000, resyncIntervalMs: 10_000 },
     shutdownGraceMs: 5_000,
     ...overrides,
   };

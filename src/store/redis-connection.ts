@@ -1,0 +1,70 @@
+import { readFileSync } from 'node:fs';
+import { Cluster, Redis, type RedisOptions as IoRedisOptions } from 'ioredis';
+import type { RedisOptions } from '../config/authz-config.js';
+
+export type RedisClient = Redis | Cluster;
+
+export const PASSWORD_ENV = 'HOPGUARD_REDIS_PASSWORD';
+
+/**
+ * One client for a store URL, using ioredis' own Sentinel and Cluster support:
+ *   redis://[user@]host:port[/db]        rediss:// for TLS
+ *   redis-sentinel://[user@]h1:p1,h2:p2/master[/db]
+ *   redis-cluster://[user@]h1:p1,h2:p2
+ * The password never comes from the URL (config load refuses one there): it is read from
+ * HOPGUARD_REDIS_PASSWORD, else `redis.password_file`.
+ */
+export function createRedisClient(url: string, options: RedisOptions, role: 'commands' | 'subscriber'): RedisClient {
+  const match = /^(redis|rediss|redis-sentinel|redis-cluster):\/\/(?:([^@/]*)@)?([^/?#]+)(?:\/([^?#]*))?/i.exec(url);
+  if (!match) throw new Error('store URL is not a redis URL');
+  const [, scheme = '', username, hostList = '', pathPart = ''] = match;
+  const hosts = hostList.split(',').map(parseHostPort);
+  const password = readPassword(options);
+  const common: IoRedisOptions = {
+    ...(username && { username: decodeURIComponent(username) }),
+    ...(password !== undefined && { password }),
+    ...(scheme.toLowerCase() === 'rediss' && {
+      tls: options.tlsCaFile !== undefined ? { ca: readFileSync(options.tlsCaFile) } : {},
+    }),
+    connectTimeout: Math.max(1000, options.commandTimeoutMs),
+    // A check must never wait for a reconnect: with no offline queue, a command on a
+    // broken connection fails at once, and commandTimeout bounds one on a live but slow one.
+    // The subscriber only ever sends SUBSCRIBE, which may wait for the connection.
+    ...(role === 'commands' && { enableOfflineQueue: false, commandTimeout: options.commandTimeoutMs }),
+    maxRetriesPerRequest: role === 'commands' ? 0 : null,
+    // Keep trying to come back, at least once a second, for as long as it takes.
+    retryStrategy: (times: number) => Math.min(50 * times, 1000),
+  };
+  const [first = { host: '127.0.0.1', port: 6379 }] = hosts;
+  const [master = '', db = ''] = pathPart.split('/');
+  switch (scheme.toLowerCase()) {
+    case 'redis-cluster':
+      return new Cluster(hosts, {
+        redisOptions: common,
+        enableOfflineQueue: role !== 'commands',
+        clusterRetryStrategy: (times: number) => Math.min(50 * times, 1000),
+      });
+    case 'redis-sentinel':
+      if (master === '') throw new Error('a redis-sentinel URL names the master: redis-sentinel://host:port/master-name');
+      return new Redis({ ...common, sentinels: hosts, name: master, ...(db !== '' && { db: Number(db) }), ...(password !== undefined && { sentinelPassword: password }) });
+    default:
+      return new Redis({ ...common, host: first.host, port: first.port, ...(master !== '' && { db: Number(master) }) });
+  }
+}
+
+function parseHostPort(text: string): { host: string; port: number } {
+  const match = /^(?:\[([^\]]+)\]|([^:]+))(?::(\d+))?$/.exec(text);
+  if (!match) throw new Error('store URL has a host that is not host:port');
+  return { host: match[1] ?? match[2] ?? '', port: Number(match[3] ?? 6379) };
+}
+
+function readPassword(options: RedisOptions): string | undefined {
+  const fromEnv = process.env[PASSWORD_ENV];
+  if (fromEnv) return fromEnv;
+  if (options.passwordFile === undefined) return undefined;
+  try {
+    return readFileSync(options.passwordFile, 'utf8').trim();
+  } catch (err) {
+    throw new Error(`cannot read redis.password_file (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+}
