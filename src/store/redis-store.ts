@@ -49,6 +49,7 @@ export class RedisStore implements Store {
     const subscriber = createRedisClient(url, options, 'subscriber');
     const store = new RedisStore(commands, subscriber, options, log, now);
     store.watch();
+    await Promise.all([whenReady(commands, options.commandTimeoutMs * 4), whenReady(subscriber, options.commandTimeoutMs * 4)]);
     await store.resync();
     store.resyncTimer = setInterval(() => void store.resync(), options.resyncIntervalMs).unref();
     return store;
@@ -132,7 +133,8 @@ export class RedisStore implements Store {
     if (this.closed) return;
     try {
       const version = await this.commands.get(this.keys.version);
-      if (full || !this.synced || this.feedLostAtMs !== undefined || version !== this.seenVersion) {
+      // No version key: shared state is empty or was lost, so merge (and write back) whatever is known here.
+      if (full || !this.synced || this.feedLostAtMs !== undefined || version === null || version !== this.seenVersion) {
         await this.mergeAll();
         this.seenVersion = await this.commands.get(this.keys.version);
       }
@@ -166,4 +168,18 @@ export class RedisStore implements Store {
       this.log.warn('revocations_restored', { count: missing.length });
     }
   }
+}
+
+/** Waits for the first connection, but not for long: a Redis that is down at start must not hold up the sidecar. */
+function whenReady(client: RedisClient, timeoutMs: number): Promise<void> {
+  if (client.status === 'ready') return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      client.off('ready', done);
+      resolve();
+    };
+    const timer = setTimeout(done, Math.max(timeoutMs, 1000));
+    client.once('ready', done);
+  });
 }
