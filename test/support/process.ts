@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { EnvoyClient } from '../../src/authz/envoy-client.js';
 import { once } from 'node:events';
 import path from 'node:path';
 
@@ -46,4 +47,28 @@ export async function runCli(args: string[]): Promise<{ code: number | null; std
   const spawned = spawnCli(args);
   const code = await spawned.exited;
   return { code, stdout: spawned.stdout(), stderr: spawned.stderr() };
+}
+
+/** A running `hopguard authz` process and an Envoy-like client for it. */
+export interface SidecarProcess {
+  proc: Spawned;
+  envoy: EnvoyClient;
+  admin: string;
+  stop(): Promise<void>;
+}
+
+export async function startSidecar(configFile: string): Promise<SidecarProcess> {
+  const proc = spawnCli(['authz', '--config', configFile]);
+  const started = await proc.logEvent('authz_started');
+  const envoy = new EnvoyClient(started.grpc);
+  return {
+    proc,
+    envoy,
+    admin: started.admin,
+    stop: async () => {
+      envoy.close();
+      proc.child.kill('SIGTERM');
+      await proc.exited;
+    },
+  };
 }

@@ -31,6 +31,8 @@ export async function requireSharedRedis(): Promise<void> {
 
 /** Every key under `prefix`, for inspection and cleanup (SCAN, never KEYS or FLUSH). */
 export async function keysUnder(client: Redis | Cluster, prefix: string): Promise<string[]> {
+  // A new Cluster client knows no nodes until it has loaded the slot map.
+  if (client.status !== 'ready') await new Promise((r) => client.once('ready', r));
   const nodes = client instanceof Cluster ? client.nodes('master') : [client];
   const found: string[] = [];
   for (const node of nodes) {
