@@ -162,6 +162,12 @@ function usage(message: string): number {
   return EXIT_USAGE;
 }
 
+// `hopguard demo | head` closes stdout early: that is the reader's choice, not a failure.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
+
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {

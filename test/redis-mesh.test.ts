@@ -163,3 +163,82 @@ meshSuite('Redis Cluster', async () => {
   await cluster.start();
   return { url: cluster.url, prefix: uniquePrefix(), client: () => cluster.client() };
 }, () => cluster.stop());
+
+describe('Redis fault: killed mid-load, then restarted', () => {
+  it('fails one-time routes closed at once, serves others on the last state until max_staleness, recovers without a restart', async () => {
+    const server = new RedisProcess(await freePort());
+    await server.start();
+    const redis = { url: server.url, prefix: uniquePrefix(), client: () => new Redis(server.url) };
+    const sidecar = await startSidecar(writeConfig('fault', redis, '  max_staleness: 2s\n'));
+    const readToken = await fixtures.token();
+    const t0 = performance.now();
+    const elapsed = () => performance.now() - t0;
+    const checks: { at: number; kind: 'pay' | 'read'; code: string; ms: number }[] = [];
+    let running = true;
+    const worker = async (kind: 'pay' | 'read') => {
+      while (running) {
+        const token = kind === 'pay' ? await fixtures.token() : readToken;
+        const at = elapsed();
+        let code: string;
+        try {
+          code = codeOf(await (kind === 'pay' ? pay : read)(sidecar, token))!;
+        } catch {
+          code = 'grpc_error';
+        }
+        checks.push({ at, kind, code, ms: elapsed() - at });
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    const workers = [worker('pay'), worker('read'), worker('pay'), worker('read')];
+    try {
+      await new Promise((r) => setTimeout(r, 800));
+      const killedAt = elapsed();
+      await server.kill();
+      await new Promise((r) => setTimeout(r, 3500));
+      const restartedAt = elapsed();
+      await server.start();
+      let recoveredAt = Number.POSITIVE_INFINITY;
+      while (elapsed() - restartedAt < 8000) {
+        const recent = checks.filter((c) => c.at > restartedAt);
+        const ok = (kind: string) => recent.some((c) => c.kind === kind && c.code === 'allowed');
+        if (ok('pay') && ok('read')) {
+          recoveredAt = Math.max(...['pay', 'read'].map((k) => recent.find((c) => c.kind === k && c.code === 'allowed')!.at));
+          break;
+        }
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await new Promise((r) => setTimeout(r, 500));
+      running = false;
+      await Promise.all(workers);
+
+      const phase = (kind: string, from: number, to: number) => checks.filter((c) => c.kind === kind && c.at >= from && c.at < to);
+      const codes = (list: typeof checks) => [...new Set(list.map((c) => c.code))];
+      const beforeKill = [...phase('pay', 0, killedAt - 50), ...phase('read', 0, killedAt - 50)];
+      const payWhileDown = phase('pay', killedAt + 100, restartedAt);
+      const readWithinBound = phase('read', killedAt + 100, killedAt + 1500);
+      const readPastBound = phase('read', killedAt + 2500, restartedAt);
+      const afterRecovery = checks.filter((c) => c.at > recoveredAt + 50);
+      console.log(`[fault] ${checks.length} checks, all answered; slowest ${Math.max(...checks.map((c) => c.ms)).toFixed(1)} ms; `
+        + `recovered ${(recoveredAt - restartedAt).toFixed(0)} ms after Redis restarted; `
+        + `before kill ${beforeKill.length} ${codes(beforeKill)}, one-time while down ${payWhileDown.length} ${codes(payWhileDown)}, `
+        + `others within bound ${readWithinBound.length} ${codes(readWithinBound)}, past bound ${readPastBound.length} ${codes(readPastBound)}, `
+        + `after recovery ${afterRecovery.length} ${codes(afterRecovery)}`);
+
+      expect(checks.filter((c) => c.code === 'grpc_error')).toEqual([]);
+      expect(Math.max(...checks.map((c) => c.ms))).toBeLessThan(1000);
+      for (const [list, expected] of [
+        [beforeKill, 'allowed'], [payWhileDown, 'state_unavailable'], [readWithinBound, 'allowed'],
+        [readPastBound, 'state_unavailable'], [afterRecovery, 'allowed'],
+      ] as const) {
+        expect(list.length).toBeGreaterThan(3);
+        expect(codes(list)).toEqual([expected]);
+      }
+      expect(recoveredAt - restartedAt).toBeLessThan(5000);
+    } finally {
+      running = false;
+      await Promise.all(workers);
+      await sidecar.stop();
+      await server.kill();
+    }
+  }, 30_000);
+});

@@ -2,9 +2,9 @@ import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { RedisOptions } from '../src/config/authz-config.js';
 import { RedisStore } from '../src/store/redis-store.js';
-import type { RevocationRecord } from '../src/store/store.js';
+import { StoreUnavailableError, type RevocationRecord } from '../src/store/store.js';
 import { silentLogger } from '../src/telemetry/log.js';
-import { SHARED_REDIS_URL, deleteKeysUnder, keysUnder, requireSharedRedis, uniquePrefix } from './support/redis.js';
+import { SHARED_REDIS_URL, deleteKeysUnder, freePort, keysUnder, requireSharedRedis, uniquePrefix } from './support/redis.js';
 
 let prefix: string;
 let admin: Redis;
@@ -106,6 +106,16 @@ describe('RedisStore', () => {
     const store = await open();
     expect(store.revocationCount).toBe(0);
     expect(store.health().state).toBe('ok');
+  });
+
+  it('starts failing closed when Redis is down, and answers at once rather than hang', async () => {
+    prefix = uniquePrefix();
+    const store = await RedisStore.open(`redis://127.0.0.1:${await freePort()}`, options(), silentLogger);
+    stores.push(store);
+    expect(store.health().state).toBe('unavailable');
+    const started = performance.now();
+    await expect(store.markUsed('fp', Date.now() + 1000)).rejects.toBeInstanceOf(StoreUnavailableError);
+    expect(performance.now() - started).toBeLessThan(500);
   });
 
   it('keeps only fingerprints under its prefix', async () => {

@@ -1,11 +1,8 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { startAuthz } from '../authz/authz-service.js';
 import { EnvoyClient, type CheckInput, type CheckOutput } from '../authz/envoy-client.js';
 import { parseAuthzConfig } from '../config/load-authz-config.js';
-import { createCa, issueCert } from '../devkit/pki.js';
-import { createSigningKey, signAccessToken, writeJwks } from '../devkit/signing-key.js';
+import { signAccessToken } from '../devkit/signing-key.js';
+import { createTrustDomain } from '../devkit/trust-domain.js';
 import { silentLogger } from '../telemetry/log.js';
 
 const ISSUER = 'https://sts.demo.local';
@@ -48,15 +45,10 @@ routes:
  * Envoy would send, printing each decision.
  */
 export async function runDemo(print: (line: string) => void): Promise<number> {
-  const dir = mkdtempSync(path.join(tmpdir(), 'hopguard-demo-'));
+  const mesh = await createTrustDomain('demo', { checkout: CHECKOUT, stranger: STRANGER });
   try {
-    const ca = createCa(dir, 'mesh-ca');
-    const checkout = issueCert(ca, dir, { name: 'checkout', uriSan: CHECKOUT, clientAuth: true });
-    const stranger = issueCert(ca, dir, { name: 'stranger', uriSan: STRANGER, clientAuth: true });
-    const key = await createSigningKey('ES256');
-    const jwksFile = path.join(dir, 'jwks.json');
-    writeJwks(jwksFile, [key]);
-    const config = parseAuthzConfig(CONFIG(jwksFile), { baseDir: dir, source: 'embedded demo config' });
+    const { key, workloads: { checkout, stranger } } = mesh;
+    const config = parseAuthzConfig(CONFIG(mesh.jwksPath), { baseDir: mesh.dir, source: 'embedded demo config' });
     const authz = await startAuthz(config, { log: silentLogger });
     const envoy = new EnvoyClient(authz.grpcAddress);
 
@@ -96,7 +88,7 @@ export async function runDemo(print: (line: string) => void): Promise<number> {
     await authz.stop();
     return 0;
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    mesh.cleanup();
   }
 }
 

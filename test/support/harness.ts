@@ -1,11 +1,9 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import type { AuthzConfig, RouteConfig } from '../../src/config/authz-config.js';
 import { startAuthz, type RunningAuthz } from '../../src/authz/authz-service.js';
 import { EnvoyClient } from '../../src/authz/envoy-client.js';
-import { createCa, issueCert, type Ca, type IssuedCert } from '../../src/devkit/pki.js';
-import { createSigningKey, signAccessToken, writeJwks, type AccessTokenInput, type SigningKey } from '../../src/devkit/signing-key.js';
+import type { Ca, IssuedCert } from '../../src/devkit/pki.js';
+import { signAccessToken, type AccessTokenInput, type SigningKey } from '../../src/devkit/signing-key.js';
+import { createTrustDomain } from '../../src/devkit/trust-domain.js';
 import { silentLogger } from '../../src/telemetry/log.js';
 import type { Store } from '../../src/store/store.js';
 
@@ -39,13 +37,8 @@ export interface Fixtures {
 }
 
 export async function createFixtures(): Promise<Fixtures> {
-  const dir = mkdtempSync(path.join(tmpdir(), 'hopguard-test-'));
-  const ca = createCa(dir, 'mesh-ca');
-  const checkout = issueCert(ca, dir, { name: 'checkout', uriSan: CHECKOUT, clientAuth: true });
-  const stranger = issueCert(ca, dir, { name: 'stranger', uriSan: STRANGER, clientAuth: true });
-  const key = await createSigningKey('ES256');
-  const jwksPath = path.join(dir, 'jwks.json');
-  writeJwks(jwksPath, [key]);
+  const mesh = await createTrustDomain('test', { checkout: CHECKOUT, stranger: STRANGER });
+  const { dir, ca, key, jwksPath, workloads: { checkout, stranger } } = mesh;
   return {
     dir, ca, checkout, stranger, key, jwksPath,
     token: (overrides = {}, signWith = key) => signAccessToken(signWith, {
@@ -56,7 +49,7 @@ export async function createFixtures(): Promise<Fixtures> {
       certThumbprint: checkout.thumbprint,
       ...overrides,
     }),
-    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+    cleanup: mesh.cleanup,
   };
 }
 
