@@ -1,0 +1,72 @@
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { loadAuthzConfigFile } from '../config/load-authz-config.js';
+import { parseDuration } from '../config/duration.js';
+import { openStore } from '../store/open-store.js';
+import {
+  RevocationRequestError, describeRevocation, revocationRecord, type RevocationRequest,
+} from '../store/revocation-request.js';
+import { StoreUnavailableError } from '../store/store.js';
+import { createLogger } from '../telemetry/log.js';
+import { UsageError, requireOption } from './usage-error.js';
+
+/** `hopguard revoke --config FILE TARGET [--reason TEXT]`: write a revocation to the shared store. */
+export async function revokeCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      config: { type: 'string', short: 'c' },
+      jti: { type: 'string' },
+      issuer: { type: 'string' },
+      subject: { type: 'string' },
+      client: { type: 'string' },
+      cert: { type: 'string' },
+      'cert-thumbprint': { type: 'string' },
+      for: { type: 'string' },
+      reason: { type: 'string' },
+    },
+  });
+  const config = loadAuthzConfigFile(requireOption(values.config, '--config FILE'));
+  if (config.store === 'memory') {
+    throw new UsageError('revoke needs a shared store: with store: memory the state lives inside one sidecar');
+  }
+  const request: RevocationRequest = {
+    ...(values.jti !== undefined && { jti: values.jti }),
+    ...(values.issuer !== undefined && { issuer: values.issuer }),
+    ...(values.subject !== undefined && { subject: values.subject }),
+    ...(values.client !== undefined && { client: values.client }),
+    ...(values['cert-thumbprint'] !== undefined && { certThumbprint: values['cert-thumbprint'] }),
+    ...(values.cert !== undefined && { certPem: readFileSync(values.cert, 'utf8') }),
+    ...(values.for !== undefined && { forMs: durationOption(values.for) }),
+    ...(values.reason !== undefined && { reason: values.reason }),
+  };
+  let record;
+  try {
+    record = revocationRecord(request, config, Date.now());
+  } catch (err) {
+    if (err instanceof RevocationRequestError) throw new UsageError(err.message);
+    throw err;
+  }
+  const store = await openStore(config, createLogger(() => undefined));
+  try {
+    await store.revoke(record);
+  } catch (err) {
+    if (err instanceof StoreUnavailableError) {
+      process.stderr.write('hopguard: the shared store is unreachable; nothing was revoked\n');
+      return 1;
+    }
+    throw err;
+  } finally {
+    await store.close();
+  }
+  process.stdout.write(`${describeRevocation(record, request)}\n`);
+  return 0;
+}
+
+function durationOption(text: string): number {
+  try {
+    return parseDuration(text);
+  } catch (err) {
+    throw new UsageError(`--for: ${(err as Error).message}`);
+  }
+}
