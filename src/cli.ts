@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { authzCommand, checkConfigCommand } from './commands/authz-commands.js';
+import { issuerCommand, keysCommand } from './commands/issuer-commands.js';
 import { revokeCommand } from './commands/revoke-command.js';
 import { UsageError } from './commands/usage-error.js';
 import { ConfigError } from './config/config-error.js';
@@ -22,6 +23,12 @@ Usage:
                                           --cert FILE               tokens bound to this certificate (PEM)
                                           --cert-thumbprint T [--for 24h]
                                                                     tokens bound to x5t#S256 T
+  hopguard issuer --config FILE         serve the token issuer over HTTPS with mTLS client auth:
+                                        POST /token (client_credentials, token exchange,
+                                        refresh_token), POST /revoke, JWKS and RFC 8414 metadata
+  hopguard keys rotate --config FILE [--now]
+                                        add the issuer's next signing key: published now,
+                                        signing after keys.publish_ahead (--now: at once)
   hopguard demo                         a self-contained walkthrough on embedded defaults:
                                         makes a key and certificates, starts a sidecar, and
                                         sends it checks as Envoy would (needs openssl)
@@ -39,6 +46,8 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   authz: authzCommand,
   'check-config': checkConfigCommand,
   revoke: revokeCommand,
+  issuer: issuerCommand,
+  keys: keysCommand,
   demo: async () => runDemo((line) => process.stdout.write(`${line}\n`)),
 };
 

@@ -33,6 +33,8 @@ let requests: number;
 let server: Server;
 let baseUrl: string;
 
+let cacheControl: string | undefined;
+
 function serve(...keys: JWK[]): void {
   body = JSON.stringify({ keys });
 }
@@ -50,7 +52,7 @@ beforeAll(async () => {
       res.writeHead(302, { location }).end();
       return;
     }
-    res.writeHead(status, { 'content-type': 'application/json' }).end(body);
+    res.writeHead(status, { 'content-type': 'application/json', ...(cacheControl && { 'cache-control': cacheControl }) }).end(body);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json`;
@@ -68,6 +70,7 @@ let started: IssuerKeys[];
 beforeEach(() => {
   status = 200;
   location = undefined;
+  cacheControl = undefined;
   requests = 0;
   clock = 1_000_000;
   outcomes = [];
@@ -313,6 +316,20 @@ describe('createIssuerKeys over jwks_uri', () => {
     const after = requests;
     await new Promise((resolve) => setTimeout(resolve, 120));
     expect(requests).toBe(after);
+  });
+
+  it('refreshes when the response\'s max-age says, never sooner than the refetch interval', async () => {
+    cacheControl = 'public, max-age=0';
+    const keys = issuerKeys({ refreshIntervalMs: 3_600_000, refetchIntervalMs: 300, now: Date.now });
+    await keys.start();
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    expect(requests).toBe(1);
+    await expect.poll(() => requests, { timeout: 2_000 }).toBeGreaterThanOrEqual(2);
+    cacheControl = 'max-age=1';
+    const before = requests;
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    expect(requests - before).toBeLessThanOrEqual(1);
+    await expect.poll(() => requests - before, { timeout: 2_500 }).toBeGreaterThanOrEqual(2);
   });
 
   it('refuses a redirect', async () => {

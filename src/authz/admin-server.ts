@@ -17,7 +17,7 @@ export interface Readiness {
 export async function startAdminServer(
   host: string,
   port: number,
-  deps: { readiness: () => Readiness; metrics: AuthzMetrics },
+  deps: { readiness: () => Readiness; metrics?: Pick<AuthzMetrics, 'serve'> },
 ): Promise<{ address: string; close: () => Promise<void> }> {
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '').split('?')[0];
@@ -29,7 +29,7 @@ export async function startAdminServer(
         status: readiness.ready ? 'ready' : 'not ready', store: readiness.store, reasons: readiness.reasons,
       });
     }
-    if (path === '/metrics') return deps.metrics.serve(req, res);
+    if (path === '/metrics' && deps.metrics) return deps.metrics.serve(req, res);
     return reply(res, 404, { error: 'not found' });
   });
   await new Promise<void>((resolve, reject) => {

@@ -37,6 +37,7 @@ export async function startAuthz(config: AuthzConfig, options: StartOptions): Pr
       issuer: issuer.issuer,
       ...(issuer.jwksFile !== undefined && { jwksFile: issuer.jwksFile }),
       ...(issuer.jwksUri !== undefined && { jwksUri: issuer.jwksUri }),
+      ...(issuer.jwksCaFile !== undefined && { caFile: issuer.jwksCaFile }),
       algorithms: issuer.algorithms,
       refreshIntervalMs: config.jwks.refreshIntervalMs,
       refetchIntervalMs: config.jwks.refetchIntervalMs,

@@ -22,6 +22,8 @@ export interface IssuerConfig {
   /** Exactly one of jwksFile / jwksUri is set. */
   jwksFile?: string;
   jwksUri?: string;
+  /** CA bundle for an https jwksUri served with a private (mesh) CA. */
+  jwksCaFile?: string;
   algorithms: Algorithm[];
   maxTtlMs: number;
 }

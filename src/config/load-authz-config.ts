@@ -132,6 +132,7 @@ function issuerSchema(baseDir: string) {
         issuer: nonEmptyString,
         jwks_file: nonEmptyString.optional(),
         jwks_uri: parsedString('an https URL', parseJwksUri).optional(),
+        jwks_ca_file: nonEmptyString.optional(),
         algorithms: z
           .array(algorithm, expected('a list of algorithms such as [ES256]'))
           .min(1, 'expected at least one algorithm, such as [ES256]'),
@@ -140,12 +141,18 @@ function issuerSchema(baseDir: string) {
       expected('a mapping with issuer, jwks_file or jwks_uri, and algorithms'),
     )
     .superRefine(exactlyOneOf('jwks_file', 'jwks_uri'), onObjects)
+    .superRefine((raw, ctx) => {
+      if (raw.jwks_ca_file !== undefined && raw.jwks_uri === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['jwks_ca_file'], message: 'only applies with jwks_uri' });
+      }
+    }, onObjects)
     .transform(
       (raw): IssuerConfig => ({
         issuer: raw.issuer,
         ...(raw.jwks_file !== undefined
           ? { jwksFile: resolve(baseDir, raw.jwks_file) }
           : { jwksUri: raw.jwks_uri }),
+        ...(raw.jwks_ca_file !== undefined && { jwksCaFile: resolve(baseDir, raw.jwks_ca_file) }),
         algorithms: raw.algorithms,
         maxTtlMs: raw.max_ttl,
       }),

@@ -26,6 +26,8 @@ export interface CertOptions {
   name: string;
   uriSan?: string;
   dnsSans?: string[];
+  /** IP address SANs, for servers reached by address (127.0.0.1 in tests). */
+  ipSans?: string[];
   serverAuth?: boolean;
   clientAuth?: boolean;
 }
@@ -74,6 +76,7 @@ export function issueCert(ca: Ca, dir: string, opts: CertOptions): IssuedCert {
   const sans = [
     ...(opts.uriSan !== undefined ? [`URI:${opts.uriSan}`] : []),
     ...(opts.dnsSans ?? []).map((dns) => `DNS:${dns}`),
+    ...(opts.ipSans ?? []).map((ip) => `IP:${ip}`),
   ];
   const bad = sans.find((san) => !SAFE_SAN.test(san) || san.includes(','));
   if (bad !== undefined) throw new Error(`unsupported characters in subjectAltName ${JSON.stringify(bad)}`);

@@ -6,6 +6,7 @@ const SWEEP_INTERVAL_MS = 10_000;
 /** State for a single replica (`store: memory`): nothing is shared, nothing survives a restart. */
 export class MemoryStore implements Store {
   private readonly used = new Map<string, number>();
+  private readonly sets = new Map<string, { members: Set<string>; expiresAtMs: number }>();
   private readonly revocations: RevocationIndex;
   private readonly sweeper: NodeJS.Timeout;
 
@@ -29,6 +30,18 @@ export class MemoryStore implements Store {
     this.revocations.add(record);
   }
 
+  async addToSet(name: string, member: string, expiresAtMs: number): Promise<void> {
+    const set = this.sets.get(name) ?? { members: new Set<string>(), expiresAtMs };
+    set.members.add(member);
+    set.expiresAtMs = Math.max(set.expiresAtMs, expiresAtMs);
+    this.sets.set(name, set);
+  }
+
+  async members(name: string): Promise<string[]> {
+    const set = this.sets.get(name);
+    return set && set.expiresAtMs > this.now() ? [...set.members] : [];
+  }
+
   health(): StoreHealth {
     return { state: 'ok' };
   }
@@ -40,6 +53,7 @@ export class MemoryStore implements Store {
   private sweep(): void {
     const now = this.now();
     for (const [key, until] of this.used) if (until <= now) this.used.delete(key);
+    for (const [key, set] of this.sets) if (set.expiresAtMs <= now) this.sets.delete(key);
     this.revocations.sweep();
   }
 }

@@ -13,6 +13,7 @@ import {
  *   <prefix>used:<fingerprint>    one-time use, SET NX PX until exp + skew
  *   <prefix>revocations           hash: revocation key → record (JSON)
  *   <prefix>revocations:version   bumped on every change, so an idle resync is one GET
+ *   <prefix>set:<name>            issuer bookkeeping (a refresh family's access-token fingerprints)
  * and the channel <prefix>revocations carries each new record to every sidecar.
  *
  * Each sidecar mirrors the revocations in memory (checks never wait on Redis for them),
@@ -21,7 +22,7 @@ import {
  */
 export class RedisStore implements Store {
   private readonly index: RevocationIndex;
-  private readonly keys: { used: string; hash: string; version: string; channel: string };
+  private readonly keys: { used: string; sets: string; hash: string; version: string; channel: string };
   private resyncTimer: NodeJS.Timeout | undefined;
   private resyncing: Promise<void> | undefined;
   /** Until the first full sync the state is unknown: fail closed. */
@@ -40,7 +41,7 @@ export class RedisStore implements Store {
   ) {
     this.index = new RevocationIndex(now);
     const prefix = options.keyPrefix;
-    this.keys = { used: `${prefix}used:`, hash: `${prefix}revocations`, version: `${prefix}revocations:version`, channel: `${prefix}revocations` };
+    this.keys = { used: `${prefix}used:`, sets: `${prefix}set:`, hash: `${prefix}revocations`, version: `${prefix}revocations:version`, channel: `${prefix}revocations` };
   }
 
   /** Connects and loads the revocations; with Redis down it still returns, failing closed until it can sync. */
@@ -78,6 +79,26 @@ export class RedisStore implements Store {
       throw new StoreUnavailableError('redis did not record the revocation');
     }
     this.index.add(record);
+  }
+
+  async addToSet(name: string, member: string, expiresAtMs: number): Promise<void> {
+    const key = `${this.keys.sets}${name}`;
+    try {
+      await this.commands.sadd(key, member);
+      // Only ever lengthen: members added later may live longer than the first.
+      await this.commands.pexpireat(key, Math.ceil(expiresAtMs), 'GT');
+      await this.commands.pexpireat(key, Math.ceil(expiresAtMs), 'NX');
+    } catch {
+      throw new StoreUnavailableError('redis did not record the set member');
+    }
+  }
+
+  async members(name: string): Promise<string[]> {
+    try {
+      return await this.commands.smembers(`${this.keys.sets}${name}`);
+    } catch {
+      throw new StoreUnavailableError('redis did not answer');
+    }
   }
 
   health(): StoreHealth {

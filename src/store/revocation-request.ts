@@ -1,5 +1,4 @@
 import { X509Certificate, createHash } from 'node:crypto';
-import type { AuthzConfig } from '../config/authz-config.js';
 import { fingerprint } from '../token/access-token-verifier.js';
 import type { RevocationRecord } from './store.js';
 
@@ -28,7 +27,13 @@ const DEFAULT_THUMBPRINT_MS = 24 * 3600_000;
  * The record to store, kept exactly as long as a token it covers could still be valid:
  * a token lives at most the longest max_ttl of any trusted issuer, plus clock skew.
  */
-export function revocationRecord(request: RevocationRequest, config: Pick<AuthzConfig, 'issuers' | 'clockSkewMs'>, nowMs: number): RevocationRecord {
+export interface RevocationPolicy {
+  /** Each trusted issuer, and the longest a token it issued can live. */
+  issuers: { issuer: string; maxTtlMs: number }[];
+  clockSkewMs: number;
+}
+
+export function revocationRecord(request: RevocationRequest, config: RevocationPolicy, nowMs: number): RevocationRecord {
   const targets = ['jti', 'subject', 'client', 'certThumbprint', 'certPem'].filter((k) => request[k as keyof RevocationRequest] !== undefined);
   if (targets.length !== 1) throw new RevocationRequestError('name exactly one of --jti, --subject, --client, --cert-thumbprint, --cert');
   const lifetime = Math.max(...config.issuers.map((i) => i.maxTtlMs)) + config.clockSkewMs;
@@ -67,7 +72,7 @@ export function revocationRecord(request: RevocationRequest, config: Pick<AuthzC
   };
 }
 
-function onlyIssuer(config: Pick<AuthzConfig, 'issuers'>): string {
+function onlyIssuer(config: RevocationPolicy): string {
   if (config.issuers.length !== 1) throw new RevocationRequestError('the config trusts several issuers: say which with --issuer');
   return config.issuers[0]!.issuer;
 }

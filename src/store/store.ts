@@ -57,6 +57,12 @@ export interface Store {
   /** The matching revocation, if any. Synchronous: served from memory. */
   findRevocation(token: RevocationSubject): RevocationRecord | undefined;
   revoke(record: RevocationRecord): Promise<void>;
+  /**
+   * Issuer bookkeeping, shared like the rest: named sets of ids (a refresh-token family's
+   * access-token fingerprints), kept until `expiresAtMs`. Rejects with StoreUnavailableError.
+   */
+  addToSet(name: string, member: string, expiresAtMs: number): Promise<void>;
+  members(name: string): Promise<string[]>;
   health(): StoreHealth;
   close(): Promise<void>;
 }

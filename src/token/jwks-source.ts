@@ -1,4 +1,7 @@
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import http from 'node:http';
+import https from 'node:https';
 import { importJWK } from 'jose';
 import type { Algorithm } from '../config/authz-config.js';
 import type { IssuerKeys } from './issuer-keys.js';
@@ -12,6 +15,8 @@ export interface IssuerKeysOptions {
   refreshIntervalMs: number;
   refetchIntervalMs: number;
   fetchTimeoutMs: number;
+  /** PEM bundle trusted for an https jwksUri (a private mesh CA); the system roots otherwise. */
+  caFile?: string;
   /** Called after every load attempt (for metrics and logs); must not throw. */
   onFetch?: (outcome: 'ok' | 'error', detail?: string) => void;
   now?: () => number;
@@ -60,6 +65,12 @@ interface JwksKey {
   imported: Map<Algorithm, Promise<CryptoKey | undefined>>;
 }
 
+interface Fetched {
+  text: string;
+  /** Cache-Control max-age of the response, in ms. */
+  maxAgeMs?: number;
+}
+
 interface KeySet {
   keys: JwksKey[];
   /** Canonical JSON of the public keys: equal strings mean an unchanged set. */
@@ -71,15 +82,17 @@ export function createIssuerKeys(opts: IssuerKeysOptions): IssuerKeys {
   const allowed = new Set<Algorithm>(opts.algorithms);
   const source = describeSource(opts);
   const file = opts.jwksFile;
+  const ca = opts.caFile !== undefined ? readFileSync(opts.caFile) : undefined;
   const fetchText = file !== undefined
-    ? () => readJwksFile(file)
-    : () => fetchJwks(source, opts.fetchTimeoutMs);
+    ? async (): Promise<Fetched> => ({ text: await readJwksFile(file) })
+    : () => fetchJwks(source, opts.fetchTimeoutMs, ca);
 
   let current: KeySet | undefined;
   let generation = 0;
   let lastAttempt = -Infinity;
   let inFlight: Promise<string | undefined> | undefined;
   let timer: NodeJS.Timeout | undefined;
+  let started = false;
 
   /** One load at a time; resolves the failure reason, or undefined on success. */
   function load(): Promise<string | undefined> {
@@ -89,10 +102,21 @@ export function createIssuerKeys(opts: IssuerKeysOptions): IssuerKeys {
     return inFlight;
   }
 
+  /** The next background refresh: when the server's max-age says, within [refetch, refresh] interval. */
+  function scheduleRefresh(maxAgeMs: number | undefined): void {
+    if (!started) return;
+    clearTimeout(timer);
+    const delay = Math.min(opts.refreshIntervalMs, Math.max(opts.refetchIntervalMs, maxAgeMs ?? opts.refreshIntervalMs));
+    timer = setTimeout(() => void load(), delay);
+    timer.unref();
+  }
+
   async function attempt(): Promise<string | undefined> {
     lastAttempt = now();
     try {
-      const next = parseJwks(await fetchText());
+      const fetched = await fetchText();
+      scheduleRefresh(fetched.maxAgeMs);
+      const next = parseJwks(fetched.text);
       if (next.canonical !== current?.canonical) {
         current = next;
         generation++;
@@ -102,6 +126,7 @@ export function createIssuerKeys(opts: IssuerKeysOptions): IssuerKeys {
     } catch (err) {
       // The last good key set stays in place.
       const reason = describeError(err);
+      scheduleRefresh(undefined);
       opts.onFetch?.('error', reason);
       return reason;
     }
@@ -149,14 +174,17 @@ export function createIssuerKeys(opts: IssuerKeysOptions): IssuerKeys {
       return generation;
     },
     async start() {
-      if (timer) return;
+      if (started) return;
+      started = true;
       const reason = await load();
-      if (reason !== undefined) throw new JwksLoadError(opts.issuer, source, reason);
-      timer = setInterval(() => void load(), opts.refreshIntervalMs);
-      timer.unref();
+      if (reason !== undefined) {
+        this.stop();
+        throw new JwksLoadError(opts.issuer, source, reason);
+      }
     },
     stop() {
-      clearInterval(timer);
+      started = false;
+      clearTimeout(timer);
       timer = undefined;
     },
   };
@@ -188,32 +216,43 @@ async function readJwksFile(path: string): Promise<string> {
   return data.toString('utf8');
 }
 
-async function fetchJwks(url: string, timeoutMs: number): Promise<string> {
-  const res = await fetch(url, {
-    signal: AbortSignal.timeout(timeoutMs),
-    redirect: 'error',
-    headers: { accept: 'application/jwk-set+json, application/json' },
+/**
+ * One GET of a JWKS URL with node's http(s): no redirects (a key source must not move), a
+ * timeout, a size cap, and the mesh CA when `caFile` names one. Returns the body and the
+ * response's max-age, which decides when to look again.
+ */
+function fetchJwks(url: string, timeoutMs: number, ca: Buffer | undefined): Promise<Fetched> {
+  const get = url.startsWith('https:') ? https.get : http.get;
+  return new Promise((resolve, reject) => {
+    const req = get(url, { timeout: timeoutMs, headers: { accept: 'application/jwk-set+json, application/json' }, ...(ca && { ca }) }, (res) => {
+      if (res.statusCode !== 200) {
+        res.resume();
+        const status = res.statusCode ?? 0;
+        reject(new Error(status >= 300 && status < 400 ? `HTTP ${status}: a key source's redirect is not followed` : `HTTP ${status}`));
+        return;
+      }
+      // Count bytes as they arrive: Content-Length may be absent or wrong.
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > MAX_JWKS_BYTES) {
+          req.destroy(new Error(`JWKS is larger than ${MAX_JWKS_BYTES} bytes`));
+          return;
+        }
+        chunks.push(chunk);
+      });
+      res.on('end', () => resolve({ text: Buffer.concat(chunks).toString('utf8'), maxAgeMs: maxAge(res.headers['cache-control']) }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+    req.on('error', reject);
   });
-  if (!res.ok) {
-    await res.body?.cancel();
-    throw new Error(`HTTP ${res.status}`);
-  }
-  const reader = res.body?.getReader();
-  if (!reader) return '';
-  // Count bytes as they arrive: Content-Length may be absent or wrong.
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > MAX_JWKS_BYTES) {
-      await reader.cancel();
-      throw new Error(`JWKS is larger than ${MAX_JWKS_BYTES} bytes`);
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString('utf8');
+}
+
+function maxAge(cacheControl: string | undefined): number | undefined {
+  const match = /(?:^|,)\s*max-age=(\d+)/i.exec(cacheControl ?? '');
+  return match ? Number(match[1]) * 1000 : undefined;
 }
 
 /**

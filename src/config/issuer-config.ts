@@ -1,0 +1,47 @@
+import type { RedisOptions } from './authz-config.js';
+
+/** Grants a client may use at POST /token. */
+export const GRANTS = ['client_credentials', 'token_exchange', 'refresh_token'] as const;
+export type Grant = (typeof GRANTS)[number];
+
+/** Algorithms the issuer signs with (asymmetric only). */
+export const SIGNING_ALGORITHMS = ['ES256', 'EdDSA', 'RS256'] as const;
+export type SigningAlgorithm = (typeof SIGNING_ALGORITHMS)[number];
+
+export interface IssuerClient {
+  /** The URI SAN of the client's certificate (RFC 8705 §2.1.2 tls_client_auth), e.g. a SPIFFE ID. */
+  id: string;
+  grants: Grant[];
+  audiences: string[];
+  scopes: string[];
+  /** May revoke any token by subject or client at POST /revoke. */
+  admin: boolean;
+}
+
+export interface IssuerConfig {
+  listen: { host: string; port: number };
+  /** Plain HTTP /healthz and /readyz for probes; undefined when `admin: off`. */
+  admin?: { host: string; port: number };
+  /** The `iss` of every token: https, no query or fragment. */
+  issuer: string;
+  tls: { certFile: string; keyFile: string; clientCaFile: string };
+  keys: {
+    dir: string;
+    algorithm: SigningAlgorithm;
+    /** A new key is published this long before it signs: longer than any sidecar's JWKS cache. */
+    publishAheadMs: number;
+    /** Rotate by schedule when set (needs a writable key dir); else only `hopguard keys rotate`. */
+    rotateEveryMs?: number;
+  };
+  /** Maximum access-token lifetime. */
+  tokenTtlMs: number;
+  refreshTtlMs: number;
+  maxDelegationDepth: number;
+  clockSkewMs: number;
+  store: string;
+  redis: RedisOptions;
+  /** Token bucket per client at POST /token. */
+  rateLimit: { perSecond: number; burst: number };
+  clients: IssuerClient[];
+}
+

@@ -1,0 +1,114 @@
+/**
+ * Reads `hopguard issuer --config FILE`, with the same conventions as the authz file:
+ * snake_case YAML, durations as "5m", every problem reported with its key path.
+ */
+
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import {
+  duration, expected, flag, loadConfigFile, nonEmptyString, onLists, parseAdmin, parseConfig, parseHostPort,
+  parseStore, parsedString, positiveDuration, redisSchema, uniqueBy,
+} from './config-schema.js';
+import { GRANTS, SIGNING_ALGORITHMS, type Grant, type IssuerConfig, type SigningAlgorithm } from './issuer-config.js';
+
+export function loadIssuerConfigFile(path: string): IssuerConfig {
+  return loadConfigFile(path, parseIssuerConfig);
+}
+
+/** `baseDir` anchors relative file paths (tls, keys); `source` names the file in errors. */
+export function parseIssuerConfig(yamlText: string, opts: { baseDir: string; source?: string }): IssuerConfig {
+  return parseConfig(yamlText, issuerConfigSchema(opts.baseDir), opts.source);
+}
+
+/** The `iss` claim compares by exact string: one canonical https form, nothing a parser could rewrite. */
+function parseIssuerUrl(text: string): string {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new Error('expected an https URL such as https://sts.example.com');
+  }
+  if (url.protocol !== 'https:') throw new Error('must be an https URL (RFC 8414 §2)');
+  if (url.search !== '' || url.hash !== '' || text.includes('?') || text.includes('#')) throw new Error('must have no query or fragment (RFC 8414 §2)');
+  if (url.username !== '' || url.password !== '') throw new Error('must not contain credentials');
+  return text;
+}
+
+function oneOf<T extends string>(values: readonly T[], what: string) {
+  return parsedString(what, (text): T => {
+    const found = values.find((v) => v === text);
+    if (!found) throw new Error(`expected one of ${values.join(', ')}`);
+    return found;
+  });
+}
+
+const noSpaces = z.string(expected('a string')).regex(/^\S+$/, 'expected a non-empty string without spaces');
+
+const clientSchema = z
+  .strictObject(
+    {
+      id: noSpaces,
+      grants: z.array(oneOf<Grant>(GRANTS, 'a grant'), expected('a list of grants')).min(1, 'expected at least one grant'),
+      audiences: z.array(noSpaces, expected('a list of audiences')).default([]),
+      scopes: z.array(noSpaces, expected('a list of scopes')).default([]),
+      admin: flag,
+    },
+    expected('a mapping with id and grants'),
+  );
+
+function issuerConfigSchema(baseDir: string) {
+  const file = nonEmptyString.transform((f) => resolve(baseDir, f));
+  return z
+    .strictObject(
+      {
+        listen: parsedString('host:port such as 0.0.0.0:8443', (t) => parseHostPort(t, 'host:port such as 0.0.0.0:8443')),
+        admin: parsedString('host:port such as 127.0.0.1:9443, or "off"', parseAdmin).prefault('127.0.0.1:9443'),
+        issuer: parsedString('an https URL', parseIssuerUrl),
+        tls: z.strictObject({ cert: file, key: file, client_ca: file }, expected('a mapping with cert, key and client_ca')),
+        keys: z.strictObject(
+          {
+            dir: file,
+            algorithm: oneOf<SigningAlgorithm>(SIGNING_ALGORITHMS, 'an algorithm').prefault('ES256'),
+            publish_ahead: duration.prefault('10m'),
+            rotate_every: positiveDuration.optional(),
+          },
+          expected('a mapping with dir'),
+        ),
+        token_ttl: positiveDuration.refine((ms) => ms <= 3600_000, 'must be at most 1h: access tokens here are short-lived').prefault('5m'),
+        refresh_ttl: positiveDuration.prefault('24h'),
+        max_delegation_depth: z.int(expected('a whole number')).min(0).max(10).default(3),
+        clock_skew: duration.refine((ms) => ms <= 300_000, 'must be at most 5m').prefault('30s'),
+        store: parsedString('"memory" or a redis URL', parseStore).prefault('memory'),
+        redis: redisSchema(baseDir).prefault({}),
+        rate_limit: z.strictObject(
+          {
+            per_second: z.number(expected('a number')).positive('must be greater than 0').default(20),
+            burst: z.int(expected('a whole number')).min(1).default(40),
+          },
+          expected('a mapping'),
+        ).prefault({}),
+        clients: z.array(clientSchema, expected('a list of clients')).min(1, 'expected at least one client').superRefine(uniqueBy('clients', 'id'), onLists),
+      },
+      expected('a mapping with listen, issuer, tls, keys and clients'),
+    )
+    .transform((raw): IssuerConfig => ({
+      listen: raw.listen,
+      admin: raw.admin,
+      issuer: raw.issuer,
+      tls: { certFile: raw.tls.cert, keyFile: raw.tls.key, clientCaFile: raw.tls.client_ca },
+      keys: {
+        dir: raw.keys.dir,
+        algorithm: raw.keys.algorithm,
+        publishAheadMs: raw.keys.publish_ahead,
+        ...(raw.keys.rotate_every !== undefined && { rotateEveryMs: raw.keys.rotate_every }),
+      },
+      tokenTtlMs: raw.token_ttl,
+      refreshTtlMs: raw.refresh_ttl,
+      maxDelegationDepth: raw.max_delegation_depth,
+      clockSkewMs: raw.clock_skew,
+      store: raw.store,
+      redis: raw.redis,
+      rateLimit: { perSecond: raw.rate_limit.per_second, burst: raw.rate_limit.burst },
+      clients: raw.clients,
+    }));
+}

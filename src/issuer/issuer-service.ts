@@ -1,0 +1,98 @@
+import type { IssuerConfig } from '../config/issuer-config.js';
+import { startAdminServer } from '../authz/admin-server.js';
+import { openStore } from '../store/open-store.js';
+import type { Store } from '../store/store.js';
+import type { Logger } from '../telemetry/log.js';
+import { startIssuerServer } from './issuer-server.js';
+import { Keyring, createKeyFile, deleteKeyFiles } from './keyring.js';
+import { RateLimiter } from './rate-limiter.js';
+import { TokenService, type IssuedToken } from './token-service.js';
+
+export interface RunningIssuer {
+  /** https://host:port as bound. */
+  url: string;
+  adminAddress?: string;
+  keyring: Keyring;
+  stop(): Promise<void>;
+}
+
+export interface IssuerStartOptions {
+  log: Logger;
+  /** Defaults to the store the config names; the demo shares one with its sidecars. */
+  store?: Store;
+  onIssued?: (issued: IssuedToken) => void;
+  now?: () => number;
+}
+
+/** Key files are re-read this often, so `hopguard keys rotate` takes effect without a restart. */
+const KEY_RELOAD_MS = 10_000;
+
+export async function startIssuer(config: IssuerConfig, options: IssuerStartOptions): Promise<RunningIssuer> {
+  const { log } = options;
+  const now = options.now ?? Date.now;
+  // A retired key stays published while anything it signed (refresh tokens too) may be presented.
+  const keyring = new Keyring(config.keys.dir, Math.max(config.tokenTtlMs, config.refreshTtlMs) + config.clockSkewMs);
+  await keyring.load();
+  if (keyring.newestNotBefore() === undefined) {
+    // The first key of a new issuer signs at once: no sidecar can hold a cached JWKS yet.
+    const kid = await createKeyFile(config.keys.dir, config.keys.algorithm, now());
+    log.info('signing_key_created', { kid, reason: 'the key directory was empty' });
+    await keyring.load();
+  }
+  const maintain = async () => {
+    try {
+      if (config.keys.rotateEveryMs !== undefined) await rotateOnSchedule(config, keyring, now, log);
+      await keyring.load();
+    } catch (err) {
+      log.error('key_reload_failed', { error: err instanceof Error ? err.message : 'unknown' });
+    }
+  };
+  await maintain();
+  const keyTimer = setInterval(() => void maintain(), KEY_RELOAD_MS).unref();
+
+  const store = options.store ?? await openStore(config, log);
+  const tokens = new TokenService(config, keyring, store, now);
+  const server = await startIssuerServer({
+    config, keyring, tokens, log, now,
+    rateLimiter: new RateLimiter(config.rateLimit.perSecond, config.rateLimit.burst, now),
+    ...(options.onIssued && { onIssued: options.onIssued }),
+  });
+  const admin = config.admin
+    ? await startAdminServer(config.admin.host, config.admin.port, {
+      readiness: () => {
+        const reasons: string[] = [];
+        try {
+          keyring.signingKey(now());
+        } catch (err) {
+          reasons.push((err as Error).message);
+        }
+        const { state } = store.health();
+        return { ready: reasons.length === 0, reasons, store: state };
+      },
+    })
+    : undefined;
+  log.info('issuer_started', { url: server.url, issuer: config.issuer, admin: admin?.address ?? 'off' });
+
+  return {
+    url: server.url,
+    ...(admin && { adminAddress: admin.address }),
+    keyring,
+    async stop() {
+      clearInterval(keyTimer);
+      await server.close();
+      await admin?.close();
+      if (!options.store) await store.close();
+      log.info('issuer_stopped');
+    },
+  };
+}
+
+/** Adds the next key publish_ahead before the active one is due to be replaced, and prunes dead ones. */
+async function rotateOnSchedule(config: IssuerConfig, keyring: Keyring, now: () => number, log: Logger): Promise<void> {
+  const newest = keyring.newestNotBefore();
+  if (newest !== undefined && newest + config.keys.rotateEveryMs! > now() + config.keys.publishAheadMs) return;
+  const kid = await createKeyFile(config.keys.dir, config.keys.algorithm, now() + config.keys.publishAheadMs);
+  log.info('signing_key_created', { kid, reason: 'scheduled rotation' });
+  await keyring.load();
+  deleteKeyFiles(keyring.unpublishedFiles(now()));
+}

@@ -1,0 +1,140 @@
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { exportJWK, generateKeyPair, importJWK, type JWK } from 'jose';
+import type { SigningAlgorithm } from '../config/issuer-config.js';
+
+/**
+ * The issuer's signing keys, one JSON file each in `keys.dir` (a plain directory or a
+ * mounted Kubernetes Secret). A key's life:
+ *
+ *   created ──publish_ahead──▶ signs (not_before) ──replaced──▶ retired ──token_ttl+skew──▶ unpublished
+ *
+ * A new key is in the JWKS `publish_ahead` before it signs, so every sidecar has it before
+ * the first token; a replaced key stays in the JWKS until every token it signed has expired.
+ */
+
+const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth'];
+
+interface KeyFile {
+  kid: string;
+  alg: SigningAlgorithm;
+  /** Epoch ms from which this key signs. */
+  not_before: number;
+  private_jwk: JWK;
+}
+
+export interface SigningKey {
+  kid: string;
+  alg: SigningAlgorithm;
+  notBefore: number;
+  privateKey: CryptoKey;
+  publicKey: CryptoKey;
+  /** With kid, alg and use: what the JWKS publishes. */
+  publicJwk: JWK;
+}
+
+export class KeyringError extends Error {
+  readonly code = 'keyring_error';
+}
+
+export class Keyring {
+  /** Bumped when the set of keys on disk changes. */
+  generation = 0;
+  private keys: SigningKey[] = [];
+  private fingerprint = '';
+
+  constructor(readonly dir: string, private readonly retainMs: number) {}
+
+  /** (Re)reads the key directory; a file that does not parse is an error, never skipped silently. */
+  async load(): Promise<void> {
+    let names: string[];
+    try {
+      names = readdirSync(this.dir).filter((n) => n.endsWith('.json')).sort();
+    } catch (err) {
+      throw new KeyringError(`cannot read the key directory ${this.dir} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    }
+    const fingerprint = names.join('\n');
+    if (fingerprint === this.fingerprint) return;
+    const keys = await Promise.all(names.map((name) => readKey(path.join(this.dir, name))));
+    this.keys = keys.sort((a, b) => a.notBefore - b.notBefore);
+    this.fingerprint = fingerprint;
+    this.generation++;
+  }
+
+  /** The key that signs now: the newest whose not_before has passed. */
+  signingKey(now: number): SigningKey {
+    const active = this.keys.filter((k) => k.notBefore <= now).at(-1);
+    if (!active) throw new KeyringError(`no signing key is active in ${this.dir}: run "hopguard keys rotate --now"`);
+    return active;
+  }
+
+  /** Next keys, the active key, and retired keys whose tokens may still be alive. */
+  published(now: number): SigningKey[] {
+    return this.keys.filter((_key, i) => {
+      const successor = this.keys.slice(i + 1).find((k) => k.notBefore <= now);
+      return successor === undefined || successor.notBefore + this.retainMs > now;
+    });
+  }
+
+  /** A published key by kid and alg, for verifying tokens this issuer signed. */
+  find(kid: string | undefined, alg: string, now: number): SigningKey | undefined {
+    return this.published(now).find((k) => k.kid === kid && k.alg === alg);
+  }
+
+  /** The newest key's not_before, or undefined without keys: what a rotation schedule looks at. */
+  newestNotBefore(): number | undefined {
+    return this.keys.at(-1)?.notBefore;
+  }
+
+  /** Key files no longer published: safe to delete. */
+  unpublishedFiles(now: number): string[] {
+    const live = new Set(this.published(now).map((k) => k.kid));
+    return this.keys.filter((k) => !live.has(k.kid)).map((k) => path.join(this.dir, `${k.kid}.json`));
+  }
+}
+
+/** Writes a new key that signs from `notBefore`; returns its kid. Never prints key material. */
+export async function createKeyFile(dir: string, alg: SigningAlgorithm, notBefore: number): Promise<string> {
+  const { privateKey } = await generateKeyPair(alg, { extractable: true });
+  const stamp = new Date(notBefore).toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+  const kid = `${stamp}-${randomBytes(4).toString('hex')}`;
+  const file: KeyFile = { kid, alg, not_before: notBefore, private_jwk: await exportJWK(privateKey) };
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  // Write then rename: a reader never sees half a key.
+  const tmp = path.join(dir, `.${kid}.tmp`);
+  writeFileSync(tmp, JSON.stringify(file), { mode: 0o600 });
+  renameSync(tmp, path.join(dir, `${kid}.json`));
+  return kid;
+}
+
+export function deleteKeyFiles(files: string[]): void {
+  for (const file of files) rmSync(file, { force: true });
+}
+
+async function readKey(file: string): Promise<SigningKey> {
+  let parsed: KeyFile;
+  try {
+    parsed = JSON.parse(readFileSync(file, 'utf8')) as KeyFile;
+  } catch {
+    throw new KeyringError(`key file ${path.basename(file)} is not valid JSON`);
+  }
+  const { kid, alg, not_before: notBefore, private_jwk: privateJwk } = parsed;
+  if (typeof kid !== 'string' || typeof alg !== 'string' || typeof notBefore !== 'number' || typeof privateJwk !== 'object') {
+    throw new KeyringError(`key file ${path.basename(file)} lacks kid, alg, not_before or private_jwk`);
+  }
+  try {
+    const publicMembers = Object.fromEntries(Object.entries(privateJwk).filter(([k]) => !PRIVATE_MEMBERS.includes(k) && k !== 'key_ops' && k !== 'ext'));
+    const publicJwk: JWK = { ...publicMembers, kid, alg, use: 'sig' };
+    return {
+      kid,
+      alg,
+      notBefore,
+      privateKey: (await importJWK(privateJwk, alg)) as CryptoKey,
+      publicKey: (await importJWK(publicJwk, alg)) as CryptoKey,
+      publicJwk,
+    };
+  } catch {
+    throw new KeyringError(`key file ${path.basename(file)} does not hold a usable ${alg} private key`);
+  }
+}

@@ -1,0 +1,398 @@
+import { randomUUID } from 'node:crypto';
+import { SignJWT, jwtVerify } from 'jose';
+import { SIGNING_ALGORITHMS, type IssuerClient, type IssuerConfig } from '../config/issuer-config.js';
+import { revocationRecord, type RevocationRequest } from '../store/revocation-request.js';
+import { StoreUnavailableError, type RevocationRecord, type Store } from '../store/store.js';
+import { AccessTokenVerifier, fingerprint, type VerifiedToken } from '../token/access-token-verifier.js';
+import { decodeCompactJws } from '../token/compact-jws.js';
+import type { IssuerKeys } from '../token/issuer-keys.js';
+import { TokenError } from '../token/token-error.js';
+import type { AuthenticatedClient } from './client-auth.js';
+import type { Keyring } from './keyring.js';
+import { OAuthError } from './oauth-error.js';
+
+export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+const JWT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
+/** Refresh tokens are JWTs of a type no sidecar accepts as an access token. */
+const REFRESH_TOKEN_TYP = 'rt+jwt';
+
+export interface TokenResponse {
+  access_token: string;
+  token_type: 'Bearer';
+  expires_in: number;
+  scope: string;
+  issued_token_type?: string;
+  refresh_token?: string;
+}
+
+/** What happened, for the audit log and the issuer's spans: identifiers only, never tokens. */
+export interface IssuedToken {
+  grant: 'client_credentials' | 'token_exchange' | 'refresh_token';
+  client: string;
+  subject: string;
+  audience: string;
+  fingerprint: string;
+  /** The delegation chain, outermost actor first (token exchange). */
+  actors: string[];
+}
+
+interface RefreshClaims {
+  client_id: string;
+  fam: string;
+  jti: string;
+  iat: number;
+  exp: number;
+  scope: string;
+  target: string;
+  cnf: { 'x5t#S256': string };
+}
+
+/**
+ * POST /token and POST /revoke, without HTTP: each grant takes the authenticated client and
+ * the form parameters and returns a response or throws an OAuthError.
+ */
+export class TokenService {
+  private readonly exchangeVerifiers = new Map<string, AccessTokenVerifier>();
+
+  constructor(
+    private readonly config: IssuerConfig,
+    private readonly keyring: Keyring,
+    private readonly store: Store,
+    private readonly now: () => number = Date.now,
+  ) {
+    // Only the audience of a token may exchange it: one verifier per client that may exchange.
+    const keys = keyringKeys(keyring, now);
+    for (const client of config.clients.filter((c) => c.grants.includes('token_exchange'))) {
+      this.exchangeVerifiers.set(client.id, new AccessTokenVerifier({
+        audience: client.id,
+        issuers: [{ config: { issuer: config.issuer, algorithms: [...SIGNING_ALGORITHMS], maxTtlMs: config.tokenTtlMs }, keys }],
+        clockSkewMs: config.clockSkewMs,
+        cacheMaxEntries: 0,
+        now,
+      }));
+    }
+  }
+
+  async token({ client, thumbprint }: AuthenticatedClient, params: Map<string, string>): Promise<{ response: TokenResponse; issued: IssuedToken }> {
+    const grantType = params.get('grant_type');
+    switch (grantType) {
+      case 'client_credentials':
+        allowGrant(client, 'client_credentials');
+        return this.clientCredentials(client, thumbprint, params);
+      case TOKEN_EXCHANGE_GRANT:
+        allowGrant(client, 'token_exchange');
+        return this.exchange(client, thumbprint, params);
+      case 'refresh_token':
+        allowGrant(client, 'refresh_token');
+        return this.refresh(client, thumbprint, params);
+      case undefined:
+        throw new OAuthError('invalid_request', 'grant_type is required');
+      default:
+        throw new OAuthError('unsupported_grant_type', 'grant_type must be client_credentials, token exchange or refresh_token');
+    }
+  }
+
+  private async clientCredentials(client: IssuerClient, thumbprint: string, params: Map<string, string>) {
+    const audience = target(client, params);
+    const scope = narrowScope(params.get('scope'), client.scopes);
+    const nowS = this.nowSeconds();
+    const issued = await this.issue({ client, thumbprint, subject: client.id, audience, scope, exp: nowS + this.ttlSeconds(), grant: 'client_credentials' });
+    if (client.grants.includes('refresh_token')) {
+      issued.response.refresh_token = await this.refreshToken(client, thumbprint, { fam: randomUUID(), exp: nowS + Math.floor(this.config.refreshTtlMs / 1000), scope, target: audience });
+    }
+    return issued;
+  }
+
+  /** RFC 8693 §2: the caller trades the token it received for one to the next hop. */
+  private async exchange(client: IssuerClient, thumbprint: string, params: Map<string, string>) {
+    const subjectToken = params.get('subject_token');
+    const subjectType = params.get('subject_token_type');
+    if (!subjectToken || !subjectType) throw new OAuthError('invalid_request', 'subject_token and subject_token_type are required');
+    if (subjectType !== ACCESS_TOKEN_TYPE && subjectType !== JWT_TOKEN_TYPE) {
+      throw new OAuthError('invalid_request', 'subject_token_type must be an access token');
+    }
+    if (params.has('actor_token')) throw new OAuthError('invalid_request', 'actor_token is not supported: the actor is the authenticated client');
+    const requested = params.get('requested_token_type');
+    if (requested !== undefined && requested !== ACCESS_TOKEN_TYPE) throw new OAuthError('invalid_request', 'only access tokens can be requested');
+
+    const subject = await this.verifySubject(client, subjectToken);
+    const depth = delegationDepth(subject.act) + 1;
+    if (depth > this.config.maxDelegationDepth) throw new OAuthError('invalid_grant', 'the delegation chain is longer than allowed');
+    const audience = target(client, params);
+    // Scopes only narrow along a chain: what the subject token carried and what this client may have.
+    const available = client.scopes.filter((s) => subject.scopes.has(s));
+    const scope = narrowScope(params.get('scope'), available);
+    const act = { sub: client.id, ...(subject.act && { act: subject.act }) };
+    const exp = Math.min(this.nowSeconds() + this.ttlSeconds(), subject.exp);
+    const issued = await this.issue({ client, thumbprint, subject: subject.sub, audience, scope, exp, act, grant: 'token_exchange' });
+    issued.response.issued_token_type = ACCESS_TOKEN_TYPE;
+    return issued;
+  }
+
+  /** Rotated on every use; using one twice revokes its whole family (RFC 9700 §4.14.2). */
+  private async refresh(client: IssuerClient, thumbprint: string, params: Map<string, string>) {
+    const token = params.get('refresh_token');
+    if (!token) throw new OAuthError('invalid_request', 'refresh_token is required');
+    const claims = await this.verifyRefreshToken(token);
+    if (!claims || claims.client_id !== client.id) throw new OAuthError('invalid_grant', 'the refresh token is not valid for this client');
+    if (claims.cnf['x5t#S256'] !== thumbprint) throw new OAuthError('invalid_grant', 'the refresh token is bound to another certificate');
+    if (this.familyRevoked(claims)) throw new OAuthError('invalid_grant', 'the refresh token has been revoked');
+    const first = await this.stateful(() => this.store.markUsed(fingerprint(this.config.issuer, claims.jti), (claims.exp * 1000) + this.config.clockSkewMs));
+    if (!first) {
+      await this.revokeFamily(claims);
+      throw new OAuthError('invalid_grant', 'the refresh token was already used; its family is revoked');
+    }
+    const scope = narrowScope(params.get('scope'), claims.scope === '' ? [] : claims.scope.split(' '));
+    const exp = Math.min(this.nowSeconds() + this.ttlSeconds(), claims.exp);
+    const issued = await this.issue({ client, thumbprint, subject: client.id, audience: claims.target, scope, exp, grant: 'refresh_token', family: claims.fam });
+    issued.response.refresh_token = await this.refreshToken(client, thumbprint, { fam: claims.fam, exp: claims.exp, scope: claims.scope, target: claims.target });
+    return issued;
+  }
+
+  /**
+   * RFC 7009: revoke an access or refresh token this client holds; 200 for tokens that are
+   * unknown, invalid or expired. An admin client may instead revoke by subject, client or
+   * certificate (hopguard's extension: `subject`, `client_id`, `cert_thumbprint`).
+   */
+  async revoke({ client }: AuthenticatedClient, params: Map<string, string>): Promise<RevocationRecord | undefined> {
+    const token = params.get('token');
+    if (token === undefined) return this.adminRevoke(client, params);
+    const hint = params.get('token_type_hint');
+    if (hint !== undefined && hint !== 'access_token' && hint !== 'refresh_token') {
+      throw new OAuthError('unsupported_token_type', 'token_type_hint must be access_token or refresh_token', 400);
+    }
+    const refresh = await this.verifyRefreshToken(token);
+    if (refresh) {
+      if (refresh.client_id !== client.id) throw new OAuthError('unauthorized_client', 'the token was not issued to this client');
+      return this.revokeFamily(refresh);
+    }
+    const access = await this.readOwnAccessToken(token);
+    if (!access) return undefined;
+    if (access.client_id !== client.id) throw new OAuthError('unauthorized_client', 'the token was not issued to this client');
+    const record: RevocationRecord = {
+      revocation: { kind: 'jti', fingerprint: fingerprint(this.config.issuer, access.jti) },
+      expiresAtMs: (access.exp * 1000) + this.config.clockSkewMs,
+    };
+    await this.stateful(() => this.store.revoke(record));
+    return record;
+  }
+
+  private async adminRevoke(client: IssuerClient, params: Map<string, string>): Promise<RevocationRecord> {
+    if (!client.admin) throw new OAuthError('invalid_request', 'token is required');
+    const request: RevocationRequest = {};
+    const subject = params.get('subject');
+    const clientId = params.get('client_id');
+    const thumbprint = params.get('cert_thumbprint');
+    if (subject !== undefined) request.subject = subject;
+    if (clientId !== undefined) request.client = clientId;
+    if (thumbprint !== undefined) request.certThumbprint = thumbprint;
+    const reason = params.get('reason');
+    if (reason !== undefined) request.reason = reason;
+    let record: RevocationRecord;
+    try {
+      record = revocationRecord(request, this.revocationPolicy(), this.now());
+    } catch (err) {
+      throw new OAuthError('invalid_request', (err as Error).message);
+    }
+    await this.stateful(() => this.store.revoke(record));
+    return record;
+  }
+
+  private async issue(input: {
+    client: IssuerClient; thumbprint: string; subject: string; audience: string; scope: string; exp: number;
+    grant: IssuedToken['grant']; act?: Record<string, unknown>; family?: string;
+  }): Promise<{ response: TokenResponse; issued: IssuedToken }> {
+    const now = this.now();
+    const key = this.keyring.signingKey(now);
+    const iat = Math.floor(now / 1000);
+    const jti = randomUUID();
+    const accessToken = await new SignJWT({
+      sub: input.subject,
+      client_id: input.client.id,
+      aud: input.audience,
+      jti,
+      ...(input.scope !== '' && { scope: input.scope }),
+      cnf: { 'x5t#S256': input.thumbprint },
+      ...(input.act && { act: input.act }),
+    })
+      .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'at+jwt' })
+      .setIssuer(this.config.issuer)
+      .setIssuedAt(iat)
+      .setExpirationTime(input.exp)
+      .sign(key.privateKey);
+    const tokenFingerprint = fingerprint(this.config.issuer, jti);
+    if (input.family !== undefined) {
+      await this.stateful(() => this.store.addToSet(familySet(input.family!), `${tokenFingerprint} ${input.exp}`, (input.exp * 1000) + this.config.clockSkewMs));
+    }
+    return {
+      response: { access_token: accessToken, token_type: 'Bearer', expires_in: Math.max(0, input.exp - iat), scope: input.scope },
+      issued: {
+        grant: input.grant, client: input.client.id, subject: input.subject, audience: input.audience,
+        fingerprint: tokenFingerprint, actors: actors(input.act),
+      },
+    };
+  }
+
+  private async refreshToken(client: IssuerClient, thumbprint: string, family: { fam: string; exp: number; scope: string; target: string }): Promise<string> {
+    const key = this.keyring.signingKey(this.now());
+    return new SignJWT({ client_id: client.id, fam: family.fam, scope: family.scope, target: family.target, cnf: { 'x5t#S256': thumbprint } })
+      .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: REFRESH_TOKEN_TYP })
+      .setIssuer(this.config.issuer)
+      .setAudience(this.config.issuer)
+      .setSubject(client.id)
+      .setJti(randomUUID())
+      .setIssuedAt(Math.floor(this.now() / 1000))
+      .setExpirationTime(family.exp)
+      .sign(key.privateKey);
+  }
+
+  private async verifySubject(client: IssuerClient, token: string): Promise<VerifiedToken> {
+    let verified: VerifiedToken;
+    try {
+      ({ token: verified } = await this.exchangeVerifiers.get(client.id)!.verify(token));
+    } catch (err) {
+      if (err instanceof TokenError) throw new OAuthError('invalid_grant', `the subject token is not valid for this client (${err.code})`);
+      throw err;
+    }
+    const revoked = this.store.findRevocation({
+      jtiFingerprint: verified.fingerprint, sub: verified.sub, clientId: verified.clientId, iat: verified.iat,
+      ...(verified.cnf?.x5tS256 !== undefined && { certThumbprint: verified.cnf.x5tS256 }),
+    });
+    if (revoked) throw new OAuthError('invalid_grant', 'the subject token has been revoked');
+    return verified;
+  }
+
+  /** Our own refresh token, or undefined for anything else (strictly decoded, signature checked). */
+  private async verifyRefreshToken(token: string): Promise<RefreshClaims | undefined> {
+    try {
+      const { header } = decodeCompactJws(token);
+      if (header.typ !== REFRESH_TOKEN_TYP) return undefined;
+      const key = this.keyring.find(header.kid as string | undefined, String(header.alg), this.now());
+      if (!key) return undefined;
+      const { payload } = await jwtVerify(token, key.publicKey, {
+        issuer: this.config.issuer, audience: this.config.issuer, typ: REFRESH_TOKEN_TYP, algorithms: [key.alg],
+        clockTolerance: this.config.clockSkewMs / 1000, currentDate: new Date(this.now()),
+      });
+      return payload as unknown as RefreshClaims;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** An access token this issuer signed, even if expired or revoked; undefined otherwise. */
+  private async readOwnAccessToken(token: string): Promise<{ client_id: string; jti: string; exp: number } | undefined> {
+    try {
+      const { header } = decodeCompactJws(token);
+      const key = this.keyring.find(header.kid as string | undefined, String(header.alg), this.now());
+      if (!key || String(header.typ).toLowerCase() !== 'at+jwt') return undefined;
+      const { payload } = await jwtVerify(token, key.publicKey, { issuer: this.config.issuer, algorithms: [key.alg], currentDate: new Date(0) });
+      const { client_id: clientId, jti, exp } = payload;
+      return typeof clientId === 'string' && typeof jti === 'string' && typeof exp === 'number' ? { client_id: clientId, jti, exp } : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  private familyRevoked(claims: RefreshClaims): boolean {
+    return this.store.findRevocation({
+      jtiFingerprint: fingerprint(this.config.issuer, familySet(claims.fam)),
+      sub: claims.client_id, clientId: claims.client_id, iat: claims.iat, certThumbprint: claims.cnf['x5t#S256'],
+    }) !== undefined;
+  }
+
+  /** The family's refresh tokens, and every access token minted from it, die together. */
+  private async revokeFamily(claims: RefreshClaims): Promise<RevocationRecord> {
+    const skew = this.config.clockSkewMs;
+    const record: RevocationRecord = {
+      revocation: { kind: 'jti', fingerprint: fingerprint(this.config.issuer, familySet(claims.fam)) },
+      expiresAtMs: (claims.exp * 1000) + skew,
+      reason: 'refresh token family revoked',
+    };
+    await this.stateful(async () => {
+      await this.store.revoke(record);
+      for (const member of await this.store.members(familySet(claims.fam))) {
+        const [tokenFingerprint = '', exp = '0'] = member.split(' ');
+        await this.store.revoke({ revocation: { kind: 'jti', fingerprint: tokenFingerprint }, expiresAtMs: (Number(exp) * 1000) + skew, reason: record.reason! });
+      }
+    });
+    return record;
+  }
+
+  revocationPolicy() {
+    return { issuers: [{ issuer: this.config.issuer, maxTtlMs: Math.max(this.config.tokenTtlMs, this.config.refreshTtlMs) }], clockSkewMs: this.config.clockSkewMs };
+  }
+
+  private async stateful<T>(action: () => Promise<T>): Promise<T> {
+    try {
+      return await action();
+    } catch (err) {
+      if (err instanceof StoreUnavailableError) throw new OAuthError('temporarily_unavailable', 'shared state is unavailable; try again', 503);
+      throw err;
+    }
+  }
+
+  private nowSeconds(): number {
+    return Math.floor(this.now() / 1000);
+  }
+
+  private ttlSeconds(): number {
+    return Math.floor(this.config.tokenTtlMs / 1000);
+  }
+}
+
+function allowGrant(client: IssuerClient, grant: IssuerClient['grants'][number]): void {
+  if (!client.grants.includes(grant)) throw new OAuthError('unauthorized_client', `this client may not use the ${grant} grant`);
+}
+
+/** RFC 8707 `resource` or RFC 8693 `audience`: exactly one, and one the client may have. */
+function target(client: IssuerClient, params: Map<string, string>): string {
+  const audience = params.get('audience');
+  const resource = params.get('resource');
+  if (audience !== undefined && resource !== undefined && audience !== resource) {
+    throw new OAuthError('invalid_target', 'audience and resource name different services: one audience per token');
+  }
+  const wanted = audience ?? resource;
+  if (wanted === undefined) throw new OAuthError('invalid_request', 'audience (or resource) is required');
+  if (!client.audiences.includes(wanted)) throw new OAuthError('invalid_target', 'this client may not have tokens for that audience');
+  return wanted;
+}
+
+/** The requested scopes, each one allowed; all allowed ones when none are requested. */
+function narrowScope(requested: string | undefined, allowed: readonly string[]): string {
+  if (requested === undefined) return allowed.join(' ');
+  const scopes = requested.split(' ').filter((s) => s !== '');
+  if (scopes.some((s) => !allowed.includes(s))) throw new OAuthError('invalid_scope', 'a requested scope is not available to this client here');
+  return [...new Set(scopes)].join(' ');
+}
+
+function delegationDepth(act: Record<string, unknown> | undefined): number {
+  let depth = 0;
+  for (let a: unknown = act; typeof a === 'object' && a !== null; a = (a as { act?: unknown }).act) depth++;
+  return depth;
+}
+
+function actors(act: Record<string, unknown> | undefined): string[] {
+  const chain: string[] = [];
+  for (let a: unknown = act; typeof a === 'object' && a !== null; a = (a as { act?: unknown }).act) {
+    chain.push(String((a as { sub?: unknown }).sub));
+  }
+  return chain;
+}
+
+function familySet(family: string): string {
+  return `family:${family}`;
+}
+
+/** The issuer's own published keys as a verification key source, for subject tokens. */
+function keyringKeys(keyring: Keyring, now: () => number): IssuerKeys {
+  return {
+    resolve: async (kid, alg) => keyring.find(kid, alg, now())?.publicKey,
+    loaded: true,
+    get generation() {
+      return keyring.generation;
+    },
+    start: async () => undefined,
+    stop: () => undefined,
+  };
+}
