@@ -52,7 +52,10 @@ export class Keyring {
     try {
       names = readdirSync(this.dir).filter((n) => n.endsWith('.json')).sort();
     } catch (err) {
-      throw new KeyringError(`cannot read the key directory ${this.dir} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+      const code = (err as NodeJS.ErrnoException).code;
+      // A new issuer's directory may not exist yet: it has no keys, and the first is made there.
+      if (code !== 'ENOENT') throw new KeyringError(`cannot read the key directory ${this.dir} (${code ?? 'error'})`);
+      names = [];
     }
     const fingerprint = names.join('\n');
     if (fingerprint === this.fingerprint) return;
