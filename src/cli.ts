@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { authzCommand, checkConfigCommand } from './commands/authz-commands.js';
+import { injectCommand } from './commands/inject-command.js';
 import { issuerCommand, keysCommand } from './commands/issuer-commands.js';
 import { revokeCommand } from './commands/revoke-command.js';
 import { UsageError } from './commands/usage-error.js';
@@ -29,6 +30,13 @@ Usage:
   hopguard keys rotate --config FILE [--now]
                                         add the issuer's next signing key: published now,
                                         signing after keys.publish_ahead (--now: at once)
+  hopguard inject --config FILE         serve the sidecar injector: a Kubernetes mutating
+                                        admission webhook (HTTPS POST /mutate) adding Envoy
+                                        and hopguard authz to pods annotated
+                                        hopguard.dev/inject: "true"
+  hopguard inject -f FILE [--config FILE] [--namespace NS]
+                                        the same offline: print FILE's manifests with the
+                                        sidecars added (FILE - reads stdin)
   hopguard demo                         a self-contained walkthrough on embedded defaults:
                                         makes a key and certificates, starts a sidecar, and
                                         sends it checks as Envoy would (needs openssl)
@@ -48,6 +56,7 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   revoke: revokeCommand,
   issuer: issuerCommand,
   keys: keysCommand,
+  inject: injectCommand,
   demo: async () => runDemo((line) => process.stdout.write(`${line}\n`)),
 };
 

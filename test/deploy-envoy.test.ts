@@ -2,6 +2,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { readYaml } from '../src/config/config-schema.js';
+import { objectsOfType } from '../src/inject/envoy-bootstrap.js';
 import { loadEnvoySchema, type EnvoySchema } from './support/deploy-envoy-schema.js';
 
 const ENVOY_DIR = path.resolve(import.meta.dirname, '../envoy');
@@ -17,13 +18,7 @@ const configs: Record<string, Obj> = Object.fromEntries(
   FILES.map((file) => [file, readYaml(readFileSync(path.join(ENVOY_DIR, file), 'utf8'), file) as Obj]),
 );
 
-/** Every object in `value` whose `@type` is `typeUrl`. */
-function typed(value: unknown, typeUrl: string): Obj[] {
-  if (Array.isArray(value)) return value.flatMap((item) => typed(item, typeUrl));
-  if (typeof value !== 'object' || value === null) return [];
-  const own = (value as Obj)['@type'] === typeUrl ? [value as Obj] : [];
-  return [...own, ...Object.values(value).flatMap((item) => typed(item, typeUrl))];
-}
+const typed = (value: unknown, typeUrl: string) => objectsOfType(value, typeUrl) as Obj[];
 
 function listener(config: Obj, name: string): Obj {
   const found = (config.static_resources.listeners as Obj[]).find((l) => l.name === name);

@@ -1,0 +1,53 @@
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { defaultInjectConfig, injectionSettings, loadInjectConfigFile } from '../inject/inject-config.js';
+import { loadEnvoyTemplate } from '../inject/envoy-bootstrap.js';
+import { injectManifests } from '../inject/offline-inject.js';
+import { InjectionError } from '../inject/sidecar-injection.js';
+import { startWebhook } from '../inject/webhook-server.js';
+import { createLogger } from '../telemetry/log.js';
+import { UsageError, requireOption } from './usage-error.js';
+
+/**
+ * `hopguard inject --config FILE`: serve the mutating admission webhook until SIGTERM or SIGINT.
+ * `hopguard inject -f FILE [--config FILE] [--namespace NS]`: inject manifests offline and
+ * print them (FILE "-" reads stdin); exit 2 when an annotated workload cannot be injected.
+ */
+export async function injectCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      config: { type: 'string', short: 'c' },
+      filename: { type: 'string', short: 'f' },
+      namespace: { type: 'string', short: 'n' },
+    },
+  });
+  if (values.filename !== undefined) {
+    const config = values.config !== undefined ? loadInjectConfigFile(values.config) : defaultInjectConfig();
+    const settingsFor = injectionSettings(config, loadEnvoyTemplate(config.envoyTemplate));
+    const input = readFileSync(values.filename === '-' ? 0 : values.filename, 'utf8');
+    let result;
+    try {
+      result = injectManifests(input, settingsFor, values.namespace ?? 'default');
+    } catch (err) {
+      if (err instanceof InjectionError) throw new UsageError(err.message);
+      throw err;
+    }
+    for (const note of result.notes) process.stderr.write(`hopguard inject: ${note}\n`);
+    process.stdout.write(result.yaml);
+    return 0;
+  }
+  if (values.namespace !== undefined) throw new UsageError('--namespace applies only with -f FILE');
+  const config = loadInjectConfigFile(requireOption(values.config, '--config FILE (or -f FILE to inject offline)'));
+  const { tls } = config;
+  if (tls === undefined) throw new UsageError(`${values.config}: tls (cert, key) is required to serve the webhook`);
+  const log = createLogger();
+  const running = await startWebhook({ ...config, tls }, injectionSettings(config, loadEnvoyTemplate(config.envoyTemplate)), log);
+  await new Promise<void>((resolve) => {
+    process.once('SIGTERM', () => resolve());
+    process.once('SIGINT', () => resolve());
+  });
+  log.info('shutdown_requested');
+  await running.stop();
+  return 0;
+}

@@ -1,0 +1,84 @@
+/**
+ * `hopguard inject --config FILE`: the sidecar injector's settings, with the conventions of the
+ * other config files (snake_case YAML, unknown keys refused, every problem named by its path).
+ * Every key has a default, so `hopguard inject -f` works without a file.
+ */
+
+import { fileURLToPath } from 'node:url';
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import {
+  expected, loadConfigFile, nonEmptyString, parseConfig, parseHostPort, parsedString,
+} from '../config/config-schema.js';
+import type { EnvoyTemplate } from './envoy-bootstrap.js';
+import type { InjectionSettings } from './sidecar-injection.js';
+
+export type OnError = 'deny' | 'allow';
+
+export interface InjectConfig {
+  listen: { host: string; port: number };
+  /** Absent in offline use; serving without it is a usage error. */
+  tls?: { certFile: string; keyFile: string };
+  trustDomain: string;
+  /**
+   * How a review the injector cannot process is answered: `deny` refuses the pod (keep it equal to
+   * the MutatingWebhookConfiguration's failurePolicy: Fail), `allow` admits it without sidecars.
+   */
+  onError: OnError;
+  envoyTemplate: string;
+  images: { envoy: string; hopguard: string };
+}
+
+/** The package's own envoy/sidecar.yaml (dist/inject/ → envoy/). */
+const DEFAULT_ENVOY_TEMPLATE = fileURLToPath(new URL('../../envoy/sidecar.yaml', import.meta.url));
+
+export const DEFAULT_IMAGES = {
+  envoy: 'envoyproxy/envoy:v1.34.1',
+  hopguard: 'ghcr.io/hopguard/hopguard:0.1.0',
+};
+
+/** A SPIFFE trust domain (SPIFFE ID §2.1): lower-case letters, digits, dots, dashes, underscores. */
+const TRUST_DOMAIN = /^[a-z0-9._-]{1,255}$/;
+
+export function loadInjectConfigFile(path: string): InjectConfig {
+  return loadConfigFile(path, parseInjectConfig);
+}
+
+export function parseInjectConfig(yamlText: string, opts: { baseDir: string; source?: string }): InjectConfig {
+  return parseConfig(yamlText, injectConfigSchema(opts.baseDir), opts.source);
+}
+
+/** The settings `hopguard inject -f` uses when no --config is given. */
+export function defaultInjectConfig(): InjectConfig {
+  return injectConfigSchema(process.cwd()).parse({});
+}
+
+function injectConfigSchema(baseDir: string) {
+  const file = nonEmptyString.transform((f) => resolve(baseDir, f));
+  const image = z.string(expected('an image reference')).regex(/^[\x21-\x7e]+$/, 'expected an image reference such as envoyproxy/envoy:v1.34.1');
+  return z
+    .strictObject(
+      {
+        listen: parsedString('host:port such as 0.0.0.0:9443', (t) => parseHostPort(t, 'host:port such as 0.0.0.0:9443')).prefault('0.0.0.0:9443'),
+        tls: z.strictObject({ cert: file, key: file }, expected('a mapping with cert and key')).optional(),
+        trust_domain: z.string(expected('a trust domain')).regex(TRUST_DOMAIN, 'expected a SPIFFE trust domain such as cluster.local').default('cluster.local'),
+        on_error: z.enum(['deny', 'allow'], expected('deny or allow')).default('deny'),
+        envoy_template: file.optional(),
+        images: z.strictObject({ envoy: image.default(DEFAULT_IMAGES.envoy), hopguard: image.default(DEFAULT_IMAGES.hopguard) }, expected('a mapping with envoy and hopguard')).prefault({}),
+      },
+      expected('a mapping'),
+    )
+    .transform((raw): InjectConfig => ({
+      listen: raw.listen,
+      ...(raw.tls !== undefined && { tls: { certFile: raw.tls.cert, keyFile: raw.tls.key } }),
+      trustDomain: raw.trust_domain,
+      onError: raw.on_error,
+      envoyTemplate: raw.envoy_template ?? DEFAULT_ENVOY_TEMPLATE,
+      images: raw.images,
+    }));
+}
+
+/** What injection needs to know about a pod's namespace, from the config and the loaded template. */
+export function injectionSettings(config: InjectConfig, envoyTemplate: EnvoyTemplate): (namespace: string) => InjectionSettings {
+  return (namespace) => ({ namespace, trustDomain: config.trustDomain, images: config.images, envoyTemplate });
+}

@@ -1,0 +1,102 @@
+import { readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from '../telemetry/log.js';
+import { admit } from './admission.js';
+import type { InjectConfig, OnError } from './inject-config.js';
+import type { InjectionSettings } from './sidecar-injection.js';
+
+/**
+ * `hopguard inject` as a mutating admission webhook: HTTPS (the API server requires it) with the
+ * certificate the MutatingWebhookConfiguration's caBundle vouches for.
+ *
+ *   POST /mutate    AdmissionReview in, AdmissionReview out (see admission.ts)
+ *   GET  /healthz   200 while the process serves
+ */
+
+/** The API server sends one object per review; a pod spec is far below this. */
+const MAX_BODY_BYTES = 3 * 1024 * 1024;
+
+export interface RunningWebhook {
+  url: string;
+  stop(): Promise<void>;
+}
+
+export async function startWebhook(
+  config: InjectConfig & { tls: NonNullable<InjectConfig['tls']> },
+  settingsFor: (namespace: string) => InjectionSettings,
+  log: Logger,
+): Promise<RunningWebhook> {
+  const server: Server = createServer(
+    { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile), minVersion: 'TLSv1.2' },
+    (req, res) => {
+      handle(req, res, config.onError, settingsFor, log).catch((err: unknown) => {
+        log.error('inject_failed', { error: err instanceof Error ? err.message : 'unknown' });
+        if (!res.headersSent) send(res, 500, 'text/plain', 'internal error\n');
+      });
+    },
+  );
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.listen.port, config.listen.host, () => resolve());
+  });
+  const { port } = server.address() as AddressInfo;
+  const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
+  const url = `https://${host}:${port}`;
+  log.info('inject_started', { url, trust_domain: config.trustDomain, on_error: config.onError });
+  return {
+    url,
+    stop: () => new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeIdleConnections();
+    }),
+  };
+}
+
+async function handle(
+  req: IncomingMessage,
+  res: ServerResponse,
+  onError: OnError,
+  settingsFor: (namespace: string) => InjectionSettings,
+  log: Logger,
+) {
+  const path = (req.url ?? '').split('?')[0];
+  if (req.method === 'GET' && path === '/healthz') return send(res, 200, 'text/plain', 'ok\n');
+  if (path !== '/mutate') return send(res, 404, 'text/plain', 'not found\n');
+  if (req.method !== 'POST') return send(res, 405, 'text/plain', 'use POST\n');
+
+  const body = await readBody(req);
+  if (body === undefined) return send(res, 413, 'text/plain', 'the AdmissionReview is too large\n');
+  let review: unknown;
+  try {
+    review = JSON.parse(body);
+  } catch {
+    review = undefined;
+  }
+  const outcome = admit(review, settingsFor, onError);
+  if (outcome.kind === 'unanswerable') {
+    log.warn('inject_bad_request', { reason: outcome.message });
+    return send(res, 400, 'text/plain', `${outcome.message}\n`);
+  }
+  const { outcome: what, ...fields } = outcome.event;
+  (what === 'denied' || what === 'admitted_on_error' ? log.warn : log.info)(`inject_${what}`, fields);
+  send(res, 200, 'application/json', JSON.stringify(outcome.review));
+}
+
+/** The body as text, or undefined past MAX_BODY_BYTES. */
+async function readBody(req: IncomingMessage): Promise<string | undefined> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_BODY_BYTES) return undefined;
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function send(res: ServerResponse, status: number, contentType: string, body: string) {
+  res.writeHead(status, { 'content-type': contentType, 'cache-control': 'no-store' });
+  res.end(body);
+}

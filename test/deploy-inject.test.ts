@@ -1,0 +1,282 @@
+import { request } from 'node:https';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { applyPatch, type Operation } from 'rfc6902';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConfigError } from '../src/config/config-error.js';
+import { createCa, issueCert, type Ca } from '../src/devkit/pki.js';
+import { admit, type AdmissionReviewResponse } from '../src/inject/admission.js';
+import { loadEnvoyTemplate } from '../src/inject/envoy-bootstrap.js';
+import { defaultInjectConfig, injectionSettings, parseInjectConfig, type InjectConfig } from '../src/inject/inject-config.js';
+import { planInjection } from '../src/inject/sidecar-injection.js';
+import { startWebhook, type RunningWebhook } from '../src/inject/webhook-server.js';
+import { silentLogger } from '../src/telemetry/log.js';
+import { loadEnvoySchema } from './support/deploy-envoy-schema.js';
+import { kubernetesProblems } from './support/deploy-kubernetes-schema.js';
+
+type Obj = Record<string, any>;
+const config = defaultInjectConfig();
+const settingsFor = injectionSettings(config, loadEnvoyTemplate(config.envoyTemplate));
+
+/** An orders pod as a ReplicaSet would create it; `null`: without annotations. */
+function orderPod(annotations: Record<string, string> | null = { 'hopguard.dev/inject': 'true' }): Obj {
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { generateName: 'orders-7c9d-', namespace: 'shop', labels: { app: 'orders' }, ...(annotations && { annotations }) },
+    spec: {
+      serviceAccountName: 'orders',
+      containers: [{ name: 'orders', image: 'registry.k8s.io/e2e-test-images/agnhost:2.53', ports: [{ containerPort: 8080 }] }],
+      volumes: [{ name: 'scratch', emptyDir: {} }],
+    },
+  };
+}
+
+function review(object: unknown, uid = 'b6f1c0de-0000-4000-8000-000000000001', namespace = 'shop'): Obj {
+  return {
+    apiVersion: 'admission.k8s.io/v1',
+    kind: 'AdmissionReview',
+    request: {
+      uid, namespace, operation: 'CREATE',
+      kind: { group: '', version: 'v1', kind: 'Pod' },
+      resource: { group: '', version: 'v1', resource: 'pods' },
+      object,
+    },
+  };
+}
+
+function answered(body: unknown, onError: 'deny' | 'allow' = 'deny'): AdmissionReviewResponse['response'] {
+  const outcome = admit(body, settingsFor, onError);
+  if (outcome.kind !== 'answered') throw new Error(`unanswered: ${outcome.message}`);
+  return outcome.review.response;
+}
+
+function decodePatch(response: AdmissionReviewResponse['response']): Operation[] {
+  expect(response.patchType).toBe('JSONPatch');
+  return JSON.parse(Buffer.from(response.patch!, 'base64').toString('utf8')) as Operation[];
+}
+
+/** Applies the patch as the API server would: every operation must succeed. */
+function patched(pod: Obj, patch: Operation[]): Obj {
+  const copy = structuredClone(pod);
+  expect(applyPatch(copy, patch)).toEqual(patch.map(() => null));
+  return copy;
+}
+
+function container(pod: Obj, name: string): Obj {
+  return (pod.spec.containers as Obj[]).find((c) => c.name === name)!;
+}
+
+function envoyBootstrapOf(pod: Obj): Obj {
+  const args = container(pod, 'hopguard-envoy').args as string[];
+  return JSON.parse(args[args.indexOf('--config-yaml') + 1]!) as Obj;
+}
+
+describe('admission: an annotated pod', () => {
+  const response = answered(review(orderPod()));
+  const pod = patched(orderPod(), decodePatch(response));
+
+  it('is allowed with a JSONPatch of add operations only', () => {
+    expect(response).toMatchObject({ uid: 'b6f1c0de-0000-4000-8000-000000000001', allowed: true });
+    expect(decodePatch(response).every((op) => op.op === 'add')).toBe(true);
+  });
+
+  it('validates against the Kubernetes Pod schema once patched', () => {
+    expect(kubernetesProblems(pod)).toEqual([]);
+  });
+
+  it('gains Envoy and hopguard authz beside the application, restricted and with probes', () => {
+    expect((pod.spec.containers as Obj[]).map((c) => c.name)).toEqual(['orders', 'hopguard-envoy', 'hopguard-authz']);
+    const authz = container(pod, 'hopguard-authz');
+    expect(authz.args).toEqual(['authz', '--config', '/etc/hopguard/authz/authz.yaml']);
+    expect(authz.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 9192 });
+    expect(authz.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 9192 });
+    for (const name of ['hopguard-envoy', 'hopguard-authz']) {
+      expect(container(pod, name).securityContext).toMatchObject({
+        runAsNonRoot: true, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] },
+      });
+      expect(container(pod, name).resources.limits.memory).toBeDefined();
+    }
+  });
+
+  it('takes its identity from the service account, and names its config and certificate after it', () => {
+    expect(pod.metadata.annotations).toEqual({
+      'hopguard.dev/inject': 'true',
+      'hopguard.dev/status': 'injected',
+      'hopguard.dev/identity': 'spiffe://cluster.local/ns/shop/sa/orders',
+    });
+    expect(pod.metadata.labels).toEqual({ app: 'orders', 'hopguard.dev/sidecar': 'injected' });
+    expect(pod.spec.volumes).toEqual([
+      { name: 'scratch', emptyDir: {} },
+      { name: 'hopguard-tls', secret: { secretName: 'hopguard-orders-tls' } },
+      { name: 'hopguard-authz-config', configMap: { name: 'hopguard-orders' } },
+    ]);
+  });
+
+  it('gives Envoy a bootstrap for this pod that is a valid Envoy Bootstrap', () => {
+    const bootstrap = envoyBootstrapOf(pod);
+    expect(loadEnvoySchema([bootstrap]).check(bootstrap)).toEqual([]);
+    expect(bootstrap.node).toEqual({ id: 'spiffe://cluster.local/ns/shop/sa/orders', cluster: 'orders.shop' });
+    const app = (bootstrap.static_resources.clusters as Obj[]).find((c) => c.name === 'local_app')!;
+    expect(app.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value).toBe(8080);
+    expect(JSON.stringify(bootstrap).match(/"service_name":"([^"]+)"/g)).toEqual(['"service_name":"orders.shop"', '"service_name":"orders.shop"']);
+  });
+
+  it('is not injected twice: the patched pod, reviewed again, gets no patch', () => {
+    const again = answered(review(pod));
+    expect(again).toEqual({ uid: 'b6f1c0de-0000-4000-8000-000000000001', allowed: true });
+  });
+});
+
+describe('admission: other pods', () => {
+  it('a pod without the annotation, or with it not "true", is allowed untouched', () => {
+    expect(answered(review(orderPod(null)))).toEqual({ uid: 'b6f1c0de-0000-4000-8000-000000000001', allowed: true });
+    expect(answered(review(orderPod({ 'hopguard.dev/inject': 'false' })))).not.toHaveProperty('patch');
+  });
+
+  it('a pod with no labels, no volumes and the default service account gets the maps and lists it lacks', () => {
+    const pod = orderPod();
+    delete pod.metadata.labels;
+    delete pod.spec.volumes;
+    delete pod.spec.serviceAccountName;
+    pod.metadata.annotations['hopguard.dev/app-port'] = '3000';
+    const result = patched(pod, decodePatch(answered(review(pod, 'u2', 'payments'))));
+    expect(kubernetesProblems(result)).toEqual([]);
+    expect(result.metadata.annotations['hopguard.dev/identity']).toBe('spiffe://cluster.local/ns/payments/sa/default');
+    expect(result.metadata.labels).toEqual({ 'hopguard.dev/sidecar': 'injected' });
+    expect(result.spec.volumes).toHaveLength(2);
+    const app = (envoyBootstrapOf(result).static_resources.clusters as Obj[]).find((c) => c.name === 'local_app')!;
+    expect(app.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value).toBe(3000);
+  });
+
+  it('honours the trust domain, images and resource names it is configured with', () => {
+    const custom = parseInjectConfig('trust_domain: prod.example\nimages: { hopguard: registry.example/hopguard:1.2.3 }\n', { baseDir: '/' });
+    const plan = planInjection(
+      { ...orderPod({ 'hopguard.dev/inject': 'true', 'hopguard.dev/tls-secret': 'orders-cert', 'hopguard.dev/authz-config': 'orders-policy' }) },
+      injectionSettings(custom, loadEnvoyTemplate(custom.envoyTemplate))('shop'),
+    );
+    expect(plan).toMatchObject({ injected: true, identity: 'spiffe://prod.example/ns/shop/sa/orders' });
+    const pod = plan.injected ? patched(orderPod(), plan.patch) : {};
+    expect(container(pod, 'hopguard-authz').image).toBe('registry.example/hopguard:1.2.3');
+    expect(container(pod, 'hopguard-envoy').image).toBe('envoyproxy/envoy:v1.34.1');
+    expect(pod.spec.volumes.slice(1)).toEqual([
+      { name: 'hopguard-tls', secret: { secretName: 'orders-cert' } },
+      { name: 'hopguard-authz-config', configMap: { name: 'orders-policy' } },
+    ]);
+  });
+});
+
+describe('admission: malformed reviews', () => {
+  it('a body that is not an AdmissionReview, or has no uid, cannot be answered (the API server applies failurePolicy)', () => {
+    expect(admit(undefined, settingsFor, 'deny')).toEqual({ kind: 'unanswerable', message: 'expected an admission.k8s.io/v1 AdmissionReview' });
+    expect(admit({ apiVersion: 'admission.k8s.io/v1beta1', kind: 'AdmissionReview', request: {} }, settingsFor, 'allow').kind).toBe('unanswerable');
+    const noUid = review(orderPod());
+    delete noUid.request.uid;
+    expect(admit(noUid, settingsFor, 'allow')).toEqual({ kind: 'unanswerable', message: 'the AdmissionReview has no request.uid' });
+  });
+
+  const broken: [string, () => Obj, RegExp][] = [
+    ['no containers', () => ({ ...orderPod(), spec: { containers: [] } }), /spec\.containers must be a non-empty list/],
+    ['a non-numeric app port', () => orderPod({ 'hopguard.dev/inject': 'true', 'hopguard.dev/app-port': 'http' }), /hopguard\.dev\/app-port must be a port number/],
+    ['an app port the sidecars use', () => orderPod({ 'hopguard.dev/inject': 'true', 'hopguard.dev/app-port': '15001' }), /the application port 15001 is one the sidecars use/],
+    ['no port at all', () => { const p = orderPod(); delete p.spec.containers[0].ports; return p; }, /no application port/],
+    ['a container already named hopguard-envoy', () => { const p = orderPod(); p.spec.containers.push({ name: 'hopguard-envoy', image: 'x' }); return p; }, /already named hopguard-envoy/],
+    ['annotations that are not a mapping', () => ({ ...orderPod(), metadata: { annotations: ['hopguard.dev/inject'] } }), /metadata\.annotations is not an object/],
+  ];
+
+  it.each(broken)('%s: denied with the reason when on_error is deny (fail closed)', (_, pod, reason) => {
+    const response = answered(review(pod()), 'deny');
+    expect(response.allowed).toBe(false);
+    expect(response.status!.code).toBe(400);
+    expect(response.status!.message).toMatch(reason);
+    expect(response).not.toHaveProperty('patch');
+  });
+
+  it.each(broken)('%s: admitted without sidecars and with a warning when on_error is allow (fail open)', (_, pod, reason) => {
+    const response = answered(review(pod()), 'allow');
+    expect(response.allowed).toBe(true);
+    expect(response).not.toHaveProperty('patch');
+    expect(response.warnings![0]).toMatch(reason);
+  });
+
+  it('a review of something other than a Pod CREATE is refused rather than guessed at', () => {
+    const body = review(orderPod());
+    body.request.operation = 'UPDATE';
+    expect(answered(body).status!.message).toMatch(/only CREATE of Pods/);
+  });
+});
+
+describe('inject config', () => {
+  it('defaults everything, and refuses unknown keys and a bad on_error with their paths', () => {
+    expect(config).toMatchObject({ trustDomain: 'cluster.local', onError: 'deny', listen: { host: '0.0.0.0', port: 9443 } });
+    expect(() => parseInjectConfig('on_error: ignore\ntrust_domian: x\n', { baseDir: '/', source: 'inject.yaml' })).toThrow(ConfigError);
+    try {
+      parseInjectConfig('on_error: ignore\ntrust_domian: x\n', { baseDir: '/', source: 'inject.yaml' });
+    } catch (err) {
+      expect((err as ConfigError).problems).toEqual([
+        { path: 'on_error', message: 'expected deny or allow' },
+        { path: 'trust_domian', message: 'unknown key "trust_domian"' },
+      ]);
+    }
+  });
+
+  it('refuses an Envoy template without the local_app cluster', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'hopguard-inject-'));
+    try {
+      writeFileSync(path.join(dir, 'envoy.yaml'), 'static_resources: { clusters: [] }\n');
+      expect(() => loadEnvoyTemplate(path.join(dir, 'envoy.yaml'))).toThrow(/needs a cluster named local_app/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('the webhook over real HTTPS', () => {
+  let dir: string;
+  let ca: Ca;
+  let webhook: RunningWebhook;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'hopguard-webhook-'));
+    ca = createCa(dir, 'webhook-ca');
+    const serving = issueCert(ca, dir, { name: 'webhook', dnsSans: ['localhost'], serverAuth: true });
+    const served: InjectConfig & { tls: NonNullable<InjectConfig['tls']> } = {
+      ...config, listen: { host: '127.0.0.1', port: 0 }, tls: { certFile: serving.certPath, keyFile: serving.keyPath },
+    };
+    webhook = await startWebhook(served, settingsFor, silentLogger);
+  });
+  afterAll(async () => {
+    await webhook?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** As the API server calls it: POST, JSON, the server certificate checked against caBundle. */
+  function call(method: string, urlPath: string, body?: string): Promise<{ status: number; type: string; text: string }> {
+    const url = new URL(urlPath, webhook.url.replace('127.0.0.1', 'localhost'));
+    return new Promise((resolve, reject) => {
+      const req = request(url, { method, ca: ca.certPem, lookup: (_h, _o, cb) => cb(null, [{ address: '127.0.0.1', family: 4 }]), headers: { 'content-type': 'application/json' } }, (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => { text += chunk; });
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type']), text }));
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+
+  it('answers an AdmissionReview with a patch that makes a valid pod', async () => {
+    const res = await call('POST', '/mutate', JSON.stringify(review(orderPod())));
+    expect(res).toMatchObject({ status: 200, type: 'application/json' });
+    const body = JSON.parse(res.text) as AdmissionReviewResponse;
+    expect(body).toMatchObject({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { allowed: true } });
+    expect(kubernetesProblems(patched(orderPod(), decodePatch(body.response)))).toEqual([]);
+  });
+
+  it('answers 400 to a body that is not JSON, 405 to GET /mutate, 200 on /healthz', async () => {
+    expect(await call('POST', '/mutate', '{"apiVersion": "admission.k8s.io/v1", ')).toMatchObject({ status: 400, text: 'expected an admission.k8s.io/v1 AdmissionReview\n' });
+    expect((await call('GET', '/mutate')).status).toBe(405);
+    expect(await call('GET', '/healthz')).toMatchObject({ status: 200, text: 'ok\n' });
+  });
+});
