@@ -1,0 +1,215 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { parseAllDocuments } from 'yaml';
+import { describe, expect, it } from 'vitest';
+import { parseAuthzConfig } from '../src/config/load-authz-config.js';
+import { parseIssuerConfig } from '../src/config/load-issuer-config.js';
+import { loadEnvoyTemplate } from '../src/inject/envoy-bootstrap.js';
+import { defaultInjectConfig, injectionSettings, parseInjectConfig } from '../src/inject/inject-config.js';
+import { injectManifests } from '../src/inject/offline-inject.js';
+import { loadEnvoySchema } from './support/deploy-envoy-schema.js';
+import { kubernetesProblems } from './support/deploy-kubernetes-schema.js';
+import { runCli } from './support/process.js';
+
+type Obj = Record<string, any>;
+const K8S = path.resolve(import.meta.dirname, '../k8s');
+const OVERLAY = path.join(K8S, 'overlays/example');
+
+function yamlFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) return yamlFiles(full);
+    return /\.ya?ml$/.test(entry.name) && entry.name !== 'kustomization.yaml' ? [full] : [];
+  });
+}
+
+function documents(text: string): Obj[] {
+  return parseAllDocuments(text).map((doc) => {
+    expect(doc.errors).toEqual([]);
+    return doc.toJS() as Obj;
+  }).filter((doc) => doc !== null);
+}
+
+const RESOURCE_FILES = yamlFiles(K8S);
+const RESOURCES = RESOURCE_FILES.flatMap((file) => documents(readFileSync(file, 'utf8')).map((doc) => ({ file: path.relative(K8S, file), doc })));
+const byKind = (kind: string) => RESOURCES.filter((r) => r.doc.kind === kind).map((r) => r.doc);
+const named = (kind: string, name: string) => byKind(kind).find((doc) => doc.metadata.name === name)!;
+const deployments = byKind('Deployment');
+
+/** kubectl's built-in kustomize, when it is new enough to read `labels:` (kustomize v4+). */
+function kustomizeAvailable(): boolean {
+  try {
+    return /Kustomize Version: v[4-9]/.test(execFileSync('kubectl', ['version', '--client'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }));
+  } catch {
+    return false;
+  }
+}
+
+describe('k8s/: kustomizations', () => {
+  it.each(['base', 'overlays/example'])('%s lists only files and directories that exist', (dir) => {
+    const kustomization = documents(readFileSync(path.join(K8S, dir, 'kustomization.yaml'), 'utf8'))[0]!;
+    expect(kustomization).toMatchObject({ apiVersion: 'kustomize.config.k8s.io/v1beta1', kind: 'Kustomization' });
+    for (const resource of kustomization.resources as string[]) {
+      const target = path.join(K8S, dir, resource);
+      expect(existsSync(target), `${dir}: ${resource}`).toBe(true);
+      if (statSync(target).isDirectory()) expect(existsSync(path.join(target, 'kustomization.yaml'))).toBe(true);
+    }
+  });
+
+  it('every resource file is listed by a kustomization', () => {
+    const listed = ['base', 'overlays/example'].flatMap((dir) =>
+      (documents(readFileSync(path.join(K8S, dir, 'kustomization.yaml'), 'utf8'))[0]!.resources as string[]).map((r) => path.join(dir, r)));
+    expect(RESOURCE_FILES.map((file) => path.relative(K8S, file)).filter((file) => !listed.includes(file))).toEqual([]);
+  });
+
+  it.skipIf(!kustomizeAvailable())('kubectl kustomize builds the example overlay, and every object validates', () => {
+    const built = documents(execFileSync('kubectl', ['kustomize', OVERLAY], { encoding: 'utf8' }));
+    expect(built).toHaveLength(RESOURCES.length);
+    expect(built.flatMap(kubernetesProblems)).toEqual([]);
+    expect(built.every((doc) => doc.metadata.labels?.['app.kubernetes.io/part-of'] === 'hopguard' || doc.metadata.namespace === 'shop' || doc.metadata.name === 'shop')).toBe(true);
+  });
+});
+
+describe('k8s/: every resource against the Kubernetes OpenAPI schemas', () => {
+  it('has what the deployment needs', () => {
+    expect(RESOURCES.map((r) => `${r.doc.kind}/${r.doc.metadata.name}`).sort()).toEqual([
+      'ConfigMap/hopguard-frontend', 'ConfigMap/hopguard-injector', 'ConfigMap/hopguard-issuer', 'ConfigMap/hopguard-orders', 'ConfigMap/otel-collector',
+      'Deployment/frontend', 'Deployment/hopguard-injector', 'Deployment/hopguard-issuer', 'Deployment/hopguard-redis', 'Deployment/orders', 'Deployment/otel-collector',
+      'MutatingWebhookConfiguration/hopguard-sidecar-injector',
+      'Namespace/hopguard-system', 'Namespace/shop',
+      'NetworkPolicy/frontend', 'NetworkPolicy/hopguard-issuer', 'NetworkPolicy/hopguard-redis', 'NetworkPolicy/orders',
+      'PodDisruptionBudget/hopguard-injector', 'PodDisruptionBudget/hopguard-issuer',
+      'Service/hopguard-injector', 'Service/hopguard-issuer', 'Service/hopguard-redis', 'Service/orders', 'Service/otel-collector',
+      'ServiceAccount/frontend', 'ServiceAccount/hopguard-injector', 'ServiceAccount/hopguard-issuer', 'ServiceAccount/orders',
+    ]);
+  });
+
+  it.each(RESOURCES.map((r) => [`${r.file}: ${r.doc.kind}/${r.doc.metadata.name}`, r.doc] as const))('%s', (_, doc) => {
+    expect(kubernetesProblems(doc)).toEqual([]);
+  });
+
+  it('the schema check rejects a wrong type and a missing required field', () => {
+    const wrongType = structuredClone(named('Deployment', 'hopguard-issuer'));
+    wrongType.spec.replicas = 'two';
+    expect(kubernetesProblems(wrongType)).toEqual(['Deployment/hopguard-issuer: data/spec/replicas must be integer']);
+    const unnamed = structuredClone(named('Deployment', 'hopguard-issuer'));
+    delete unnamed.spec.template.spec.containers[0].name;
+    expect(kubernetesProblems(unnamed)).toEqual(['Deployment/hopguard-issuer: data/spec/template/spec/containers/0 must have required property name']);
+  });
+});
+
+describe('k8s/: workloads run restricted, bounded and probed', () => {
+  it.each(deployments.map((d) => [d.metadata.name, d] as const))('%s', (_, deployment) => {
+    const pod = deployment.spec.template.spec;
+    expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
+    for (const container of pod.containers as Obj[]) {
+      expect(container.securityContext).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
+      expect(container.resources.requests).toHaveProperty('cpu');
+      expect(container.resources.limits).toHaveProperty('memory');
+      // A container that serves is probed; frontend's shell serves nothing.
+      if (container.ports !== undefined) expect(container.readinessProbe).toBeDefined();
+    }
+  });
+
+  it('the issuer is probed on /healthz and /readyz, and kept available through disruptions', () => {
+    const issuer = named('Deployment', 'hopguard-issuer');
+    const container = issuer.spec.template.spec.containers[0];
+    expect(container.livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'admin' });
+    expect(container.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'admin' });
+    expect(issuer.spec.replicas).toBeGreaterThan(1);
+    expect(named('PodDisruptionBudget', 'hopguard-issuer').spec.selector).toEqual(issuer.spec.selector);
+  });
+});
+
+describe('k8s/: the configs inside the ConfigMaps are valid hopguard configs that agree', () => {
+  const configText = (name: string, key: string) => named('ConfigMap', name).data[key] as string;
+
+  it('the issuer config loads, and serves admin on all interfaces for the probes', () => {
+    const issuer = parseIssuerConfig(configText('hopguard-issuer', 'issuer.yaml'), { baseDir: '/' });
+    expect(issuer.admin).toEqual({ host: '0.0.0.0', port: 9443 });
+  });
+
+  it('the injector config loads, and fails closed exactly when the webhook\'s failurePolicy does', () => {
+    const inject = parseInjectConfig(configText('hopguard-injector', 'inject.yaml'), { baseDir: '/' });
+    const [webhook] = named('MutatingWebhookConfiguration', 'hopguard-sidecar-injector').webhooks;
+    expect({ onError: inject.onError, failurePolicy: webhook.failurePolicy }).toEqual({ onError: 'deny', failurePolicy: 'Fail' });
+    expect(webhook.clientConfig.service).toMatchObject({ name: 'hopguard-injector', namespace: 'hopguard-system', path: '/mutate' });
+    expect(named('Service', 'hopguard-injector').spec.ports[0]).toMatchObject({ port: webhook.clientConfig.service.port });
+  });
+
+  const workloads = deployments.filter((d) => d.spec.template.metadata.annotations?.['hopguard.dev/inject'] === 'true');
+
+  it.each(workloads.map((d) => [d.metadata.name, d] as const))('%s: its authz config loads, with the audience the injector derives, and trusts the issuer', (_, deployment) => {
+    const serviceAccount = deployment.spec.template.spec.serviceAccountName;
+    const authz = parseAuthzConfig(configText(`hopguard-${serviceAccount}`, 'authz.yaml'), { baseDir: '/' });
+    expect(authz.audience).toBe(`spiffe://cluster.local/ns/${deployment.metadata.namespace}/sa/${serviceAccount}`);
+    expect(authz.listen).toEqual({ kind: 'tcp', host: '127.0.0.1', port: 9191 });
+    expect(authz.admin).toEqual({ host: '0.0.0.0', port: 9192 });
+    const issuer = parseIssuerConfig(configText('hopguard-issuer', 'issuer.yaml'), { baseDir: '/' });
+    expect(authz.issuers.map((i) => i.issuer)).toEqual([issuer.issuer]);
+  });
+
+  it('the issuer lets frontend ask orders for exactly the scopes orders\' routes need', () => {
+    const issuer = parseIssuerConfig(configText('hopguard-issuer', 'issuer.yaml'), { baseDir: '/' });
+    const orders = parseAuthzConfig(configText('hopguard-orders', 'authz.yaml'), { baseDir: '/' });
+    const frontend = issuer.clients.find((c) => c.id === 'spiffe://cluster.local/ns/shop/sa/frontend')!;
+    expect(frontend.audiences).toEqual([orders.audience]);
+    expect(orders.routes.flatMap((r) => r.scopes).sort()).toEqual([...frontend.scopes].sort());
+  });
+});
+
+describe('hopguard inject -f on the example app', () => {
+  const config = defaultInjectConfig();
+  const settingsFor = injectionSettings(config, loadEnvoyTemplate(config.envoyTemplate));
+  const files = ['orders.yaml', 'frontend.yaml'].map((file) => path.join(OVERLAY, file));
+
+  it.each(files)('%s: the injected Deployment validates, and its Envoy bootstrap is a valid Bootstrap', (file) => {
+    const text = readFileSync(file, 'utf8');
+    const result = injectManifests(text, settingsFor, 'default');
+    const out = documents(result.yaml);
+    expect(out.map((doc) => doc.kind)).toEqual(documents(text).map((doc) => doc.kind));
+    expect(out.flatMap(kubernetesProblems)).toEqual([]);
+    const deployment = out.find((doc) => doc.kind === 'Deployment')!;
+    const pod = deployment.spec.template;
+    expect(pod.spec.containers.map((c: Obj) => c.name)).toEqual([deployment.metadata.name, 'hopguard-envoy', 'hopguard-authz']);
+    expect(pod.metadata.annotations['hopguard.dev/identity']).toBe(`spiffe://cluster.local/ns/shop/sa/${deployment.metadata.name}`);
+    const args = pod.spec.containers[1].args as string[];
+    const bootstrap = JSON.parse(args[args.indexOf('--config-yaml') + 1]!) as Obj;
+    expect(loadEnvoySchema([bootstrap]).check(bootstrap)).toEqual([]);
+    // Everything but the workload came through unchanged.
+    expect(out.filter((doc) => doc.kind !== 'Deployment')).toEqual(documents(text).filter((doc) => doc.kind !== 'Deployment'));
+    expect(result.notes).toEqual([`Deployment/${deployment.metadata.name}: injected as spiffe://cluster.local/ns/shop/sa/${deployment.metadata.name}`]);
+  });
+
+  it('is idempotent: injecting the output again changes nothing', () => {
+    const once = injectManifests(readFileSync(files[0]!, 'utf8'), settingsFor, 'default');
+    const twice = injectManifests(once.yaml, settingsFor, 'default');
+    expect(twice.yaml).toBe(once.yaml);
+    expect(twice.notes).toEqual(['Deployment/orders: skipped (already injected)']);
+  });
+
+  it('the CLI prints the injected manifests and notes each workload on stderr', async () => {
+    const { code, stdout, stderr } = await runCli(['inject', '-f', files[0]!]);
+    expect({ code, stderr }).toEqual({ code: 0, stderr: 'hopguard inject: Deployment/orders: injected as spiffe://cluster.local/ns/shop/sa/orders\n' });
+    expect(documents(stdout).flatMap(kubernetesProblems)).toEqual([]);
+  });
+
+  it('the CLI exits 2 naming the workload when an annotated one cannot be injected, or the config is missing', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'hopguard-inject-cli-'));
+    try {
+      const file = path.join(dir, 'pod.yaml');
+      writeFileSync(file, 'apiVersion: v1\nkind: Pod\nmetadata: { name: bare, annotations: { hopguard.dev/inject: "true" } }\nspec: { containers: [{ name: app, image: x }] }\n');
+      expect(await runCli(['inject', '-f', file])).toEqual({
+        code: 2, stdout: '',
+        stderr: 'hopguard: Pod/bare: no application port: set hopguard.dev/app-port or give the first container a containerPort\nRun "hopguard --help" for usage.\n',
+      });
+      expect(await runCli(['inject', '-f', file, '--config', path.join(dir, 'missing.yaml')])).toMatchObject({
+        code: 2, stderr: `hopguard: ${path.join(dir, 'missing.yaml')}: cannot read the config file (ENOENT)\n`,
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
