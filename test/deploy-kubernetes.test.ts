@@ -90,6 +90,20 @@ describe('k8s/: every resource against the Kubernetes OpenAPI schemas', () => {
     expect(kubernetesProblems(doc)).toEqual([]);
   });
 
+  it('the schema check rejects misspelt fields, at any depth, which the OpenAPI schemas alone let through', () => {
+    const misspelt = structuredClone(named('Deployment', 'hopguard-issuer'));
+    misspelt.metadata.labelz = {};
+    misspelt.spec.template.spec.containers[0].readinesProbe = misspelt.spec.template.spec.containers[0].readinessProbe;
+    misspelt.spec.template.spec.containers[0].securityContext.capabilities.dorp = ['ALL'];
+    misspelt.spec.template.spec.volumes[1].secret.secretname = 'x';
+    expect(kubernetesProblems(misspelt)).toEqual([
+      'Deployment/hopguard-issuer: metadata.labelz: unknown field "labelz"',
+      'Deployment/hopguard-issuer: spec.template.spec.containers[0].securityContext.capabilities.dorp: unknown field "dorp"',
+      'Deployment/hopguard-issuer: spec.template.spec.containers[0].readinesProbe: unknown field "readinesProbe"',
+      'Deployment/hopguard-issuer: spec.template.spec.volumes[1].secret.secretname: unknown field "secretname"',
+    ]);
+  });
+
   it('the schema check rejects a wrong type and a missing required field', () => {
     const wrongType = structuredClone(named('Deployment', 'hopguard-issuer'));
     wrongType.spec.replicas = 'two';
