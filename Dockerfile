@@ -1,0 +1,39 @@
+# syntax=docker/dockerfile:1
+# hopguard: one image for every command. The Kubernetes manifests pass the command as args:
+#   authz --config /etc/hopguard/authz/authz.yaml     (the sidecar; admin on :9192)
+#   issuer --config /etc/hopguard/issuer/issuer.yaml  (the token service)
+#   inject --config /etc/hopguard/inject/inject.yaml  (the sidecar injector webhook)
+# Runs as a numeric non-root user and writes nothing to its filesystem, so it works with
+# readOnlyRootFilesystem: true.
+
+FROM node:20.20-bookworm-slim AS build
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src/ src/
+RUN npm run build
+
+# Production dependencies only; install scripts are not needed by any of them.
+FROM node:20.20-bookworm-slim AS prod-deps
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund
+
+FROM node:20.20-bookworm-slim
+ENV NODE_ENV=production \
+    HOPGUARD_HEALTH_URL=http://127.0.0.1:9192/healthz
+WORKDIR /app
+# Envoy's protos come from node_modules/@grpc/grpc-js-xds; envoy/ is the injector's template.
+COPY --from=prod-deps /app/node_modules ./node_modules
+COPY --from=build /src/dist ./dist
+COPY package.json README.md ./
+COPY envoy/ ./envoy/
+USER 10001:10001
+EXPOSE 9191 9192
+# The authz sidecar's admin /healthz by default; for `issuer` set HOPGUARD_HEALTH_URL to its
+# admin listener (e.g. http://127.0.0.1:9443/healthz). Kubernetes uses the pods' probes instead.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
+  CMD ["node", "-e", "fetch(process.env.HOPGUARD_HEALTH_URL).then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+ENTRYPOINT ["node", "/app/dist/cli.js"]
+CMD ["--help"]
