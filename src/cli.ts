@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
+import { auditCommand } from './commands/audit-command.js';
 import { authzCommand, checkConfigCommand } from './commands/authz-commands.js';
 import { injectCommand } from './commands/inject-command.js';
 import { issuerCommand, keysCommand } from './commands/issuer-commands.js';
@@ -37,6 +38,12 @@ Usage:
   hopguard inject -f FILE [--config FILE] [--namespace NS]
                                         the same offline: print FILE's manifests with the
                                         sidecars added (FILE - reads stdin)
+  hopguard audit verify FILE --key PUB [--key PUB...] [--live]
+                                        check an audit log's hash chain and signed
+                                        checkpoints with public keys only; exit 1,
+                                        naming the lines, if a record was edited,
+                                        deleted, inserted, reordered or cut off
+                                        (--live: its writer is still running)
   hopguard demo                         a self-contained walkthrough on embedded defaults:
                                         makes a key and certificates, starts a sidecar, and
                                         sends it checks as Envoy would (needs openssl)
@@ -57,6 +64,7 @@ const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   issuer: issuerCommand,
   keys: keysCommand,
   inject: injectCommand,
+  audit: auditCommand,
   demo: async () => runDemo((line) => process.stdout.write(`${line}\n`)),
 };
 

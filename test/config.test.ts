@@ -10,6 +10,10 @@ import { loadAuthzConfigFile, parseAuthzConfig } from '../src/config/load-authz-
 
 const BASE_DIR = '/etc/hopguard';
 const REDIS_DEFAULTS = { keyPrefix: 'hopguard:', commandTimeoutMs: 250, maxStalenessMs: 30_000, resyncIntervalMs: 10_000 };
+const TELEMETRY_DEFAULTS: AuthzConfig['telemetry'] = { tracing: false, otlpMetrics: false };
+const AUDIT_DEFAULTS: AuthzConfig['audit'] = {
+  allows: 'none', allowSampleRate: 0.01, checkpointRecords: 1000, checkpointIntervalMs: 10_000, flushIntervalMs: 250,
+};
 
 /** The example of docs/design "Configuration (authz)". */
 const DESIGN_EXAMPLE = `
@@ -146,6 +150,8 @@ describe('parseAuthzConfig: valid files', () => {
       cache: { maxEntries: 10_000 },
       redis: REDIS_DEFAULTS,
       shutdownGraceMs: 10_000,
+      telemetry: TELEMETRY_DEFAULTS,
+      audit: AUDIT_DEFAULTS,
     } satisfies AuthzConfig);
   });
 
@@ -163,6 +169,8 @@ describe('parseAuthzConfig: valid files', () => {
     expect(config.jwks).toEqual({ refreshIntervalMs: 300_000, refetchIntervalMs: 30_000, fetchTimeoutMs: 5_000 });
     expect(config.cache).toEqual({ maxEntries: 10_000 });
     expect(config.redis).toEqual(REDIS_DEFAULTS);
+    expect(config.telemetry).toEqual(TELEMETRY_DEFAULTS);
+    expect(config.audit).toEqual(AUDIT_DEFAULTS);
     expect(config.shutdownGraceMs).toBe(10_000);
   });
 
@@ -444,5 +452,46 @@ describe('loadAuthzConfigFile', () => {
     }
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as ConfigError).message).toBe(`${file}: cannot read the config file (ENOENT)`);
+  });
+});
+
+describe('parseAuthzConfig: telemetry and audit', () => {
+  it('reads the telemetry section', () => {
+    const config = parse(withTop('telemetry', {
+      tracing: true, otlp_metrics: true, service_name: 'orders-hopguard', endpoint: 'http://otel-collector:4318', protocol: 'grpc',
+    }));
+    expect(config.telemetry).toEqual({
+      tracing: true, otlpMetrics: true, serviceName: 'orders-hopguard', endpoint: 'http://otel-collector:4318', protocol: 'grpc',
+    });
+  });
+
+  it('refuses an unknown OTLP protocol, a non-http endpoint and credentials in it, without echoing them', () => {
+    expectProblem(withTop('telemetry', { protocol: 'udp' }), 'telemetry.protocol', 'expected one of http/protobuf, http/json, grpc');
+    expectProblem(withTop('telemetry', { endpoint: 'ftp://collector' }), 'telemetry.endpoint', 'expected an http or https URL');
+    const found = problems(withTop('telemetry', { endpoint: 'https://user:s3cret@collector:4318' }));
+    expect(found).toContainEqual({ path: 'telemetry.endpoint', message: expect.stringContaining('OTEL_EXPORTER_OTLP_HEADERS') });
+    expect(JSON.stringify(found)).not.toContain('s3cret');
+    expectProblem(withTop('telemetry', { tracing: 'yes' }), 'telemetry.tracing', 'expected true or false');
+  });
+
+  it('reads the audit section, resolving files against the config directory', () => {
+    const config = parse(withTop('audit', {
+      output: 'audit/hopguard.jsonl', allows: 'sampled', allow_sample_rate: 0.25, signing_key_file: 'keys/audit.pem',
+      checkpoint_records: 50, checkpoint_interval: '5s', flush_interval: '100ms',
+    }));
+    expect(config.audit).toEqual({
+      output: { kind: 'file', path: '/etc/hopguard/audit/hopguard.jsonl' }, allows: 'sampled', allowSampleRate: 0.25,
+      signingKeyFile: '/etc/hopguard/keys/audit.pem', checkpointRecords: 50, checkpointIntervalMs: 5_000, flushIntervalMs: 100,
+    });
+    expect(parse(withTop('audit', { output: 'stdout', allows: 'all', signing_key_file: '/k.pem' })).audit.output).toEqual({ kind: 'stdout' });
+  });
+
+  it('wants a signing key when audit is on, and a sample rate only with allows: sampled', () => {
+    expectProblem(withTop('audit', { output: 'stdout' }), 'audit.signing_key_file', 'is required when audit output is on');
+    expectProblem(withTop('audit', { output: 'off', allow_sample_rate: 0.5 }), 'audit.allow_sample_rate', 'only with allows: sampled');
+    expectProblem(withTop('audit', { allows: 'sampled', allow_sample_rate: 0 }), 'audit.allow_sample_rate', 'above 0');
+    expectProblem(withTop('audit', { allows: 'sampled', allow_sample_rate: 2 }), 'audit.allow_sample_rate', 'at most 1');
+    expectProblem(withTop('audit', { allows: 'some' }), 'audit.allows', 'expected none, all, sampled');
+    expectProblem(withTop('audit', { checkpoint_records: 0 }), 'audit.checkpoint_records', 'at least 1');
   });
 });

@@ -1,6 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { AuthzMetrics } from '../telemetry/metrics.js';
+import type { Telemetry } from '../telemetry/telemetry.js';
 
 export interface Readiness {
   ready: boolean;
@@ -17,7 +17,7 @@ export interface Readiness {
 export async function startAdminServer(
   host: string,
   port: number,
-  deps: { readiness: () => Readiness; metrics?: Pick<AuthzMetrics, 'serve'> },
+  deps: { readiness: () => Readiness; serveMetrics?: Telemetry['serveMetrics'] },
 ): Promise<{ address: string; close: () => Promise<void> }> {
   const server = http.createServer((req, res) => {
     const path = (req.url ?? '').split('?')[0];
@@ -29,7 +29,7 @@ export async function startAdminServer(
         status: readiness.ready ? 'ready' : 'not ready', store: readiness.store, reasons: readiness.reasons,
       });
     }
-    if (path === '/metrics' && deps.metrics) return deps.metrics.serve(req, res);
+    if (path === '/metrics' && deps.serveMetrics) return deps.serveMetrics(req, res);
     return reply(res, 404, { error: 'not found' });
   });
   await new Promise<void>((resolve, reject) => {

@@ -1,10 +1,11 @@
 import { rmSync, statSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
+import type { AuditCheck } from '../audit/validation-audit.js';
 import type { ListenAddress } from '../config/authz-config.js';
+import type { StartCheckSpan } from '../telemetry/check-span.js';
 import type { AuthzMetrics } from '../telemetry/metrics.js';
 import type { Logger } from '../telemetry/log.js';
-import { traceIdOf } from '../telemetry/trace-context.js';
 import { checkResponse } from './check-response.js';
 import { deny, type Decision } from './decision.js';
 import { authorizationService } from './envoy-protos.js';
@@ -17,6 +18,9 @@ export interface AuthzServerDeps {
   authorize(request: HopRequest): Promise<Decision>;
   metrics: AuthzMetrics;
   log: Logger;
+  /** The check's span (tracing on) or just its trace id (off). */
+  startSpan: StartCheckSpan;
+  audit: AuditCheck;
 }
 
 const EMPTY_REQUEST = readHopRequest({});
@@ -80,19 +84,29 @@ export class AuthzServer {
   private async respond(call: grpc.ServerUnaryCall<CheckRequestMessage, unknown>) {
     const started = performance.now();
     let request = EMPTY_REQUEST;
-    let decision: Decision;
+    let decision: Decision | undefined;
     try {
       request = readHopRequest(call.request);
-      decision = await this.deps.authorize(request);
     } catch (err) {
-      this.deps.log.error('check_failed', { error: err instanceof Error ? err.name : 'unknown' });
-      decision = deny('internal_error', 'unexpected failure while deciding');
+      decision = this.failed(err);
     }
-    const metadataTrace = call.metadata.get('traceparent')[0];
-    const traceId = traceIdOf(typeof metadataTrace === 'string' ? metadataTrace : undefined, request.headers.get('traceparent'));
-    const response = checkResponse(decision, request, traceId);
+    // Started once the headers are read: they hold the fallback trace context.
+    const span = this.deps.startSpan(call.metadata, request);
+    try {
+      decision ??= await this.deps.authorize(request);
+    } catch (err) {
+      decision = this.failed(err);
+    }
+    const response = checkResponse(decision, request, span.traceId);
+    span.end(decision, request);
     this.deps.metrics.recordDecision(decision, (performance.now() - started) / 1000);
+    this.deps.audit(decision, request, span.traceId);
     return response;
+  }
+
+  private failed(err: unknown): Decision {
+    this.deps.log.error('check_failed', { error: err instanceof Error ? err.name : 'unknown' });
+    return deny('internal_error', 'unexpected failure while deciding');
   }
 }
 

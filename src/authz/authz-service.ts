@@ -1,3 +1,5 @@
+import { openAuditLog } from '../audit/audit-log.js';
+import { validationAudit } from '../audit/validation-audit.js';
 import type { AuthzConfig } from '../config/authz-config.js';
 import { RouteTable } from '../policy/route-table.js';
 import { openStore } from '../store/open-store.js';
@@ -5,7 +7,9 @@ import type { Store } from '../store/store.js';
 import { AccessTokenVerifier, type TrustedIssuer } from '../token/access-token-verifier.js';
 import { createIssuerKeys } from '../token/jwks-source.js';
 import type { Logger } from '../telemetry/log.js';
+import { checkSpans } from '../telemetry/check-span.js';
 import { createAuthzMetrics } from '../telemetry/metrics.js';
+import { startTelemetry } from '../telemetry/telemetry.js';
 import { startAdminServer, type Readiness } from './admin-server.js';
 import { authorize } from './authorize.js';
 import { AuthzServer } from './authz-server.js';
@@ -28,8 +32,10 @@ export interface StartOptions {
 /** Builds every part from a validated config and starts serving. I/O lives here and in the servers. */
 export async function startAuthz(config: AuthzConfig, options: StartOptions): Promise<RunningAuthz> {
   const { log } = options;
-  const metrics = createAuthzMetrics();
+  const telemetry = await startTelemetry(config.telemetry);
+  const metrics = createAuthzMetrics(telemetry.meter);
   const store = options.store ?? await openStore(config, log);
+  metrics.observeStore(() => store.health());
 
   const issuers: TrustedIssuer[] = config.issuers.map((issuer) => ({
     config: issuer,
@@ -49,6 +55,7 @@ export async function startAuthz(config: AuthzConfig, options: StartOptions): Pr
     }),
   }));
   await Promise.all(issuers.map((issuer) => loadKeys(issuer, config.jwks.refetchIntervalMs, log)));
+  const audit = await openAuditLog(config.audit, { log, onRecords: (outcome, count) => metrics.recordAudit(outcome, count) });
 
   const verifier = new AccessTokenVerifier({
     audience: config.audience,
@@ -66,13 +73,27 @@ export async function startAuthz(config: AuthzConfig, options: StartOptions): Pr
     return { ready: reasons.length === 0, reasons, store: state };
   };
 
-  const server = new AuthzServer({ authorize: (request) => authorize(request, deps), metrics, log });
+  const server = new AuthzServer({
+    authorize: (request) => authorize(request, deps),
+    metrics,
+    log,
+    startSpan: checkSpans(telemetry.tracing, config.audience),
+    audit: validationAudit(audit, config.audit, config.audience),
+  });
   const grpcAddress = await server.listen(config.listen);
-  const admin = config.admin ? await startAdminServer(config.admin.host, config.admin.port, { readiness, metrics }) : undefined;
+  const admin = config.admin
+    ? await startAdminServer(config.admin.host, config.admin.port, { readiness, serveMetrics: telemetry.serveMetrics })
+    : undefined;
   server.setServing(readiness().ready);
   // gRPC health follows readiness, so Envoy's health checks see what /readyz sees.
   const healthTimer = setInterval(() => server.setServing(readiness().ready), 1000).unref();
-  log.info('authz_started', { grpc: grpcAddress, admin: admin?.address ?? 'off', audience: config.audience });
+  log.info('authz_started', {
+    grpc: grpcAddress,
+    admin: admin?.address ?? 'off',
+    audience: config.audience,
+    tracing: telemetry.tracing.enabled,
+    audit: config.audit.output?.kind ?? 'off',
+  });
 
   return {
     grpcAddress,
@@ -84,7 +105,9 @@ export async function startAuthz(config: AuthzConfig, options: StartOptions): Pr
       await admin?.close();
       for (const issuer of issuers) issuer.keys.stop();
       await store.close();
-      await metrics.shutdown();
+      // Last, so the final records and spans of the drained checks are kept.
+      await audit.close();
+      await telemetry.shutdown();
       log.info('authz_stopped');
     },
   };

@@ -4,6 +4,9 @@
  * Durations are milliseconds here; the YAML spells them "30s", "5m".
  */
 
+import type { AuditConfig } from '../audit/audit-config.js';
+import type { TelemetryConfig } from '../telemetry/telemetry-config.js';
+
 export const BINDING_MODES = ['mtls', 'dpop', 'mtls_or_dpop', 'none'] as const;
 export type BindingMode = (typeof BINDING_MODES)[number];
 
@@ -90,4 +93,8 @@ export interface AuthzConfig {
   cache: CacheOptions;
   /** Graceful-shutdown budget for in-flight checks after SIGTERM. */
   shutdownGraceMs: number;
+  /** Tracing and OTLP metrics; off by default. */
+  telemetry: TelemetryConfig;
+  /** The tamper-evident audit log; off by default. */
+  audit: AuditConfig;
 }

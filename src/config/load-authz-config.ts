@@ -7,6 +7,8 @@
 import { isIPv4 } from 'node:net';
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { auditSchema } from '../audit/audit-config.js';
+import { telemetrySchema } from '../telemetry/telemetry-config.js';
 import {
   ASYMMETRIC_ALGORITHMS,
   BINDING_MODES,
@@ -250,6 +252,8 @@ function authzConfigSchema(baseDir: string) {
         jwks: jwksSchema.prefault({}),
         cache: cacheSchema.prefault({}),
         shutdown_grace: duration.prefault('10s'),
+        telemetry: telemetrySchema.prefault({}),
+        audit: auditSchema(baseDir).prefault({}),
       },
       expected('a mapping with listen, audience, issuers and routes'),
     )
@@ -267,6 +271,8 @@ function authzConfigSchema(baseDir: string) {
         jwks: raw.jwks,
         cache: raw.cache,
         shutdownGraceMs: raw.shutdown_grace,
+        telemetry: raw.telemetry,
+        audit: raw.audit,
       }),
     );
 }

@@ -1,29 +1,26 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { PrometheusExporter } from '@opentelemetry/exporter-prometheus';
-import { MeterProvider } from '@opentelemetry/sdk-metrics';
+import type { Meter } from '@opentelemetry/api';
 import type { Decision } from '../authz/decision.js';
+import type { StoreHealth } from '../store/store.js';
 
 export interface AuthzMetrics {
   /** One per Check: the decision by code and route, and how long it took. */
   recordDecision(decision: Decision, seconds: number): void;
   recordJwksFetch(issuer: string, outcome: 'ok' | 'error'): void;
-  /** Serves Prometheus text (admin `/metrics`). */
-  serve(request: IncomingMessage, response: ServerResponse): void;
-  shutdown(): Promise<void>;
+  /** Audit records written to the log, or dropped because the writer fell too far behind. */
+  recordAudit(outcome: 'written' | 'dropped', count: number): void;
+  /** Shared-state health and revocation-feed lag, read when metrics are collected. */
+  observeStore(health: () => StoreHealth): void;
 }
 
 // Checks take tens of microseconds to a few milliseconds; the default buckets start at 5 ms.
 const CHECK_SECONDS_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
+const STORE_STATES: StoreHealth['state'][] = ['ok', 'degraded', 'unavailable'];
 
 /**
- * OpenTelemetry instruments read by a Prometheus serializer on the admin listener
- * (no second HTTP server). Recording is an in-memory aggregate update: nothing on the
- * check path waits for an exporter.
+ * hopguard's instruments (Prometheus names in the README). Recording is an in-memory
+ * aggregate update: nothing on the check path waits for an exporter.
  */
-export function createAuthzMetrics(): AuthzMetrics {
-  const exporter = new PrometheusExporter({ preventServerStart: true });
-  const provider = new MeterProvider({ readers: [exporter] });
-  const meter = provider.getMeter('hopguard');
+export function createAuthzMetrics(meter: Meter): AuthzMetrics {
   const decisions = meter.createCounter('hopguard.decisions', { description: 'Check decisions by outcome, deny code and route' });
   const duration = meter.createHistogram('hopguard.check.duration', {
     unit: 's',
@@ -31,7 +28,8 @@ export function createAuthzMetrics(): AuthzMetrics {
     advice: { explicitBucketBoundaries: CHECK_SECONDS_BUCKETS },
   });
   const cache = meter.createCounter('hopguard.verification_cache.lookups', { description: 'Verified-token cache lookups by result' });
-  const jwks = meter.createCounter('hopguard.jwks.fetches', { description: 'Key set fetches by issuer and outcome' });
+  const jwks = meter.createCounter('hopguard.jwks.fetches', { description: 'Key set fetches (start, refresh, unknown kid) by issuer and outcome' });
+  const audit = meter.createCounter('hopguard.audit.records', { description: 'Audit records by outcome: written, or dropped under overload' });
 
   return {
     recordDecision(decision, seconds) {
@@ -44,9 +42,32 @@ export function createAuthzMetrics(): AuthzMetrics {
     recordJwksFetch(issuer, outcome) {
       jwks.add(1, { issuer, outcome });
     },
-    serve(request, response) {
-      exporter.getMetricsRequestHandler(request, response);
+    recordAudit(outcome, count) {
+      audit.add(count, { outcome });
     },
-    shutdown: () => provider.shutdown(),
+    observeStore(health) {
+      const state = meter.createObservableGauge('hopguard.store.state', {
+        description: 'Shared state: 1 for the current state (ok, degraded, unavailable), 0 for the others',
+      });
+      const lag = meter.createObservableGauge('hopguard.revocation_feed.lag', {
+        unit: 's',
+        description: 'How stale the revocation mirror may be: 0 while the feed is live, else the time since it was last known current',
+      });
+      let lastOkMs = Date.now();
+      let lostSinceMs: number | undefined;
+      meter.addBatchObservableCallback((result) => {
+        const now = Date.now();
+        const current = health();
+        if (current.state === 'ok') {
+          lastOkMs = now;
+          lostSinceMs = undefined;
+        } else if (current.state === 'degraded') {
+          lostSinceMs = current.sinceMs;
+        }
+        for (const s of STORE_STATES) result.observe(state, s === current.state ? 1 : 0, { state: s });
+        // `unavailable` carries no timestamp: the feed was lost when last seen degraded, else after the last ok.
+        result.observe(lag, current.state === 'ok' ? 0 : (now - (lostSinceMs ?? lastOkMs)) / 1000);
+      }, [state, lag]);
+    },
   };
 }

@@ -4,7 +4,9 @@ import { EnvoyClient } from '../../src/authz/envoy-client.js';
 import type { Ca, IssuedCert } from '../../src/devkit/pki.js';
 import { signAccessToken, type AccessTokenInput, type SigningKey } from '../../src/devkit/signing-key.js';
 import { createTrustDomain } from '../../src/devkit/trust-domain.js';
-import { silentLogger } from '../../src/telemetry/log.js';
+import { AUDIT_DEFAULTS } from '../../src/audit/audit-config.js';
+import { silentLogger, type Logger } from '../../src/telemetry/log.js';
+import { TELEMETRY_DEFAULTS } from '../../src/telemetry/telemetry-config.js';
 import type { Store } from '../../src/store/store.js';
 
 export const ISSUER = 'https://sts.test.local';
@@ -67,6 +69,8 @@ export function authzConfig(fixtures: Fixtures, overrides: Partial<AuthzConfig> 
     cache: { maxEntries: 1000 },
     redis: { keyPrefix: 'hopguard-test:', commandTimeoutMs: 250, maxStalenessMs: 30_000, resyncIntervalMs: 10_000 },
     shutdownGraceMs: 5_000,
+    telemetry: TELEMETRY_DEFAULTS,
+    audit: AUDIT_DEFAULTS,
     ...overrides,
   };
 }
@@ -78,8 +82,8 @@ export interface Running {
 }
 
 /** hopguard authz on an ephemeral loopback port, with a client that speaks as Envoy. */
-export async function startServer(config: AuthzConfig, store?: Store): Promise<Running> {
-  const authz = await startAuthz(config, { log: silentLogger, ...(store && { store }) });
+export async function startServer(config: AuthzConfig, store?: Store, log: Logger = silentLogger): Promise<Running> {
+  const authz = await startAuthz(config, { log, ...(store && { store }) });
   const envoy = new EnvoyClient(authz.grpcAddress);
   return {
     authz,

@@ -1,0 +1,57 @@
+/**
+ * What goes into the audit log. Callers (the authz check path, the issuer) pass an
+ * AuditEvent to `AuditRecorder.record(event)`; the writer adds `seq`, `time` and the hash
+ * chain. Every value is an identifier or a name: never a token, a refresh token, a
+ * signature, a client secret or key material. A token is named by its fingerprint
+ * (`VerifiedToken.fingerprint`, or `fingerprint(iss, jti)` from access-token-verifier).
+ *
+ * Issuer usage, one call per outcome (allowed or refused):
+ *   audit.record({ event: 'issuance', decision: 'allow', issuer, audience, subject, client,
+ *                  caller, scope, tokenFingerprint, traceId });
+ *   audit.record({ event: 'exchange', decision: 'deny', code: 'invalid_grant', client, caller, traceId });
+ *   audit.record({ event: 'refresh', decision: 'allow', …, tokenFingerprint });
+ *   audit.record({ event: 'revocation', decision: 'allow', revoked: 'refresh_family', client, … });
+ */
+
+export interface AuditFields {
+  decision: 'allow' | 'deny';
+  /** hopguard's deny code, or the OAuth error the issuer answered with. */
+  code?: string;
+  /** The route the check matched (authz). */
+  route?: string;
+  issuer?: string;
+  audience?: string;
+  subject?: string;
+  client?: string;
+  /** The authenticated peer (mTLS URI SAN) that made the request. */
+  caller?: string;
+  tokenFingerprint?: string;
+  traceId?: string;
+}
+
+export type AuditEvent =
+  | (AuditFields & { event: 'validation' })
+  | (AuditFields & {
+    event: 'issuance' | 'exchange' | 'refresh';
+    scope?: string;
+    /** RFC 8693 delegation chain, outermost actor first. */
+    actors?: string[];
+  })
+  | (AuditFields & { event: 'revocation'; revoked: 'jti' | 'subject' | 'client' | 'cert' | 'refresh_family' });
+
+type AnyEventField = keyof AuditFields | 'scope' | 'actors' | 'revoked';
+
+/** File names, in file order. Only these leave the process: a stray property on an event never does. */
+const FIELD_NAMES: [AnyEventField, string][] = [
+  ['decision', 'decision'], ['code', 'code'], ['route', 'route'], ['issuer', 'issuer'], ['audience', 'audience'],
+  ['subject', 'subject'], ['client', 'client'], ['caller', 'caller'], ['scope', 'scope'], ['actors', 'actors'],
+  ['revoked', 'revoked'], ['tokenFingerprint', 'token_fingerprint'], ['traceId', 'trace_id'],
+];
+
+/** The event's fields as written: snake_case, fixed order, absent ones left out. */
+export function auditFields(event: AuditEvent): Record<string, unknown> {
+  const source = event as Partial<Record<AnyEventField, unknown>>;
+  const out: Record<string, unknown> = {};
+  for (const [key, name] of FIELD_NAMES) if (source[key] !== undefined) out[name] = source[key];
+  return out;
+}

@@ -1,0 +1,196 @@
+import { createReadStream } from 'node:fs';
+import type { KeyObject } from 'node:crypto';
+import { GENESIS, checkpointSignatureValid, keyId, lineHash } from './audit-chain.js';
+
+export type FindingKind = 'malformed' | 'edited' | 'inserted' | 'deleted' | 'reordered' | 'signature' | 'truncated';
+
+export interface AuditFinding {
+  /** 1-based line number the finding is about. */
+  line: number;
+  kind: FindingKind;
+  message: string;
+}
+
+export interface AuditVerifyReport {
+  lines: number;
+  records: number;
+  checkpoints: number;
+  /** The last line covered by a valid signature, 0 if none. */
+  signedThrough: number;
+  /** The log ends with a valid closing checkpoint. */
+  closed: boolean;
+  findings: AuditFinding[];
+  /** Facts that are not tampering (a restart after a crash, records dropped under load, an unsigned live tail). */
+  notes: string[];
+}
+
+interface Line {
+  number: number;
+  bytes: Buffer;
+  /** False for a last line without its newline. */
+  complete: boolean;
+}
+
+interface ChainRecord {
+  seq: number;
+  prev: string;
+  event: string;
+  key?: unknown;
+  closing?: unknown;
+  previous_closed?: unknown;
+  count?: unknown;
+}
+
+/** How far back a moved record's `prev` is looked up, to tell a move from an edit. */
+const RECENT_LINES = 4096;
+
+/**
+ * Checks a log written by AuditRecorder with public keys only: the chain (`seq` and `prev`)
+ * finds edited, deleted, inserted and reordered lines, the checkpoint signatures find a
+ * rewritten chain, and a log that does not end with a closing checkpoint has lost its tail
+ * (or its writer is still running: `live` then reports the unsigned tail as a note).
+ */
+export async function verifyAuditLog(path: string, publicKeys: KeyObject[], options: { live?: boolean } = {}): Promise<AuditVerifyReport> {
+  const keys = new Map(publicKeys.map((key) => [keyId(key), key]));
+  const report: AuditVerifyReport = { lines: 0, records: 0, checkpoints: 0, signedThrough: 0, closed: false, findings: [], notes: [] };
+  const find = (line: number, kind: FindingKind, message: string) => report.findings.push({ line, kind, message });
+
+  let head = GENESIS;
+  let headLine = 0;
+  let expectSeq = 1;
+  const seenSeq = new Map<number, number>();
+  /** Missing seq → the line where the gap showed. */
+  const missing = new Map<number, number>();
+  const recent = new Map<string, number>();
+  let lastSeqAnomaly = 0;
+  /** A malformed line just before: a mismatch after it is already reported. */
+  let afterMalformed = false;
+  let cutShort: number | undefined;
+
+  for await (const line of readLines(path)) {
+    report.lines = line.number;
+    if (!line.complete) {
+      cutShort = line.number;
+      break;
+    }
+    const text = line.bytes.toString('utf8');
+    const record = parseRecord(text);
+    if (!record) {
+      find(line.number, 'malformed', `line ${line.number} is not an audit record (damaged, or cut short by a crash and continued)`);
+      // The chain goes on from the last good line, as the writer does after a crash.
+      afterMalformed = true;
+      continue;
+    }
+
+    // Sequence: a gap is a deletion unless a later line fills it (then that line was moved).
+    let seqAnomaly = true;
+    if (record.seq === expectSeq) {
+      seqAnomaly = false;
+    } else if (record.seq > expectSeq) {
+      for (let s = expectSeq; s < record.seq; s++) missing.set(s, line.number);
+    } else if (missing.has(record.seq)) {
+      find(line.number, 'reordered', `line ${line.number} (seq ${record.seq}) is out of order: it belongs before line ${missing.get(record.seq)}`);
+      missing.delete(record.seq);
+    } else {
+      const first = seenSeq.get(record.seq);
+      find(line.number, 'inserted', `line ${line.number} repeats seq ${record.seq}${first ? ` of line ${first}` : ''}: a record was inserted or copied`);
+    }
+    if (seqAnomaly) lastSeqAnomaly = line.number;
+    expectSeq = Math.max(expectSeq, record.seq + 1);
+    if (!seenSeq.has(record.seq)) seenSeq.set(record.seq, line.number);
+
+    // Chain: `prev` must be the hash of the line before.
+    if (record.prev !== head && !seqAnomaly && !afterMalformed) {
+      const follows = recent.get(record.prev);
+      if (follows === undefined) {
+        const what = headLine === 0 ? 'the log\'s start was replaced' : `line ${headLine} was altered after it was written`;
+        find(headLine || line.number, 'edited', `${what}: its hash is not the "prev" of line ${line.number}`);
+      } else if (follows >= lastSeqAnomaly) {
+        find(line.number, 'reordered', `line ${line.number} follows line ${follows} in the chain, not line ${headLine}: records were moved`);
+      }
+    }
+    const hash = lineHash(line.bytes);
+    recent.set(hash, line.number);
+    if (recent.size > RECENT_LINES) recent.delete(recent.keys().next().value!);
+    head = hash;
+    headLine = line.number;
+    afterMalformed = false;
+
+    report.closed = false;
+    if (record.event === 'checkpoint') {
+      report.checkpoints++;
+      const key = typeof record.key === 'string' ? keys.get(record.key) : undefined;
+      if (!key) {
+        find(line.number, 'signature', `line ${line.number}: checkpoint signed by key ${JSON.stringify(String(record.key)).slice(0, 24)}, which is not among the given keys`);
+      } else if (!checkpointSignatureValid(text, key)) {
+        find(line.number, 'signature', `line ${line.number}: checkpoint signature does not verify: it, or the chain before it, was altered`);
+      } else {
+        report.signedThrough = line.number;
+        report.closed = record.closing === true;
+      }
+    } else {
+      report.records++;
+      if (record.event === 'log_opened' && record.previous_closed === false) {
+        report.notes.push(`line ${line.number}: the writer restarted after an unclean stop; records it still held in memory were lost`);
+      }
+      if (record.event === 'records_dropped') {
+        report.notes.push(`line ${line.number}: the writer dropped ${String(record.count)} records under overload`);
+      }
+    }
+  }
+
+  for (const [from, to, at] of ranges(missing)) {
+    find(at, 'deleted', `${from === to ? `record seq ${from} is` : `records seq ${from}–${to} are`} missing before line ${at}: deleted`);
+  }
+  if (report.lines === 0) find(0, 'truncated', 'the log is empty');
+  if (cutShort !== undefined) {
+    find(cutShort, 'truncated', `line ${cutShort} is cut short (no end of line): the file was truncated, or its writer died mid-write`);
+  }
+  if (!report.closed && report.lines > 0) {
+    const unsigned = `lines ${report.signedThrough + 1}–${headLine} are not covered by a signature`;
+    if (options.live) report.notes.push(`${unsigned} yet (live log)`);
+    else find(headLine, 'truncated', `the log does not end with a closing checkpoint: ${unsigned}; the tail was cut, or the writer crashed or is still running (--live)`);
+  }
+  report.findings.sort((a, b) => a.line - b.line);
+  return report;
+}
+
+function parseRecord(text: string): ChainRecord | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof value !== 'object' || value === null) return undefined;
+  const record = value as Partial<ChainRecord>;
+  if (!Number.isSafeInteger(record.seq) || record.seq! < 1) return undefined;
+  if (typeof record.prev !== 'string' || typeof record.event !== 'string') return undefined;
+  return record as ChainRecord;
+}
+
+/** Contiguous runs of missing seqs: [first, last, line where the gap showed]. */
+function ranges(missing: Map<number, number>): [number, number, number][] {
+  const out: [number, number, number][] = [];
+  for (const seq of [...missing.keys()].sort((a, b) => a - b)) {
+    const last = out.at(-1);
+    if (last && last[1] === seq - 1 && last[2] === missing.get(seq)) last[1] = seq;
+    else out.push([seq, seq, missing.get(seq)!]);
+  }
+  return out;
+}
+
+async function* readLines(path: string): AsyncGenerator<Line> {
+  let rest: Buffer = Buffer.alloc(0);
+  let number = 0;
+  for await (const chunk of createReadStream(path)) {
+    const data = rest.length > 0 ? Buffer.concat([rest, chunk as Buffer]) : (chunk as Buffer);
+    let start = 0;
+    for (let nl = data.indexOf(0x0a); nl >= 0; nl = data.indexOf(0x0a, start)) {
+      yield { number: ++number, bytes: data.subarray(start, nl), complete: true };
+      start = nl + 1;
+    }
+    rest = data.subarray(start);
+  }
+  if (rest.length > 0) yield { number: ++number, bytes: rest, complete: false };
+}

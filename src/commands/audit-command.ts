@@ -1,0 +1,36 @@
+import { parseArgs } from 'node:util';
+import { readEd25519Key } from '../audit/audit-chain.js';
+import { verifyAuditLog } from '../audit/audit-verify.js';
+import { UsageError } from './usage-error.js';
+
+/**
+ * `hopguard audit verify FILE --key PUB [--key PUB…] [--live]`: checks the hash chain and the
+ * signed checkpoints with public keys only. Exit 0 when the whole log verifies, 1 otherwise,
+ * each problem on a line with its line number.
+ */
+export async function auditCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: { key: { type: 'string', multiple: true }, live: { type: 'boolean', default: false } },
+  });
+  const [action, file, ...extra] = positionals;
+  if (action !== 'verify') throw new UsageError('expected "hopguard audit verify FILE --key PUB"');
+  if (!file || extra.length > 0) throw new UsageError('audit verify takes one FILE');
+  if (!values.key?.length) throw new UsageError('--key PUB is required (the Ed25519 public key, PEM)');
+  const keys = values.key.map((path) => {
+    try {
+      return readEd25519Key(path, 'public');
+    } catch (err) {
+      throw new UsageError(`--key ${(err as Error).message}`);
+    }
+  });
+  const report = await verifyAuditLog(file, keys, { live: values.live });
+  const out = (line: string) => process.stdout.write(`${line}\n`);
+  out(`${file}: ${report.lines} lines, ${report.records} records, ${report.checkpoints} checkpoints; ` +
+    `signed through line ${report.signedThrough}${report.closed ? ' (closed)' : ''}`);
+  for (const note of report.notes) out(`note: ${note}`);
+  for (const finding of report.findings) out(`FAIL ${finding.kind}: ${finding.message}`);
+  out(report.findings.length === 0 ? 'verified' : `NOT verified: ${report.findings.length} problem(s)`);
+  return report.findings.length === 0 ? 0 : 1;
+}

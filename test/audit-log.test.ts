@@ -1,0 +1,236 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GENESIS, lineHash, readEd25519Key } from '../src/audit/audit-chain.js';
+import { AUDIT_DEFAULTS, type AuditConfig } from '../src/audit/audit-config.js';
+import type { AuditEvent } from '../src/audit/audit-event.js';
+import { openAuditLog } from '../src/audit/audit-log.js';
+import { verifyAuditLog, type AuditVerifyReport, type FindingKind } from '../src/audit/audit-verify.js';
+import { createLogger, silentLogger } from '../src/telemetry/log.js';
+import { spawnCli } from './support/process.js';
+
+let dir: string;
+let privatePath: string;
+let publicPath: string;
+let otherPublicPath: string;
+let clean: string;
+
+function writeKeyPair(name: string): { privatePath: string; publicPath: string } {
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  const paths = { privatePath: join(dir, `${name}.pem`), publicPath: join(dir, `${name}.pub.pem`) };
+  writeFileSync(paths.privatePath, privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  writeFileSync(paths.publicPath, publicKey.export({ type: 'spki', format: 'pem' }));
+  return paths;
+}
+
+const config = (path: string, overrides: Partial<AuditConfig> = {}): AuditConfig => ({
+  ...AUDIT_DEFAULTS,
+  output: { kind: 'file', path },
+  signingKeyFile: privatePath,
+  checkpointRecords: 4,
+  flushIntervalMs: 5,
+  ...overrides,
+});
+
+const event = (i: number): AuditEvent => (i % 3 === 0
+  ? { event: 'issuance', decision: 'allow', issuer: 'https://sts', audience: 'spiffe://a', subject: `s${i}`, client: 'c', tokenFingerprint: `fp${i}`, scope: 'x:y' }
+  : { event: 'validation', decision: i % 2 ? 'deny' : 'allow', code: i % 2 ? 'token_expired' : undefined, route: 'r', traceId: `${i}`.padStart(32, '0') });
+
+/** A log of `count` records, closed cleanly. */
+async function writeLog(path: string, count: number, overrides: Partial<AuditConfig> = {}): Promise<string> {
+  const audit = await openAuditLog(config(path, overrides), { log: silentLogger });
+  for (let i = 1; i <= count; i++) audit.record(event(i));
+  await audit.close();
+  return readFileSync(path, 'utf8');
+}
+
+const verify = async (path: string, options: { live?: boolean } = {}, key = publicPath) =>
+  verifyAuditLog(path, [readEd25519Key(key, 'public')], options);
+
+/** A copy of the clean log with `change` applied to its lines (1-based indexes in the findings). */
+async function tampered(name: string, change: (lines: string[]) => string[] | string): Promise<AuditVerifyReport> {
+  const lines = clean.trimEnd().split('\n');
+  const changed = change(lines);
+  const path = join(dir, `${name}.jsonl`);
+  writeFileSync(path, typeof changed === 'string' ? changed : `${changed.join('\n')}\n`);
+  return verify(path);
+}
+
+const kinds = (report: AuditVerifyReport) => report.findings.map((f) => [f.kind, f.line] as [FindingKind, number]);
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'hopguard-audit-'));
+  ({ privatePath, publicPath } = writeKeyPair('audit'));
+  otherPublicPath = writeKeyPair('other').publicPath;
+  clean = await writeLog(join(dir, 'clean.jsonl'), 10);
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+describe('the audit log format', () => {
+  it('chains every line to the one before and signs checkpoints every N records and on close', () => {
+    const lines = clean.trimEnd().split('\n');
+    const records = lines.map((l) => JSON.parse(l));
+    expect(records.map((r) => r.seq)).toEqual(lines.map((_, i) => i + 1));
+    expect(records[0]).toMatchObject({ event: 'log_opened', prev: GENESIS });
+    for (let i = 1; i < lines.length; i++) expect(records[i].prev).toBe(lineHash(lines[i - 1]!));
+    // log_opened + 10 records, a checkpoint after every 4 lines, and a closing one.
+    expect(records.filter((r) => r.event === 'checkpoint').map((r) => [r.seq, r.closing ?? false]))
+      .toEqual([[5, false], [10, false], [14, true]]);
+    expect(Object.keys(records[1])).toEqual(['seq', 'time', 'event', 'decision', 'code', 'route', 'trace_id', 'prev']);
+    expect(records[3]).toMatchObject({
+      event: 'issuance', issuer: 'https://sts', audience: 'spiffe://a', subject: 's3', client: 'c', scope: 'x:y', token_fingerprint: 'fp3',
+    });
+  });
+
+  it('writes a checkpoint after checkpoint_interval even below N records', async () => {
+    const path = join(dir, 'timed.jsonl');
+    const audit = await openAuditLog(config(path, { checkpointRecords: 1000, checkpointIntervalMs: 30 }), { log: silentLogger });
+    audit.record(event(1));
+    await new Promise((r) => setTimeout(r, 150));
+    const text = readFileSync(path, 'utf8');
+    await audit.close();
+    expect(text.trimEnd().split('\n').map((l) => JSON.parse(l).event)).toEqual(['log_opened', 'validation', 'checkpoint']);
+  });
+});
+
+describe('verify', () => {
+  it('accepts the clean log with the public key alone', async () => {
+    const report = await verify(join(dir, 'clean.jsonl'));
+    expect(report).toMatchObject({ lines: 14, records: 11, checkpoints: 3, signedThrough: 14, closed: true, findings: [] });
+  });
+
+  it('finds an edited record, and names its line', async () => {
+    const report = await tampered('edited', (lines) => lines.map((l, i) => (i === 6 ? l.replace('"deny"', '"allow"') : l)));
+    expect(kinds(report)).toEqual([['edited', 7]]);
+    expect(report.findings[0]!.message).toContain('line 7 was altered');
+  });
+
+  it('finds a deleted record', async () => {
+    const report = await tampered('deleted', (lines) => lines.filter((_, i) => i !== 6));
+    expect(kinds(report)).toEqual([['deleted', 7]]);
+    expect(report.findings[0]!.message).toContain('record seq 7 is missing before line 7');
+  });
+
+  it('finds an inserted record, copied or made up', async () => {
+    const copied = await tampered('copied', (lines) => [...lines.slice(0, 8), lines[2]!, ...lines.slice(8)]);
+    expect(kinds(copied)).toEqual([['inserted', 9]]);
+    const madeUp = await tampered('made-up', (lines) => {
+      const fake = JSON.stringify({ seq: 9, time: new Date().toISOString(), event: 'validation', decision: 'allow', prev: lineHash(lines[7]!) });
+      return [...lines.slice(0, 8), fake, ...lines.slice(8)];
+    });
+    expect(kinds(madeUp)).toEqual([['inserted', 10]]);
+  });
+
+  it('finds reordered records', async () => {
+    const report = await tampered('reordered', (lines) => [...lines.slice(0, 6), lines[7]!, lines[6]!, ...lines.slice(8)]);
+    expect(kinds(report)).toEqual([['reordered', 8]]);
+    expect(report.findings[0]!.message).toContain('belongs before line 7');
+  });
+
+  it('finds a tail cut at a line end, and one cut mid-line', async () => {
+    const cut = await tampered('cut', (lines) => lines.slice(0, 12));
+    expect(kinds(cut)).toEqual([['truncated', 12]]);
+    expect(cut.findings[0]!.message).toContain('lines 11–12 are not covered by a signature');
+    const midLine = await tampered('mid-line', (lines) => `${lines.join('\n')}\n`.slice(0, -40));
+    expect(kinds(midLine)).toEqual([['truncated', 13], ['truncated', 14]]);
+    expect(midLine.findings[1]!.message).toContain('line 14 is cut short');
+  });
+
+  it('finds a chain rewritten from an edit onwards: only the signatures catch it', async () => {
+    const report = await tampered('rewritten', (lines) => {
+      const out = [...lines];
+      out[6] = out[6]!.replace('"deny"', '"allow"');
+      for (let i = 7; i < out.length; i++) {
+        const record = JSON.parse(out[i]!);
+        const rechained = JSON.stringify({ ...record, prev: lineHash(out[i - 1]!) });
+        out[i] = rechained;
+      }
+      return out;
+    });
+    expect(report.findings.map((f) => f.kind)).toEqual(['signature', 'signature', 'truncated']);
+    expect(report.findings[0]).toMatchObject({ line: 10 });
+    expect(report.signedThrough).toBe(5);
+  });
+
+  it('refuses checkpoints signed by a key it was not given', async () => {
+    const report = await verify(join(dir, 'clean.jsonl'), {}, otherPublicPath);
+    expect(report.findings.map((f) => f.kind)).toEqual(['signature', 'signature', 'signature', 'truncated']);
+    expect(report.signedThrough).toBe(0);
+  });
+
+  it('reports an unsigned tail of a live log as a note, not a failure', async () => {
+    const path = join(dir, 'live.jsonl');
+    writeFileSync(path, `${clean.trimEnd().split('\n').slice(0, 12).join('\n')}\n`);
+    const report = await verify(path, { live: true });
+    expect(report.findings).toEqual([]);
+    expect(report.notes).toEqual(['lines 11–12 are not covered by a signature yet (live log)']);
+  });
+});
+
+describe('the writer across restarts and overload', () => {
+  it('continues the chain of an existing file after a clean close', async () => {
+    const path = join(dir, 'resumed.jsonl');
+    await writeLog(path, 3);
+    const text = await writeLog(path, 3);
+    const opened = text.trimEnd().split('\n').map((l) => JSON.parse(l)).filter((r) => r.event === 'log_opened');
+    expect(opened.map((r) => r.previous_closed)).toEqual([undefined, true]);
+    expect((await verify(path)).findings).toEqual([]);
+  });
+
+  it('after a crash mid-write, goes on from the last whole line: verify names the damaged line only', async () => {
+    const path = join(dir, 'crashed.jsonl');
+    // The writer died after line 12, while writing line 13.
+    writeFileSync(path, `${clean.trimEnd().split('\n').slice(0, 12).join('\n')}\n`);
+    appendFileSync(path, '{"seq":13,"time":"2026-01-01T00:00:00.000Z","event":"valid');
+    await writeLog(path, 2);
+    const report = await verify(path);
+    expect(kinds(report)).toEqual([['malformed', 13]]);
+    expect(report.notes).toEqual(['line 14: the writer restarted after an unclean stop; records it still held in memory were lost']);
+    expect(report.closed).toBe(true);
+  });
+
+  it('refuses to append to a file that is not an audit log', async () => {
+    const path = join(dir, 'not-a-log.txt');
+    writeFileSync(path, 'hello\n');
+    await expect(openAuditLog(config(path), { log: silentLogger })).rejects.toThrow('does not end with an audit record');
+  });
+
+  it('never blocks: past its queue bound it drops records and says how many, in the chain', async () => {
+    const path = join(dir, 'overload.jsonl');
+    const logged: string[] = [];
+    const counts: Record<string, number> = {};
+    const audit = await openAuditLog(config(path, { checkpointRecords: 50_000 }), {
+      log: createLogger((line) => logged.push(line)),
+      onRecords: (outcome, n) => { counts[outcome] = (counts[outcome] ?? 0) + n; },
+    });
+    // All queued in one turn of the event loop, before any flush can run.
+    for (let i = 0; i < 100_010; i++) audit.record(event(1));
+    await audit.close();
+    expect(counts).toEqual({ written: 100_000, dropped: 10 });
+    const report = await verify(path);
+    expect(report.findings).toEqual([]);
+    expect(report.notes).toEqual([expect.stringContaining('the writer dropped 10 records under overload')]);
+    expect(logged.map((l) => JSON.parse(l).event)).toEqual(['audit_records_dropped']);
+  });
+});
+
+describe('hopguard audit verify', () => {
+  it('exits 0 on a clean log, 1 naming the line on a tampered one', async () => {
+    const ok = spawnCli(['audit', 'verify', join(dir, 'clean.jsonl'), '--key', publicPath]);
+    expect(await ok.exited).toBe(0);
+    expect(ok.stdout()).toContain('verified');
+    const bad = spawnCli(['audit', 'verify', join(dir, 'deleted.jsonl'), '--key', publicPath]);
+    expect(await bad.exited).toBe(1);
+    expect(bad.stdout()).toContain('FAIL deleted: record seq 7 is missing before line 7');
+    expect(bad.stdout()).toContain('NOT verified: 1 problem(s)');
+  });
+
+  it('wants the public key: a private key is refused without being echoed', async () => {
+    const run = spawnCli(['audit', 'verify', join(dir, 'clean.jsonl'), '--key', privatePath]);
+    expect(await run.exited).toBe(2);
+    expect(run.stderr()).toContain('this is a private key; give the public key');
+    expect(run.stderr()).not.toContain('PRIVATE KEY');
+  });
+});

@@ -1,0 +1,87 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readEd25519Key } from '../src/audit/audit-chain.js';
+import type { AuditConfig } from '../src/audit/audit-config.js';
+import { verifyAuditLog } from '../src/audit/audit-verify.js';
+import { AUDIENCE, CHECKOUT, ISSUER, authzConfig, createFixtures, startServer, type Fixtures } from './support/harness.js';
+
+let fixtures: Fixtures;
+let publicKeyPath: string;
+
+beforeAll(async () => {
+  fixtures = await createFixtures();
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+  writeFileSync(join(fixtures.dir, 'audit.pem'), privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  publicKeyPath = join(fixtures.dir, 'audit.pub.pem');
+  writeFileSync(publicKeyPath, publicKey.export({ type: 'spki', format: 'pem' }));
+});
+afterAll(() => fixtures.cleanup());
+
+const traceparent = (traceId: string) => `00-${traceId}-00f067aa0ba902b7-01`;
+// Sampling reads the trace id's last 32 bits as a fraction: 0 is always kept, 2^32-1 never (rate 0.5).
+const KEPT = '4bf92f3577b34da6a3ce929d00000000';
+const SKIPPED = '4bf92f3577b34da6a3ce929dffffffff';
+
+/** Runs `checks` against a sidecar auditing to a fresh file; returns its validation records after a clean stop. */
+async function audited(name: string, audit: Partial<AuditConfig>, checks: (check: (traceId: string, withToken: boolean) => Promise<string | undefined>) => Promise<void>) {
+  const path = join(fixtures.dir, `${name}.jsonl`);
+  const server = await startServer(authzConfig(fixtures, {
+    audit: {
+      output: { kind: 'file', path }, allows: 'all', allowSampleRate: 1, signingKeyFile: join(fixtures.dir, 'audit.pem'),
+      checkpointRecords: 1000, checkpointIntervalMs: 10_000, flushIntervalMs: 20, ...audit,
+    },
+  }));
+  const token = await fixtures.token({ jti: `${name}-1` });
+  try {
+    await checks(async (traceId, withToken) => {
+      const out = await server.envoy.check({
+        path: '/orders/1', headers: withToken ? { authorization: `Bearer ${token}` } : {}, traceparent: traceparent(traceId),
+        principal: CHECKOUT, certificatePem: fixtures.checkout.certPem,
+      });
+      return out.body?.trace_id;
+    });
+  } finally {
+    await server.stop();
+  }
+  const report = await verifyAuditLog(path, [readEd25519Key(publicKeyPath, 'public')]);
+  expect(report.findings).toEqual([]);
+  expect(report.closed).toBe(true);
+  return readFileSync(path, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l)).filter((r) => r.event === 'validation');
+}
+
+describe('the sidecar\'s audit log', () => {
+  it('records each decision with its trace id, and verifies after a clean stop', async () => {
+    let deniedTrace: string | undefined;
+    const records = await audited('all', {}, async (check) => {
+      await check(KEPT, true);
+      deniedTrace = await check(SKIPPED, false);
+    });
+    expect(deniedTrace).toBe(SKIPPED);
+    expect(records).toEqual([
+      expect.objectContaining({
+        decision: 'allow', route: 'read-orders', issuer: ISSUER, audience: AUDIENCE, subject: CHECKOUT, client: CHECKOUT,
+        caller: CHECKOUT, trace_id: KEPT,
+      }),
+      expect.objectContaining({ decision: 'deny', code: 'missing_token', route: 'read-orders', trace_id: SKIPPED }),
+    ]);
+  });
+
+  it('samples allows by trace id, and keeps every denial', async () => {
+    const records = await audited('sampled', { allows: 'sampled', allowSampleRate: 0.5 }, async (check) => {
+      await check(KEPT, true);
+      await check(SKIPPED, true);
+      await check(SKIPPED, false);
+    });
+    expect(records.map((r) => [r.decision, r.trace_id])).toEqual([['allow', KEPT], ['deny', SKIPPED]]);
+  });
+
+  it('records no allow with allows: none', async () => {
+    const records = await audited('none', { allows: 'none' }, async (check) => {
+      await check(KEPT, true);
+      await check(KEPT, false);
+    });
+    expect(records.map((r) => r.decision)).toEqual(['deny']);
+  });
+});
