@@ -91,6 +91,8 @@ describe('the image layout, without Docker', () => {
     execFileSync('npm', ['ci', '--omit=dev', '--ignore-scripts', '--no-audit', '--no-fund', '--prefer-offline'], { cwd: app, stdio: 'ignore' });
     cpSync(path.join(ROOT, 'dist'), path.join(app, 'dist'), { recursive: true });
     cpSync(path.join(ROOT, 'envoy'), path.join(app, 'envoy'), { recursive: true });
+    // The input too, so the unprivileged user needs no access to the checkout.
+    cpSync(path.join(ROOT, 'k8s/overlays/example/orders.yaml'), path.join(app, 'orders.yaml'));
     makeReadOnly(app);
   }, 180_000);
   afterAll(() => {
@@ -107,7 +109,7 @@ describe('the image layout, without Docker', () => {
   });
 
   it('runs hopguard inject -f with the envoy/ template it ships', () => {
-    const out = parseAllDocuments(run('inject', '-f', path.join(ROOT, 'k8s/overlays/example/orders.yaml'))).map((doc) => doc.toJS());
+    const out = parseAllDocuments(run('inject', '-f', 'orders.yaml')).map((doc) => doc.toJS());
     const deployment = out.find((doc) => doc.kind === 'Deployment');
     expect(deployment.spec.template.spec.containers.map((c: { name: string }) => c.name)).toEqual(['orders', 'hopguard-envoy', 'hopguard-authz']);
     expect(out.flatMap(kubernetesProblems)).toEqual([]);
