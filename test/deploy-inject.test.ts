@@ -13,6 +13,7 @@ import { planInjection } from '../src/inject/sidecar-injection.js';
 import { startWebhook, type RunningWebhook } from '../src/inject/webhook-server.js';
 import { silentLogger } from '../src/telemetry/log.js';
 import { loadEnvoySchema } from './support/deploy-envoy-schema.js';
+import { runCli, spawnCli } from './support/process.js';
 import { kubernetesProblems } from './support/deploy-kubernetes-schema.js';
 
 type Obj = Record<string, any>;
@@ -252,8 +253,8 @@ describe('the webhook over real HTTPS', () => {
   });
 
   /** As the API server calls it: POST, JSON, the server certificate checked against caBundle. */
-  function call(method: string, urlPath: string, body?: string): Promise<{ status: number; type: string; text: string }> {
-    const url = new URL(urlPath, webhook.url.replace('127.0.0.1', 'localhost'));
+  function call(method: string, urlPath: string, body?: string, base = webhook.url): Promise<{ status: number; type: string; text: string }> {
+    const url = new URL(urlPath, base.replace('127.0.0.1', 'localhost'));
     return new Promise((resolve, reject) => {
       const req = request(url, { method, ca: ca.certPem, lookup: (_h, _o, cb) => cb(null, [{ address: '127.0.0.1', family: 4 }]), headers: { 'content-type': 'application/json' } }, (res) => {
         let text = '';
@@ -278,5 +279,30 @@ describe('the webhook over real HTTPS', () => {
     expect(await call('POST', '/mutate', '{"apiVersion": "admission.k8s.io/v1", ')).toMatchObject({ status: 400, text: 'expected an admission.k8s.io/v1 AdmissionReview\n' });
     expect((await call('GET', '/mutate')).status).toBe(405);
     expect(await call('GET', '/healthz')).toMatchObject({ status: 200, text: 'ok\n' });
+  });
+
+  it('hopguard inject --config serves it as a process, logs each decision without secrets, and exits 0 on SIGTERM', async () => {
+    const configFile = path.join(dir, 'inject.yaml');
+    writeFileSync(configFile, `listen: 127.0.0.1:0\ntls: { cert: webhook.pem, key: webhook-key.pem }\non_error: allow\n`);
+    const proc = spawnCli(['inject', '--config', configFile]);
+    try {
+      const started = await proc.logEvent('inject_started');
+      expect(started).toMatchObject({ trust_domain: 'cluster.local', on_error: 'allow' });
+      const res = await call('POST', '/mutate', JSON.stringify(review(orderPod())), started.url);
+      expect(JSON.parse(res.text).response.patchType).toBe('JSONPatch');
+      expect(await proc.logEvent('inject_injected')).toMatchObject({ namespace: 'shop', pod: 'orders-7c9d-', identity: 'spiffe://cluster.local/ns/shop/sa/orders' });
+    } finally {
+      proc.child.kill('SIGTERM');
+    }
+    expect(await proc.exited).toBe(0);
+    expect(proc.stderr()).not.toMatch(/BEGIN|PRIVATE/);
+  });
+
+  it('hopguard inject without --config or -f, or serving without tls, is a usage error', async () => {
+    expect(await runCli(['inject'])).toMatchObject({ code: 2, stderr: expect.stringContaining('--config FILE (or -f FILE to inject offline) is required') });
+    const noTls = path.join(dir, 'no-tls.yaml');
+    writeFileSync(noTls, 'listen: 127.0.0.1:0\n');
+    expect(await runCli(['inject', '--config', noTls])).toMatchObject({ code: 2, stderr: expect.stringContaining('tls (cert, key) is required to serve the webhook') });
+    expect((await runCli(['--help'])).stdout).toContain('hopguard inject -f FILE');
   });
 });
