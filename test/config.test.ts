@@ -9,6 +9,7 @@ import { parseDuration } from '../src/config/duration.js';
 import { loadAuthzConfigFile, parseAuthzConfig } from '../src/config/load-authz-config.js';
 
 const BASE_DIR = '/etc/hopguard';
+const DPOP_DEFAULTS: AuthzConfig['dpop'] = { algorithms: ['ES256', 'EdDSA', 'RS256', 'PS256'], maxAgeMs: 60_000 };
 const REDIS_DEFAULTS = { keyPrefix: 'hopguard:', commandTimeoutMs: 250, maxStalenessMs: 30_000, resyncIntervalMs: 10_000 };
 const TELEMETRY_DEFAULTS: AuthzConfig['telemetry'] = { tracing: false, otlpMetrics: false };
 const AUDIT_DEFAULTS: AuthzConfig['audit'] = {
@@ -148,6 +149,7 @@ describe('parseAuthzConfig: valid files', () => {
       ],
       jwks: { refreshIntervalMs: 300_000, refetchIntervalMs: 30_000, fetchTimeoutMs: 5_000 },
       cache: { maxEntries: 10_000 },
+      dpop: DPOP_DEFAULTS,
       redis: REDIS_DEFAULTS,
       shutdownGraceMs: 10_000,
       telemetry: TELEMETRY_DEFAULTS,
@@ -171,6 +173,7 @@ describe('parseAuthzConfig: valid files', () => {
     expect(config.redis).toEqual(REDIS_DEFAULTS);
     expect(config.telemetry).toEqual(TELEMETRY_DEFAULTS);
     expect(config.audit).toEqual(AUDIT_DEFAULTS);
+    expect(config.dpop).toEqual(DPOP_DEFAULTS);
     expect(config.shutdownGraceMs).toBe(10_000);
   });
 
@@ -379,12 +382,12 @@ describe('parseAuthzConfig: problems', () => {
     expectProblem(variant((c) => { c.clock_skew = '6m'; }), 'clock_skew', 'at most 5m');
   });
 
-  it('refuses DPoP binding modes until DPoP is implemented', () => {
-    for (const binding of ['dpop', 'mtls_or_dpop']) {
-      const message = 'DPoP binding is not available in this version of hopguard; use mtls or none';
-      expectProblem(withTop('binding', binding), 'binding', message);
-    }
-    expectProblem(variant((c) => { c.binding = 'tls'; }), 'binding', 'expected mtls or none');
+  it('reads every binding mode and the dpop section, and refuses others', () => {
+    for (const binding of ['mtls', 'dpop', 'mtls_or_dpop', 'none']) expect(parse(withTop('binding', binding)).binding).toBe(binding);
+    expectProblem(variant((c) => { c.binding = 'tls'; }), 'binding', 'expected mtls, dpop, mtls_or_dpop, none');
+    expect(parse(withTop('dpop', { algorithms: ['ES256'], max_age: '30s' })).dpop).toEqual({ algorithms: ['ES256'], maxAgeMs: 30_000 });
+    expectProblem(withTop('dpop', { algorithms: ['HS256'] }), 'dpop.algorithms[0]', 'refused');
+    expectProblem(withTop('dpop', { max_age: '1h' }), 'dpop.max_age', 'at most 10m');
   });
 
   it.each([
@@ -438,8 +441,8 @@ describe('loadAuthzConfigFile', () => {
 
   it('names the file in every problem', async () => {
     const file = join(dir, 'authz.yaml');
-    await writeFile(file, variant((c) => { c.binding = 'dpop'; }));
-    expect(() => loadAuthzConfigFile(file)).toThrow(`${file}: binding: DPoP binding is not available`);
+    await writeFile(file, variant((c) => { c.binding = 'dpop-ish'; }));
+    expect(() => loadAuthzConfigFile(file)).toThrow(`${file}: binding: expected mtls`);
   });
 
   it('reports an unreadable file as a ConfigError', () => {

@@ -4,15 +4,16 @@ import { callerAllowed, missingScopes } from '../policy/route-policy.js';
 import type { RouteTable } from '../policy/route-table.js';
 import type { Store } from '../store/store.js';
 import { StoreUnavailableError } from '../store/store.js';
-import type { AccessTokenVerifier } from '../token/access-token-verifier.js';
-import { checkBinding, presentedCertificate } from '../token/certificate-binding.js';
+import { fingerprint, type AccessTokenVerifier, type VerifiedToken } from '../token/access-token-verifier.js';
+import { normalizeHtu, verifyDpopProof } from '../token/dpop-proof.js';
+import { bindingFor, checkCertificate, presentedCertificate } from '../token/token-binding.js';
 import { TokenError } from '../token/token-error.js';
-import { readCredential } from './credentials.js';
+import { readCredential, type Credential } from './credentials.js';
 import { deny, type Decision } from './decision.js';
 import type { HopRequest } from './hop-request.js';
 
 export interface AuthorizeDeps {
-  config: Pick<AuthzConfig, 'binding' | 'clockSkewMs'>;
+  config: Pick<AuthzConfig, 'binding' | 'clockSkewMs' | 'dpop'>;
   routes: RouteTable;
   verifier: AccessTokenVerifier;
   store: Store;
@@ -37,24 +38,32 @@ export async function authorize(request: HopRequest, deps: AuthorizeDeps): Promi
 
   if (route.public) return { allowed: true, route, binding: 'none', cacheHit: false };
   const credential = readCredential(request);
+  const dpopChallenge = { dpopAlgs: deps.config.dpop.algorithms };
   if (credential.kind === 'malformed') return deny('malformed_request', credential.reason, { route });
-  if (credential.kind === 'none') return deny('missing_token', 'no access token', { route });
+  if (credential.kind === 'none') {
+    return deny('missing_token', 'no access token', { route, ...(deps.config.binding === 'dpop' && { scheme: 'DPoP', ...dpopChallenge }) });
+  }
+  const scheme = credential.kind === 'dpop' ? 'DPoP' : 'Bearer';
+  const schemeContext = { scheme, ...(scheme === 'DPoP' && dpopChallenge) } as const;
 
   let verified;
   try {
     verified = await deps.verifier.verify(credential.token);
   } catch (err) {
-    if (err instanceof TokenError) return deny(err.code, err.message, { route });
+    if (err instanceof TokenError) return deny(err.code, err.message, { route, ...schemeContext });
     throw err;
   }
   const { token, cacheHit } = verified;
-  const context = { route, token, cacheHit };
+  const context = { route, token, cacheHit, ...schemeContext };
 
   let binding;
   try {
-    binding = checkBinding(token, deps.config.binding, presentedCertificate(request.certificate));
+    binding = bindingFor(token, deps.config.binding, scheme);
+    if (binding === 'mtls') checkCertificate(token, presentedCertificate(request.certificate));
+    if (binding === 'dpop' && credential.kind === 'dpop') await checkDpopProof(request, credential, token, deps);
   } catch (err) {
     if (err instanceof TokenError) return deny(err.code, err.message, context);
+    if (err instanceof StoreUnavailableError) return deny('state_unavailable', 'DPoP proof replay cannot be checked', context);
     throw err;
   }
 
@@ -86,4 +95,31 @@ export async function authorize(request: HopRequest, deps: AuthorizeDeps): Promi
   }
 
   return { allowed: true, route, token, binding, cacheHit };
+}
+
+/**
+ * RFC 9449 §7.1: the one DPoP header is a valid proof for this request, this token and the
+ * token's key, and its jti was never seen before (remembered across replicas in the store).
+ */
+async function checkDpopProof(
+  request: HopRequest,
+  credential: Extract<Credential, { kind: 'dpop' }>,
+  token: VerifiedToken,
+  deps: AuthorizeDeps,
+): Promise<void> {
+  if (credential.proof === undefined) throw new TokenError('dpop_invalid', 'exactly one DPoP header with one proof is required');
+  const htu = normalizeHtu(`${request.scheme || 'https'}://${request.host}${request.path}`);
+  if (htu === undefined) throw new TokenError('dpop_invalid', 'the request URI cannot be compared with htu');
+  const now = Date.now();
+  const { maxAgeMs, algorithms } = deps.config.dpop;
+  const proof = await verifyDpopProof(credential.proof, {
+    method: request.method, htu, accessToken: credential.token, jkt: token.cnf!.jkt!, algorithms,
+    now, maxAgeMs, skewMs: deps.config.clockSkewMs,
+  });
+  // Keyed by the token's key and the proof's jti: a proof is good for one request, anywhere in the mesh.
+  const first = await deps.store.markUsed(
+    fingerprint(`dpop:${token.cnf!.jkt}`, proof.jti),
+    proof.iat * 1000 + maxAgeMs + 2 * deps.config.clockSkewMs,
+  );
+  if (!first) throw new TokenError('dpop_invalid', 'the DPoP proof was already used');
 }

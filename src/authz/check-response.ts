@@ -82,12 +82,17 @@ function denyResponse(decision: Deny, traceId: string) {
   };
 }
 
-/** RFC 6750 §3: no error attribute when no credentials were sent; `scope` on insufficient_scope. */
+/**
+ * RFC 6750 §3: no error attribute when no credentials were sent; `scope` on
+ * insufficient_scope. RFC 9449 §7.1: a DPoP request is answered in the DPoP scheme, with `algs`.
+ */
 function wwwAuthenticate(decision: Deny): string | undefined {
   const spec = DENY_CODES[decision.code];
-  if (decision.code === 'missing_token') return `Bearer realm="${REALM}"`;
+  const dpop = decision.scheme === 'DPoP';
+  const scheme = dpop ? `DPoP realm="${REALM}", algs="${(decision.dpopAlgs ?? []).join(' ')}"` : `Bearer realm="${REALM}"`;
+  if (decision.code === 'missing_token') return scheme;
   if (!('bearerError' in spec)) return undefined;
-  let challenge = `Bearer realm="${REALM}", error="${spec.bearerError}", error_description="${spec.description}"`;
+  let challenge = `${scheme}, error="${spec.bearerError}", error_description="${spec.description}"`;
   if (decision.scopes) challenge += `, scope="${decision.scopes.join(' ')}"`;
   return challenge;
 }

@@ -3,10 +3,14 @@ import type { HopRequest } from './hop-request.js';
 export type Credential =
   | { kind: 'none' }
   | { kind: 'bearer'; token: string }
+  /** RFC 9449 §7.1: the DPoP scheme; `proof` is the one DPoP header, undefined if absent or repeated. */
+  | { kind: 'dpop'; token: string; proof: string | undefined }
   | { kind: 'malformed'; reason: string };
 
-// RFC 6750 §2.1: "Bearer" 1*SP b64token. A b64token has no "," so a joined pair is caught too.
-const BEARER = /^bearer +([A-Za-z0-9\-._~+/]+=*)$/i;
+// RFC 6750 §2.1 / RFC 9449 §7.1: scheme 1*SP b64token. A b64token has no "," so a joined pair is caught too.
+const CREDENTIAL = /^(bearer|dpop) +([A-Za-z0-9\-._~+/]+=*)$/i;
+// A DPoP header is one JWT: no "," (a joined pair), no spaces.
+const ONE_JWT = /^[A-Za-z0-9_\-]*\.[A-Za-z0-9_\-]*\.[A-Za-z0-9_\-]*$/;
 // RFC 6750 headers are bounded well above any real token; anything longer is refused unparsed.
 const MAX_AUTHORIZATION_LENGTH = 16 * 1024 + 64;
 
@@ -26,9 +30,13 @@ export function readCredential(request: HopRequest): Credential {
   }
   if (inQuery) return { kind: 'malformed', reason: 'access token in both the header and the query string' };
   if (authorization.length > MAX_AUTHORIZATION_LENGTH) return { kind: 'malformed', reason: 'authorization header too long' };
-  const match = BEARER.exec(authorization.trim());
-  if (!match) return { kind: 'malformed', reason: 'authorization is not a single Bearer token' };
-  return { kind: 'bearer', token: match[1]! };
+  const match = CREDENTIAL.exec(authorization.trim());
+  if (!match) return { kind: 'malformed', reason: 'authorization is not a single Bearer or DPoP token' };
+  const token = match[2]!;
+  if (match[1]!.toLowerCase() === 'bearer') return { kind: 'bearer', token };
+  const proof = request.headers.get('dpop');
+  const single = proof !== undefined && !request.repeated.has('dpop') && ONE_JWT.test(proof) ? proof : undefined;
+  return { kind: 'dpop', token, proof: single };
 }
 
 /** RFC 6750 §2.3 `access_token` query parameter, in any percent-encoded spelling. */

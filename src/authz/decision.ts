@@ -1,5 +1,5 @@
 import type { RouteConfig } from '../config/authz-config.js';
-import type { BindingKind } from '../token/certificate-binding.js';
+import type { BindingKind } from '../token/token-binding.js';
 import type { VerifiedToken } from '../token/access-token-verifier.js';
 import type { DenyCode } from './deny-codes.js';
 
@@ -22,6 +22,10 @@ export interface Deny {
   reason: string;
   route?: RouteConfig;
   token?: VerifiedToken;
+  /** The scheme the credential came with: its challenge answers in the same scheme (RFC 9449 §7.1). */
+  scheme?: 'Bearer' | 'DPoP';
+  /** Proof algorithms, for the DPoP challenge's `algs` (RFC 9449 §7.1). */
+  dpopAlgs?: readonly string[];
   /** Route scopes, on insufficient_scope (RFC 6750 §3 `scope` attribute). */
   scopes?: string[];
   cacheHit?: boolean;

@@ -7,6 +7,8 @@ import { authorizationService } from './envoy-protos.js';
  */
 export interface CheckInput {
   method?: string;
+  /** http or https (Envoy's `scheme`); https by default. */
+  scheme?: string;
   path: string;
   host?: string;
   headers?: Record<string, string>;
@@ -42,6 +44,7 @@ export function checkRequestMessage(input: CheckInput) {
         http: {
           id: '1',
           method: input.method ?? 'GET',
+          scheme: input.scheme ?? 'https',
           path: input.path,
           host: input.host ?? 'service.local',
           protocol: 'HTTP/2',

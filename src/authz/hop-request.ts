@@ -5,6 +5,8 @@
  */
 export interface HopRequest {
   method: string;
+  /** `http` or `https`, as Envoy saw the request: with host and path, the URI a DPoP proof names. */
+  scheme: string;
   /** The raw request target: path and query, not decoded. */
   path: string;
   host: string;
@@ -25,6 +27,7 @@ export interface CheckRequestMessage {
     request?: {
       http?: {
         method?: string;
+        scheme?: string;
         path?: string;
         host?: string;
         headers?: Record<string, string>;
@@ -54,6 +57,7 @@ export function readHopRequest(message: CheckRequestMessage): HopRequest {
   }
   return {
     method: http.method ?? '',
+    scheme: http.scheme ?? '',
     path: http.path ?? '',
     host: http.host ?? '',
     headers,

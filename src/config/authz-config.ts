@@ -56,6 +56,13 @@ export interface JwksOptions {
   fetchTimeoutMs: number;
 }
 
+export interface DpopOptions {
+  /** Algorithms a DPoP proof may use (asymmetric only). */
+  algorithms: Algorithm[];
+  /** How old a proof's iat may be (plus clock_skew); its jti is remembered this long. */
+  maxAgeMs: number;
+}
+
 export interface CacheOptions {
   /** Verified tokens kept; 0 disables the cache. */
   maxEntries: number;
@@ -85,6 +92,7 @@ export interface AuthzConfig {
   issuers: IssuerConfig[];
   clockSkewMs: number;
   binding: BindingMode;
+  dpop: DpopOptions;
   /** `memory`, or a redis URL (redis://, rediss://, redis-sentinel://, redis-cluster://). */
   store: string;
   redis: RedisOptions;

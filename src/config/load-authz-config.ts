@@ -75,17 +75,9 @@ function parseJwksUri(text: string): string {
   throw new Error(httpsOnly);
 }
 
-/** DPoP modes stay in BINDING_MODES for the release that implements them; refused until then. */
-const UNAVAILABLE_BINDINGS: readonly BindingMode[] = ['dpop', 'mtls_or_dpop'];
-
 function parseBinding(text: string): BindingMode {
   const mode = BINDING_MODES.find((candidate) => candidate === text);
-  if (mode === undefined) {
-    throw new Error(`expected ${BINDING_MODES.filter((m) => !UNAVAILABLE_BINDINGS.includes(m)).join(' or ')}`);
-  }
-  if (UNAVAILABLE_BINDINGS.includes(mode)) {
-    throw new Error('DPoP binding is not available in this version of hopguard; use mtls or none');
-  }
+  if (mode === undefined) throw new Error(`expected ${BINDING_MODES.join(', ')}`);
   return mode;
 }
 
@@ -220,6 +212,17 @@ const jwksSchema = z
     fetchTimeoutMs: raw.fetch_timeout,
   }));
 
+const dpopSchema = z
+  .strictObject(
+    {
+      algorithms: z.array(algorithm, expected('a list of algorithms')).min(1, 'expected at least one algorithm')
+        .default(['ES256', 'EdDSA', 'RS256', 'PS256']),
+      max_age: positiveDuration.refine((ms) => ms <= 600_000, 'must be at most 10m: a proof is meant for one request').prefault('60s'),
+    },
+    expected('a mapping'),
+  )
+  .transform((raw) => ({ algorithms: raw.algorithms, maxAgeMs: raw.max_age }));
+
 const cacheSchema = z
   .strictObject(
     {
@@ -242,7 +245,8 @@ function authzConfigSchema(baseDir: string) {
           .superRefine(uniqueBy('issuers', 'issuer'), onLists),
         // A wide skew keeps expired tokens alive; 5m is already generous.
         clock_skew: duration.refine((skew) => skew <= MAX_CLOCK_SKEW_MS, 'must be at most 5m').prefault('30s'),
-        binding: parsedString('mtls or none', parseBinding).prefault('mtls'),
+        binding: parsedString('mtls, dpop, mtls_or_dpop or none', parseBinding).prefault('mtls'),
+        dpop: dpopSchema.prefault({}),
         store: parsedString('"memory" or a redis URL', parseStore).prefault('memory'),
         redis: redisSchema(baseDir).prefault({}),
         routes: z
@@ -265,6 +269,7 @@ function authzConfigSchema(baseDir: string) {
         issuers: raw.issuers,
         clockSkewMs: raw.clock_skew,
         binding: raw.binding,
+        dpop: raw.dpop,
         store: raw.store,
         redis: raw.redis,
         routes: raw.routes,

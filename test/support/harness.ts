@@ -63,6 +63,7 @@ export function authzConfig(fixtures: Fixtures, overrides: Partial<AuthzConfig> 
     issuers: [{ issuer: ISSUER, jwksFile: fixtures.jwksPath, algorithms: ['ES256'], maxTtlMs: 600_000 }],
     clockSkewMs: 30_000,
     binding: 'mtls',
+    dpop: { algorithms: ['ES256', 'EdDSA', 'RS256', 'PS256'], maxAgeMs: 60_000 },
     store: 'memory',
     routes: DEFAULT_ROUTES,
     jwks: { refreshIntervalMs: 300_000, refetchIntervalMs: 30_000, fetchTimeoutMs: 2_000 },

@@ -4,8 +4,8 @@ import type { BindingMode } from '../config/authz-config.js';
 import type { AccessTokenClaims } from './access-token-claims.js';
 import { TokenError } from './token-error.js';
 
-/** How a request proved possession: by its mTLS certificate, or not at all (binding: none). */
-export type BindingKind = 'mtls' | 'none';
+/** How a request proved possession: its mTLS certificate, a DPoP proof, or not at all (binding: none). */
+export type BindingKind = 'mtls' | 'dpop' | 'none';
 
 /** The presented certificate's RFC 8705 thumbprint, `invalid` if it does not parse, undefined if absent. */
 export type PresentedCertificate = string | 'invalid' | undefined;
@@ -43,23 +43,38 @@ export function presentedCertificate(urlEncodedPem: string): PresentedCertificat
 }
 
 /**
- * A token that carries `cnf` is always held to it, whatever the mode says: a bound token
- * is never accepted as a bearer token. Without `cnf`, the mode decides.
+ * Which proof of possession a request must give, from the token's `cnf`, the credential's
+ * scheme, and the service's `binding` mode. A token that carries `cnf` is always held to it,
+ * whatever the mode says: a bound token is never accepted as a bearer token. The mode only
+ * limits which bindings this service accepts, and whether unbound tokens are accepted at all.
  */
-export function checkBinding(claims: AccessTokenClaims, mode: BindingMode, presented: PresentedCertificate): BindingKind {
+export function bindingFor(claims: AccessTokenClaims, mode: BindingMode, scheme: 'Bearer' | 'DPoP'): BindingKind {
   const cnf = claims.cnf;
   if (!cnf) {
+    if (scheme === 'DPoP') throw new TokenError('binding_mismatch', 'token is not DPoP-bound but was sent with the DPoP scheme');
     if (mode === 'none') return 'none';
-    throw new TokenError('binding_required', 'token is not bound to a client certificate');
+    throw new TokenError('binding_required', 'token is not bound to a key or certificate');
   }
-  // DPoP proofs (cnf.jkt) and unknown confirmation methods cannot be checked here: deny.
-  if (cnf.x5tS256 === undefined || cnf.jkt !== undefined || cnf.other) {
+  if (cnf.other || (cnf.x5tS256 !== undefined) === (cnf.jkt !== undefined)) {
     throw new TokenError('binding_mismatch', 'token confirmation method is not supported');
   }
-  if (presented === undefined || presented === 'invalid' || !sameThumbprint(presented, cnf.x5tS256)) {
+  const kind: BindingKind = cnf.x5tS256 !== undefined ? 'mtls' : 'dpop';
+  // RFC 9449 §7.1: a DPoP-bound token under the Bearer scheme is refused, and the reverse.
+  if ((kind === 'dpop') !== (scheme === 'DPoP')) {
+    throw new TokenError('binding_mismatch', `a ${kind === 'dpop' ? 'DPoP' : 'certificate'}-bound token was sent with the ${scheme} scheme`);
+  }
+  if ((mode === 'mtls' && kind === 'dpop') || (mode === 'dpop' && kind === 'mtls')) {
+    throw new TokenError('binding_mismatch', `this service does not accept ${kind === 'dpop' ? 'DPoP' : 'certificate'}-bound tokens`);
+  }
+  return kind;
+}
+
+/** RFC 8705 §3: the presented certificate's thumbprint equals cnf["x5t#S256"], compared in constant time. */
+export function checkCertificate(claims: AccessTokenClaims, presented: PresentedCertificate): void {
+  const bound = claims.cnf?.x5tS256;
+  if (bound === undefined || presented === undefined || presented === 'invalid' || !sameThumbprint(presented, bound)) {
     throw new TokenError('binding_mismatch', 'token is bound to another client certificate');
   }
-  return 'mtls';
 }
 
 function sameThumbprint(a: string, b: string): boolean {
