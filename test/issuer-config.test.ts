@@ -58,7 +58,7 @@ describe('issuer config', () => {
     expect(config.keys.rotateEveryMs).toBeUndefined();
     expect(config.clients[1]).toEqual({
       id: 'spiffe://cluster.local/ns/shop/sa/orders', grants: ['client_credentials', 'token_exchange'],
-      audiences: ['spiffe://cluster.local/ns/shop/sa/payments'], scopes: ['payments:write'], admin: false,
+      audiences: ['spiffe://cluster.local/ns/shop/sa/payments'], scopes: ['payments:write'], admin: false, dpop: false,
     });
   });
 

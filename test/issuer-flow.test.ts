@@ -4,6 +4,7 @@ import { startAuthz, type RunningAuthz } from '../src/authz/authz-service.js';
 import { EnvoyClient, type CheckOutput } from '../src/authz/envoy-client.js';
 import { parseAuthzConfig } from '../src/config/load-authz-config.js';
 import { parseIssuerConfig } from '../src/config/load-issuer-config.js';
+import { createDpopKey, dpopProof, type DpopKey } from '../src/devkit/dpop-client.js';
 import { createCa, issueCert, type IssuedCert } from '../src/devkit/pki.js';
 import { createTrustDomain, type TrustDomain } from '../src/devkit/trust-domain.js';
 import { startIssuer, type RunningIssuer } from '../src/issuer/issuer-service.js';
@@ -19,6 +20,7 @@ const ID = {
   payments: 'spiffe://test.local/ns/shop/sa/payments',
   ledger: 'spiffe://test.local/ns/shop/sa/ledger',
   admin: 'spiffe://test.local/ns/ops/sa/admin',
+  mobile: 'spiffe://test.local/ns/edge/sa/mobile-gateway',
   unknown: 'spiffe://test.local/ns/shop/sa/unknown',
 } as const;
 const EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
@@ -62,6 +64,11 @@ clients:
   - id: ${ID.admin}
     grants: [client_credentials]
     admin: true
+  - id: ${ID.mobile}
+    grants: [client_credentials]
+    audiences: [${ID.orders}]
+    scopes: [orders:read]
+    dpop: true
 `;
 
 async function startSidecar(audience: string, routes: string) {
@@ -69,6 +76,7 @@ async function startSidecar(audience: string, routes: string) {
 listen: 127.0.0.1:0
 admin: off
 audience: ${audience}
+binding: mtls_or_dpop
 issuers:
   - issuer: ${ISS}
     jwks_uri: ${issuer.url}/.well-known/jwks.json
@@ -303,6 +311,45 @@ describe('errors', () => {
     expect(Number(limited[0]!.headers['retry-after'])).toBeGreaterThanOrEqual(1);
     // Other clients are not affected.
     expect((await token('frontend', form)).status).toBe(200);
+  });
+});
+
+describe('DPoP at the issuer (RFC 9449 §5)', () => {
+  const tokenEndpoint = `${ISS}/token`;
+  const withProof = async (who: keyof typeof ID, key: DpopKey, proof?: string) => issuerRequest(issuer.url, '/token', {
+    caPem: mesh.ca.certPem, client: as(who), form: { grant_type: 'client_credentials', audience: ID.orders, scope: 'orders:read' },
+    headers: { dpop: proof ?? await dpopProof(key, { htm: 'POST', htu: tokenEndpoint }) },
+  });
+
+  it('a proof from a DPoP client yields token_type DPoP and cnf.jkt, which the sidecar holds it to', async () => {
+    const key = await createDpopKey();
+    const reply = await withProof('mobile', key);
+    expect(reply.status).toBe(200);
+    expect(reply.body.token_type).toBe('DPoP');
+    const accessToken = reply.body.access_token;
+    expect(claimsOf(accessToken).cnf).toEqual({ jkt: key.jkt });
+    const htu = 'https://orders.shop.example/orders/1';
+    const check = async (authorization: string, proofKey = key) => orders.envoy.check({
+      path: '/orders/1', host: 'orders.shop.example',
+      headers: { authorization, dpop: await dpopProof(proofKey, { htm: 'GET', htu, accessToken }) },
+    });
+    expect(code(await check(`DPoP ${accessToken}`))).toBe('allowed');
+    expect(code(await check(`Bearer ${accessToken}`))).toBe('binding_mismatch');
+    expect(code(await check(`DPoP ${accessToken}`, await createDpopKey()))).toBe('dpop_invalid');
+  });
+
+  it('refuses a replayed proof, a proof for another endpoint, and a proof from a client not configured for DPoP', async () => {
+    const key = await createDpopKey();
+    const proof = await dpopProof(key, { htm: 'POST', htu: tokenEndpoint });
+    expect((await withProof('mobile', key, proof)).status).toBe(200);
+    expect((await withProof('mobile', key, proof)).body.error).toBe('invalid_dpop_proof');
+    expect((await withProof('mobile', key, await dpopProof(key, { htm: 'POST', htu: `${ISS}/revoke` }))).body.error).toBe('invalid_dpop_proof');
+    expect((await withProof('frontend', key)).body.error).toBe('invalid_dpop_proof');
+  });
+
+  it('advertises its DPoP algorithms', async () => {
+    const meta = await issuerRequest(issuer.url, '/.well-known/oauth-authorization-server', { caPem: mesh.ca.certPem });
+    expect(meta.body.dpop_signing_alg_values_supported).toContain('ES256');
   });
 });
 

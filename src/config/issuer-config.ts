@@ -16,6 +16,8 @@ export interface IssuerClient {
   scopes: string[];
   /** May revoke any token by subject or client at POST /revoke. */
   admin: boolean;
+  /** May send a DPoP proof to /token (RFC 9449 §5) to get a DPoP-bound token instead of a certificate-bound one. */
+  dpop: boolean;
 }
 
 export interface IssuerConfig {

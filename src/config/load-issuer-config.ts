@@ -52,6 +52,7 @@ const clientSchema = z
       audiences: z.array(noSpaces, expected('a list of audiences')).default([]),
       scopes: z.array(noSpaces, expected('a list of scopes')).default([]),
       admin: flag,
+      dpop: flag,
     },
     expected('a mapping with id and grants'),
   );

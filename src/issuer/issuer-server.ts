@@ -10,7 +10,7 @@ import { readForm } from './form-body.js';
 import type { Keyring } from './keyring.js';
 import { OAuthError } from './oauth-error.js';
 import type { RateLimiter } from './rate-limiter.js';
-import { TOKEN_EXCHANGE_GRANT, type IssuedToken, type TokenService } from './token-service.js';
+import { DPOP_ALGORITHMS, TOKEN_EXCHANGE_GRANT, type IssuedToken, type TokenService } from './token-service.js';
 
 export interface IssuerServerDeps {
   config: IssuerConfig;
@@ -72,7 +72,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: IssuerSer
         const auth = authenticateClient(req.socket as TLSSocket, clients);
         const wait = deps.rateLimiter.take(auth.client.id);
         if (wait > 0) return json(res, 429, { error: 'slow_down', error_description: 'too many token requests' }, { 'retry-after': String(wait), ...NO_STORE });
-        const { response, issued } = await deps.tokens.token(auth, await readForm(req));
+        const { response, issued } = await deps.tokens.token(auth, await readForm(req), dpopHeader(req));
         deps.onIssued?.(issued);
         return json(res, 200, response, NO_STORE);
       }
@@ -90,6 +90,13 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: IssuerSer
     if (!(err instanceof OAuthError)) throw err;
     return json(res, err.status, { error: err.error, error_description: err.description }, NO_STORE);
   }
+}
+
+/** The one DPoP header, 'invalid' when sent more than once (node joins repeats with ", "). */
+function dpopHeader(req: IncomingMessage): string | undefined {
+  const value = req.headers.dpop;
+  if (value === undefined) return undefined;
+  return typeof value === 'string' && !value.includes(',') ? value : 'invalid';
 }
 
 // RFC 6749 §5.1: token responses must not be cached.
@@ -118,6 +125,7 @@ function metadata(config: IssuerConfig) {
     token_endpoint_auth_methods_supported: ['tls_client_auth'],
     revocation_endpoint_auth_methods_supported: ['tls_client_auth'],
     tls_client_certificate_bound_access_tokens: true,
+    ...(config.clients.some((c) => c.dpop) && { dpop_signing_alg_values_supported: DPOP_ALGORITHMS }),
     scopes_supported: [...new Set(config.clients.flatMap((c) => c.scopes))],
   };
 }

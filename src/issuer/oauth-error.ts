@@ -6,7 +6,8 @@ export class OAuthError extends Error {
   constructor(
     readonly error:
       | 'invalid_request' | 'invalid_client' | 'invalid_grant' | 'unauthorized_client' | 'unsupported_grant_type'
-      | 'invalid_scope' | 'invalid_target' | 'unsupported_token_type' | 'slow_down' | 'temporarily_unavailable' | 'access_denied',
+      | 'invalid_scope' | 'invalid_target' | 'unsupported_token_type' | 'slow_down' | 'temporarily_unavailable' | 'access_denied'
+      | 'invalid_dpop_proof',
     readonly description: string,
     readonly status = error === 'invalid_client' ? 401 : 400,
   ) {

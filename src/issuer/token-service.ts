@@ -5,6 +5,7 @@ import { revocationRecord, type RevocationRequest } from '../store/revocation-re
 import { StoreUnavailableError, type RevocationRecord, type Store } from '../store/store.js';
 import { AccessTokenVerifier, fingerprint, type VerifiedToken } from '../token/access-token-verifier.js';
 import { decodeCompactJws } from '../token/compact-jws.js';
+import { normalizeHtu, verifyDpopProof } from '../token/dpop-proof.js';
 import type { IssuerKeys } from '../token/issuer-keys.js';
 import { TokenError } from '../token/token-error.js';
 import type { AuthenticatedClient } from './client-auth.js';
@@ -16,10 +17,16 @@ const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 const JWT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
 /** Refresh tokens are JWTs of a type no sidecar accepts as an access token. */
 const REFRESH_TOKEN_TYP = 'rt+jwt';
+export const DPOP_ALGORITHMS = ['ES256', 'EdDSA', 'RS256', 'PS256'];
+const DPOP_MAX_AGE_MS = 60_000;
+
+/** cnf of an access token: the client certificate (RFC 8705) or a DPoP key (RFC 9449). */
+type Binding = { 'x5t#S256': string } | { jkt: string };
 
 export interface TokenResponse {
   access_token: string;
-  token_type: 'Bearer';
+  /** DPoP for a DPoP-bound token (RFC 9449 §5); certificate-bound tokens stay Bearer (RFC 8705). */
+  token_type: 'Bearer' | 'DPoP';
   expires_in: number;
   scope: string;
   issued_token_type?: string;
@@ -74,18 +81,28 @@ export class TokenService {
     }
   }
 
-  async token({ client, thumbprint }: AuthenticatedClient, params: Map<string, string>): Promise<{ response: TokenResponse; issued: IssuedToken }> {
+  /**
+   * `dpopProof`: the request's one DPoP header, 'invalid' when it was sent more than once.
+   * With a valid proof from a client configured for DPoP, the access token is bound to the
+   * proof's key (cnf.jkt) instead of the client certificate.
+   */
+  async token(
+    { client, thumbprint }: AuthenticatedClient,
+    params: Map<string, string>,
+    dpopProof?: string,
+  ): Promise<{ response: TokenResponse; issued: IssuedToken }> {
     const grantType = params.get('grant_type');
     switch (grantType) {
       case 'client_credentials':
         allowGrant(client, 'client_credentials');
-        return this.clientCredentials(client, thumbprint, params);
+        return this.clientCredentials(client, thumbprint, params, await this.binding(client, thumbprint, dpopProof));
       case TOKEN_EXCHANGE_GRANT:
         allowGrant(client, 'token_exchange');
+        if (dpopProof !== undefined) throw new OAuthError('invalid_dpop_proof', 'token exchange binds to the caller\'s certificate, not a DPoP key');
         return this.exchange(client, thumbprint, params);
       case 'refresh_token':
         allowGrant(client, 'refresh_token');
-        return this.refresh(client, thumbprint, params);
+        return this.refresh(client, thumbprint, params, await this.binding(client, thumbprint, dpopProof));
       case undefined:
         throw new OAuthError('invalid_request', 'grant_type is required');
       default:
@@ -93,11 +110,32 @@ export class TokenService {
     }
   }
 
-  private async clientCredentials(client: IssuerClient, thumbprint: string, params: Map<string, string>) {
+  /** What the access token is bound to: the proof's key (RFC 9449 §5), else the client certificate. */
+  private async binding(client: IssuerClient, thumbprint: string, proof: string | undefined): Promise<Binding> {
+    if (proof === undefined) return { 'x5t#S256': thumbprint };
+    if (!client.dpop) throw new OAuthError('invalid_dpop_proof', 'this client is not configured for DPoP');
+    if (proof === 'invalid') throw new OAuthError('invalid_dpop_proof', 'exactly one DPoP header is required');
+    let verified;
+    try {
+      verified = await verifyDpopProof(proof, {
+        method: 'POST', htu: normalizeHtu(`${this.config.issuer.replace(/\/$/, '')}/token`)!, algorithms: DPOP_ALGORITHMS,
+        now: this.now(), maxAgeMs: DPOP_MAX_AGE_MS, skewMs: this.config.clockSkewMs,
+      });
+    } catch (err) {
+      if (err instanceof TokenError) throw new OAuthError('invalid_dpop_proof', err.message);
+      throw err;
+    }
+    const first = await this.stateful(() => this.store.markUsed(
+      fingerprint(`dpop:${verified.jkt}`, verified.jti), verified.iat * 1000 + DPOP_MAX_AGE_MS + 2 * this.config.clockSkewMs));
+    if (!first) throw new OAuthError('invalid_dpop_proof', 'the DPoP proof was already used');
+    return { jkt: verified.jkt };
+  }
+
+  private async clientCredentials(client: IssuerClient, thumbprint: string, params: Map<string, string>, cnf: Binding) {
     const audience = target(client, params);
     const scope = narrowScope(params.get('scope'), client.scopes);
     const nowS = this.nowSeconds();
-    const issued = await this.issue({ client, thumbprint, subject: client.id, audience, scope, exp: nowS + this.ttlSeconds(), grant: 'client_credentials' });
+    const issued = await this.issue({ client, cnf, subject: client.id, audience, scope, exp: nowS + this.ttlSeconds(), grant: 'client_credentials' });
     if (client.grants.includes('refresh_token')) {
       issued.response.refresh_token = await this.refreshToken(client, thumbprint, { fam: randomUUID(), exp: nowS + Math.floor(this.config.refreshTtlMs / 1000), scope, target: audience });
     }
@@ -125,13 +163,13 @@ export class TokenService {
     const scope = narrowScope(params.get('scope'), available);
     const act = { sub: client.id, ...(subject.act && { act: subject.act }) };
     const exp = Math.min(this.nowSeconds() + this.ttlSeconds(), subject.exp);
-    const issued = await this.issue({ client, thumbprint, subject: subject.sub, audience, scope, exp, act, grant: 'token_exchange' });
+    const issued = await this.issue({ client, cnf: { 'x5t#S256': thumbprint }, subject: subject.sub, audience, scope, exp, act, grant: 'token_exchange' });
     issued.response.issued_token_type = ACCESS_TOKEN_TYPE;
     return issued;
   }
 
   /** Rotated on every use; using one twice revokes its whole family (RFC 9700 §4.14.2). */
-  private async refresh(client: IssuerClient, thumbprint: string, params: Map<string, string>) {
+  private async refresh(client: IssuerClient, thumbprint: string, params: Map<string, string>, cnf: Binding) {
     const token = params.get('refresh_token');
     if (!token) throw new OAuthError('invalid_request', 'refresh_token is required');
     const claims = await this.verifyRefreshToken(token);
@@ -145,7 +183,7 @@ export class TokenService {
     }
     const scope = narrowScope(params.get('scope'), claims.scope === '' ? [] : claims.scope.split(' '));
     const exp = Math.min(this.nowSeconds() + this.ttlSeconds(), claims.exp);
-    const issued = await this.issue({ client, thumbprint, subject: client.id, audience: claims.target, scope, exp, grant: 'refresh_token', family: claims.fam });
+    const issued = await this.issue({ client, cnf, subject: client.id, audience: claims.target, scope, exp, grant: 'refresh_token', family: claims.fam });
     issued.response.refresh_token = await this.refreshToken(client, thumbprint, { fam: claims.fam, exp: claims.exp, scope: claims.scope, target: claims.target });
     return issued;
   }
@@ -200,7 +238,7 @@ export class TokenService {
   }
 
   private async issue(input: {
-    client: IssuerClient; thumbprint: string; subject: string; audience: string; scope: string; exp: number;
+    client: IssuerClient; cnf: Binding; subject: string; audience: string; scope: string; exp: number;
     grant: IssuedToken['grant']; act?: Record<string, unknown>; family?: string;
   }): Promise<{ response: TokenResponse; issued: IssuedToken }> {
     const now = this.now();
@@ -213,7 +251,7 @@ export class TokenService {
       aud: input.audience,
       jti,
       ...(input.scope !== '' && { scope: input.scope }),
-      cnf: { 'x5t#S256': input.thumbprint },
+      cnf: input.cnf,
       ...(input.act && { act: input.act }),
     })
       .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'at+jwt' })
@@ -226,7 +264,7 @@ export class TokenService {
       await this.stateful(() => this.store.addToSet(familySet(input.family!), `${tokenFingerprint} ${input.exp}`, (input.exp * 1000) + this.config.clockSkewMs));
     }
     return {
-      response: { access_token: accessToken, token_type: 'Bearer', expires_in: Math.max(0, input.exp - iat), scope: input.scope },
+      response: { access_token: accessToken, token_type: 'jkt' in input.cnf ? 'DPoP' : 'Bearer', expires_in: Math.max(0, input.exp - iat), scope: input.scope },
       issued: {
         grant: input.grant, client: input.client.id, subject: input.subject, audience: input.audience,
         fingerprint: tokenFingerprint, actors: actors(input.act),

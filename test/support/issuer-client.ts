@@ -11,7 +11,10 @@ export interface IssuerReply {
 export function issuerRequest(
   baseUrl: string,
   path: string,
-  options: { caPem: string; client?: Pick<IssuedCert, 'certPem' | 'keyPem'>; form?: Record<string, string> | string; contentType?: string },
+  options: {
+    caPem: string; client?: Pick<IssuedCert, 'certPem' | 'keyPem'>; form?: Record<string, string> | string; contentType?: string;
+    headers?: Record<string, string>;
+  },
 ): Promise<IssuerReply> {
   const body = options.form === undefined ? undefined
     : typeof options.form === 'string' ? options.form : new URLSearchParams(options.form).toString();
@@ -20,7 +23,10 @@ export function issuerRequest(
       method: body === undefined ? 'GET' : 'POST',
       ca: options.caPem,
       ...(options.client && { cert: options.client.certPem, key: options.client.keyPem }),
-      headers: body === undefined ? {} : { 'content-type': options.contentType ?? 'application/x-www-form-urlencoded' },
+      headers: {
+        ...(body !== undefined && { 'content-type': options.contentType ?? 'application/x-www-form-urlencoded' }),
+        ...options.headers,
+      },
       agent: false,
     }, (res) => {
       let text = '';
