@@ -163,6 +163,8 @@ describe('k8s/: the configs inside the ConfigMaps are valid hopguard configs tha
     expect(authz.admin).toEqual({ host: '0.0.0.0', port: 9192 });
     const issuer = parseIssuerConfig(configText('hopguard-issuer', 'issuer.yaml'), { baseDir: '/' });
     expect(authz.issuers.map((i) => i.issuer)).toEqual([issuer.issuer]);
+    // hopguard's spans go where Envoy's do (envoy/sidecar.yaml's otel_collector cluster).
+    expect(authz.telemetry).toMatchObject({ tracing: true, endpoint: 'http://otel-collector.hopguard-system.svc:4317', protocol: 'grpc' });
   });
 
   it('the issuer lets frontend ask orders for exactly the scopes orders\' routes need', () => {
