@@ -1,3 +1,5 @@
+import type { AuditConfig } from '../audit/audit-config.js';
+import type { TelemetryConfig } from '../telemetry/telemetry-config.js';
 import type { RedisOptions } from './authz-config.js';
 
 /** Grants a client may use at POST /token. */
@@ -45,5 +47,7 @@ export interface IssuerConfig {
   /** Token bucket per client at POST /token. */
   rateLimit: { perSecond: number; burst: number };
   clients: IssuerClient[];
+  telemetry: TelemetryConfig;
+  audit: AuditConfig;
 }
 

@@ -9,6 +9,8 @@ import {
   duration, expected, flag, loadConfigFile, nonEmptyString, onLists, parseAdmin, parseConfig, parseHostPort,
   parseStore, parsedString, positiveDuration, redisSchema, uniqueBy,
 } from './config-schema.js';
+import { auditSchema } from '../audit/audit-config.js';
+import { telemetrySchema } from '../telemetry/telemetry-config.js';
 import { GRANTS, SIGNING_ALGORITHMS, type Grant, type IssuerConfig, type SigningAlgorithm } from './issuer-config.js';
 
 export function loadIssuerConfigFile(path: string): IssuerConfig {
@@ -88,6 +90,8 @@ function issuerConfigSchema(baseDir: string) {
           },
           expected('a mapping'),
         ).prefault({}),
+        telemetry: telemetrySchema.prefault({}),
+        audit: auditSchema(baseDir).prefault({}),
         clients: z.array(clientSchema, expected('a list of clients')).min(1, 'expected at least one client').superRefine(uniqueBy('clients', 'id'), onLists),
       },
       expected('a mapping with listen, issuer, tls, keys and clients'),
@@ -111,5 +115,7 @@ function issuerConfigSchema(baseDir: string) {
       redis: raw.redis,
       rateLimit: { perSecond: raw.rate_limit.per_second, burst: raw.rate_limit.burst },
       clients: raw.clients,
+      telemetry: raw.telemetry,
+      audit: raw.audit,
     }));
 }

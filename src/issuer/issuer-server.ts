@@ -10,7 +10,8 @@ import { readForm } from './form-body.js';
 import type { Keyring } from './keyring.js';
 import { OAuthError } from './oauth-error.js';
 import type { RateLimiter } from './rate-limiter.js';
-import { DPOP_ALGORITHMS, TOKEN_EXCHANGE_GRANT, type IssuedToken, type TokenService } from './token-service.js';
+import type { IssuerEvents } from './issuer-events.js';
+import { DPOP_ALGORITHMS, TOKEN_EXCHANGE_GRANT, type TokenService } from './token-service.js';
 
 export interface IssuerServerDeps {
   config: IssuerConfig;
@@ -19,8 +20,8 @@ export interface IssuerServerDeps {
   rateLimiter: RateLimiter;
   log: Logger;
   now: () => number;
-  /** Told of every token issued and every revocation: identifiers only (audit, metrics). */
-  onIssued?: (issued: IssuedToken) => void;
+  /** Spans and audit records of every /token and /revoke outcome. */
+  events: IssuerEvents;
 }
 
 /**
@@ -68,27 +69,40 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: IssuerSer
         return jwks(res, deps);
       case 'GET /.well-known/oauth-authorization-server':
         return json(res, 200, metadata(deps.config), { 'cache-control': 'public, max-age=3600' });
-      case 'POST /token': {
-        const auth = authenticateClient(req.socket as TLSSocket, clients);
-        const wait = deps.rateLimiter.take(auth.client.id);
-        if (wait > 0) return json(res, 429, { error: 'slow_down', error_description: 'too many token requests' }, { 'retry-after': String(wait), ...NO_STORE });
-        const { response, issued } = await deps.tokens.token(auth, await readForm(req), dpopHeader(req));
-        deps.onIssued?.(issued);
-        return json(res, 200, response, NO_STORE);
-      }
-      case 'POST /revoke': {
-        const auth = authenticateClient(req.socket as TLSSocket, clients);
-        const record = await deps.tokens.revoke(auth, await readForm(req));
-        if (record) deps.log.info('token_revoked', { by: auth.client.id, kind: record.revocation.kind });
-        res.writeHead(200, NO_STORE).end();
-        return;
-      }
+      case 'POST /token':
+        return await deps.events.observe('token', req, async (outcome) => {
+          const auth = authenticateClient(req.socket as TLSSocket, clients);
+          outcome.caller = auth.client.id;
+          const wait = deps.rateLimiter.take(auth.client.id);
+          if (wait > 0) throw new RateLimited(wait);
+          const form = await readForm(req);
+          outcome.grant = form.get('grant_type');
+          const { response, issued } = await deps.tokens.token(auth, form, dpopHeader(req));
+          outcome.issued = issued;
+          json(res, 200, response, NO_STORE);
+        });
+      case 'POST /revoke':
+        return await deps.events.observe('revoke', req, async (outcome) => {
+          const auth = authenticateClient(req.socket as TLSSocket, clients);
+          outcome.caller = auth.client.id;
+          const record = await deps.tokens.revoke(auth, await readForm(req));
+          if (record) outcome.revoked = record;
+          res.writeHead(200, NO_STORE).end();
+        });
       default:
         return json(res, 404, { error: 'not_found' });
     }
   } catch (err) {
     if (!(err instanceof OAuthError)) throw err;
-    return json(res, err.status, { error: err.error, error_description: err.description }, NO_STORE);
+    const retry: Record<string, string> = err instanceof RateLimited ? { 'retry-after': String(err.retryAfterSeconds) } : {};
+    return json(res, err.status, { error: err.error, error_description: err.description }, { ...retry, ...NO_STORE });
+  }
+}
+
+/** 429 with Retry-After: an OAuth error so it is audited and traced like any refusal. */
+class RateLimited extends OAuthError {
+  constructor(readonly retryAfterSeconds: number) {
+    super('slow_down', 'too many token requests', 429);
   }
 }
 

@@ -2,11 +2,14 @@ import type { IssuerConfig } from '../config/issuer-config.js';
 import { startAdminServer } from '../authz/admin-server.js';
 import { openStore } from '../store/open-store.js';
 import type { Store } from '../store/store.js';
+import { openAuditLog } from '../audit/audit-log.js';
 import type { Logger } from '../telemetry/log.js';
+import { startTelemetry } from '../telemetry/telemetry.js';
 import { startIssuerServer } from './issuer-server.js';
 import { Keyring, createKeyFile, deleteKeyFiles } from './keyring.js';
 import { RateLimiter } from './rate-limiter.js';
-import { TokenService, type IssuedToken } from './token-service.js';
+import { IssuerEvents } from './issuer-events.js';
+import { TokenService } from './token-service.js';
 
 export interface RunningIssuer {
   /** https://host:port as bound. */
@@ -20,7 +23,6 @@ export interface IssuerStartOptions {
   log: Logger;
   /** Defaults to the store the config names; the demo shares one with its sidecars. */
   store?: Store;
-  onIssued?: (issued: IssuedToken) => void;
   now?: () => number;
 }
 
@@ -51,11 +53,13 @@ export async function startIssuer(config: IssuerConfig, options: IssuerStartOpti
   const keyTimer = setInterval(() => void maintain(), KEY_RELOAD_MS).unref();
 
   const store = options.store ?? await openStore(config, log);
+  const telemetry = await startTelemetry(config.telemetry);
+  const audit = await openAuditLog(config.audit, { log });
   const tokens = new TokenService(config, keyring, store, now);
   const server = await startIssuerServer({
     config, keyring, tokens, log, now,
     rateLimiter: new RateLimiter(config.rateLimit.perSecond, config.rateLimit.burst, now),
-    ...(options.onIssued && { onIssued: options.onIssued }),
+    events: new IssuerEvents(telemetry.tracing.tracer, audit, config.issuer),
   });
   const admin = config.admin
     ? await startAdminServer(config.admin.host, config.admin.port, {
@@ -69,6 +73,7 @@ export async function startIssuer(config: IssuerConfig, options: IssuerStartOpti
         const { state } = store.health();
         return { ready: reasons.length === 0, reasons, store: state };
       },
+      serveMetrics: telemetry.serveMetrics,
     })
     : undefined;
   log.info('issuer_started', { url: server.url, issuer: config.issuer, admin: admin?.address ?? 'off' });
@@ -81,6 +86,8 @@ export async function startIssuer(config: IssuerConfig, options: IssuerStartOpti
       clearInterval(keyTimer);
       await server.close();
       await admin?.close();
+      await audit.close();
+      await telemetry.shutdown();
       if (!options.store) await store.close();
       log.info('issuer_stopped');
     },

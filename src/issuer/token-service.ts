@@ -12,6 +12,8 @@ import type { AuthenticatedClient } from './client-auth.js';
 import type { Keyring } from './keyring.js';
 import { OAuthError } from './oauth-error.js';
 
+/** The reason on every revocation a refresh-token family's reuse or revocation causes. */
+export const FAMILY_REVOKED = 'refresh token family revoked';
 export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 const JWT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
@@ -39,6 +41,7 @@ export interface IssuedToken {
   client: string;
   subject: string;
   audience: string;
+  scope: string;
   fingerprint: string;
   /** The delegation chain, outermost actor first (token exchange). */
   actors: string[];
@@ -266,7 +269,7 @@ export class TokenService {
     return {
       response: { access_token: accessToken, token_type: 'jkt' in input.cnf ? 'DPoP' : 'Bearer', expires_in: Math.max(0, input.exp - iat), scope: input.scope },
       issued: {
-        grant: input.grant, client: input.client.id, subject: input.subject, audience: input.audience,
+        grant: input.grant, client: input.client.id, subject: input.subject, audience: input.audience, scope: input.scope,
         fingerprint: tokenFingerprint, actors: actors(input.act),
       },
     };
@@ -345,7 +348,7 @@ export class TokenService {
     const record: RevocationRecord = {
       revocation: { kind: 'jti', fingerprint: fingerprint(this.config.issuer, familySet(claims.fam)) },
       expiresAtMs: (claims.exp * 1000) + skew,
-      reason: 'refresh token family revoked',
+      reason: FAMILY_REVOKED,
     };
     await this.stateful(async () => {
       await this.store.revoke(record);

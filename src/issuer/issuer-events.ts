@@ -1,0 +1,77 @@
+import type { IncomingMessage } from 'node:http';
+import { SpanKind, SpanStatusCode, context as otelContext, defaultTextMapGetter, isSpanContextValid, type Tracer } from '@opentelemetry/api';
+import type { AuditEvent } from '../audit/audit-event.js';
+import type { AuditRecorder } from '../audit/audit-log.js';
+import type { RevocationRecord } from '../store/store.js';
+import { incomingContext } from '../telemetry/tracing.js';
+import { OAuthError } from './oauth-error.js';
+import { FAMILY_REVOKED, TOKEN_EXCHANGE_GRANT, type IssuedToken } from './token-service.js';
+
+/** What one /token or /revoke request came to; filled in as the request is served. */
+export interface IssuerOutcome {
+  caller?: string;
+  /** The grant_type asked for, once the form is read. */
+  grant?: string;
+  issued?: IssuedToken;
+  revoked?: RevocationRecord;
+}
+
+const EVENT_OF_GRANT: Record<IssuedToken['grant'], 'issuance' | 'exchange' | 'refresh'> = {
+  client_credentials: 'issuance', token_exchange: 'exchange', refresh_token: 'refresh',
+};
+
+/**
+ * A span (`hopguard.issuer.token` / `.revoke`, joined to the caller's traceparent) and an
+ * audit record for every outcome, allowed or refused. Both carry identifiers only: client,
+ * audience, subject, the token's fingerprint; never a token.
+ */
+export class IssuerEvents {
+  constructor(private readonly tracer: Tracer, private readonly audit: AuditRecorder, private readonly issuer: string) {}
+
+  async observe<T>(kind: 'token' | 'revoke', req: IncomingMessage, run: (outcome: IssuerOutcome) => Promise<T>): Promise<T> {
+    const parent = incomingContext([req.headers, defaultTextMapGetter]);
+    const span = this.tracer.startSpan(`hopguard.issuer.${kind}`, { kind: SpanKind.SERVER }, parent);
+    const spanContext = span.spanContext();
+    const traceId = isSpanContextValid(spanContext) ? spanContext.traceId : undefined;
+    const outcome: IssuerOutcome = {};
+    try {
+      const result = await otelContext.with(parent, () => run(outcome));
+      this.finish(kind, span, outcome, undefined, traceId);
+      return result;
+    } catch (err) {
+      this.finish(kind, span, outcome, err instanceof OAuthError ? err.error : 'server_error', traceId);
+      throw err;
+    }
+  }
+
+  private finish(
+    kind: 'token' | 'revoke', span: ReturnType<Tracer['startSpan']>, outcome: IssuerOutcome,
+    code: string | undefined, traceId: string | undefined,
+  ): void {
+    const { issued, revoked, caller, grant } = outcome;
+    span.setAttributes({
+      'hopguard.decision': code === undefined ? 'allow' : 'deny',
+      ...(code !== undefined && { 'hopguard.code': code }),
+      ...(caller !== undefined && { 'hopguard.client': caller }),
+      ...(issued && { 'hopguard.grant': issued.grant, 'hopguard.audience': issued.audience, 'hopguard.token_fingerprint': issued.fingerprint.slice(0, 16) }),
+      ...(revoked && { 'hopguard.revoked': revoked.revocation.kind }),
+    });
+    if (code !== undefined) span.setStatus({ code: SpanStatusCode.ERROR, message: code });
+    span.end();
+
+    const common = { issuer: this.issuer, ...(caller !== undefined && { caller }), ...(traceId !== undefined && { traceId }) };
+    let event: AuditEvent | undefined;
+    if (kind === 'token') {
+      event = issued
+        ? {
+          event: EVENT_OF_GRANT[issued.grant], decision: 'allow', ...common, audience: issued.audience, subject: issued.subject,
+          client: issued.client, scope: issued.scope, actors: issued.actors, tokenFingerprint: issued.fingerprint,
+        }
+        : { event: grant === TOKEN_EXCHANGE_GRANT ? 'exchange' : grant === 'refresh_token' ? 'refresh' : 'issuance', decision: 'deny', code: code ?? 'server_error', ...common };
+    } else if (revoked || code !== undefined) {
+      const kindOf = revoked?.reason === FAMILY_REVOKED ? 'refresh_family' : revoked?.revocation.kind ?? 'jti';
+      event = { event: 'revocation', revoked: kindOf, decision: code === undefined ? 'allow' : 'deny', ...(code !== undefined && { code }), ...common };
+    }
+    if (event) this.audit.record(event);
+  }
+}
