@@ -1,5 +1,5 @@
 import { request } from 'node:https';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { applyPatch, type Operation } from 'rfc6902';
@@ -253,10 +253,10 @@ describe('the webhook over real HTTPS', () => {
   });
 
   /** As the API server calls it: POST, JSON, the server certificate checked against caBundle. */
-  function call(method: string, urlPath: string, body?: string, base = webhook.url): Promise<{ status: number; type: string; text: string }> {
+  function call(method: string, urlPath: string, body?: string, base = webhook.url, trust = ca.certPem): Promise<{ status: number; type: string; text: string }> {
     const url = new URL(urlPath, base.replace('127.0.0.1', 'localhost'));
     return new Promise((resolve, reject) => {
-      const req = request(url, { method, ca: ca.certPem, lookup: (_h, _o, cb) => cb(null, [{ address: '127.0.0.1', family: 4 }]), headers: { 'content-type': 'application/json' } }, (res) => {
+      const req = request(url, { method, ca: trust, agent: false, lookup: (_h, _o, cb) => cb(null, [{ address: '127.0.0.1', family: 4 }]), headers: { 'content-type': 'application/json' } }, (res) => {
         let text = '';
         res.setEncoding('utf8');
         res.on('data', (chunk: string) => { text += chunk; });
@@ -279,6 +279,34 @@ describe('the webhook over real HTTPS', () => {
     expect(await call('POST', '/mutate', '{"apiVersion": "admission.k8s.io/v1", ')).toMatchObject({ status: 400, text: 'expected an admission.k8s.io/v1 AdmissionReview\n' });
     expect((await call('GET', '/mutate')).status).toBe(405);
     expect(await call('GET', '/healthz')).toMatchObject({ status: 200, text: 'ok\n' });
+  });
+
+  it('picks up a renewed certificate from its files without a restart, and keeps the last good one over a broken pair', async () => {
+    const tlsDir = path.join(dir, 'renewing');
+    const first = issueCert(ca, tlsDir, { name: 'serving', dnsSans: ['localhost'], serverAuth: true });
+    const events: string[] = [];
+    const log = { ...silentLogger, info: (event: string) => events.push(event), warn: (event: string) => events.push(event) };
+    const renewing = await startWebhook(
+      { ...config, listen: { host: '127.0.0.1', port: 0 }, tls: { certFile: first.certPath, keyFile: first.keyPath } }, settingsFor, log, 50,
+    );
+    try {
+      expect((await call('GET', '/healthz', undefined, renewing.url)).status).toBe(200);
+      const otherDir = path.join(dir, 'other');
+      const otherCa = createCa(otherDir, 'other-ca');
+      const renewed = issueCert(otherCa, otherDir, { name: 'serving', dnsSans: ['localhost'], serverAuth: true });
+      writeFileSync(first.keyPath, readFileSync(renewed.keyPath));
+      writeFileSync(first.certPath, readFileSync(renewed.certPath));
+      await expect.poll(() => events.includes('inject_tls_reloaded'), { timeout: 5_000 }).toBe(true);
+      expect((await call('GET', '/healthz', undefined, renewing.url, otherCa.certPem)).status).toBe(200);
+      await expect(call('GET', '/healthz', undefined, renewing.url)).rejects.toThrow(/self-signed|unable to verify|certificate/);
+
+      // A key that does not match the certificate, as a renewal caught half-way would leave.
+      writeFileSync(first.keyPath, readFileSync(path.join(dir, 'webhook-key.pem')));
+      await expect.poll(() => events.includes('inject_tls_reload_failed'), { timeout: 5_000 }).toBe(true);
+      expect((await call('GET', '/healthz', undefined, renewing.url, otherCa.certPem)).status).toBe(200);
+    } finally {
+      await renewing.stop();
+    }
   });
 
   it('hopguard inject --config serves it as a process, logs each decision without secrets, and exits 0 on SIGTERM', async () => {

@@ -18,6 +18,9 @@ import type { InjectionSettings } from './sidecar-injection.js';
 /** The API server sends one object per review; a pod spec is far below this. */
 const MAX_BODY_BYTES = 3 * 1024 * 1024;
 
+/** How often the certificate files are reread: cert-manager renews them in the mounted Secret. */
+const TLS_RELOAD_MS = 60_000;
+
 export interface RunningWebhook {
   url: string;
   stop(): Promise<void>;
@@ -27,9 +30,12 @@ export async function startWebhook(
   config: InjectConfig & { tls: NonNullable<InjectConfig['tls']> },
   settingsFor: (namespace: string) => InjectionSettings,
   log: Logger,
+  tlsReloadMs = TLS_RELOAD_MS,
 ): Promise<RunningWebhook> {
+  const readTls = () => ({ cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) });
+  let tls = readTls();
   const server: Server = createServer(
-    { cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile), minVersion: 'TLSv1.2' },
+    { ...tls, minVersion: 'TLSv1.2' },
     (req, res) => {
       handle(req, res, config.onError, settingsFor, log).catch((err: unknown) => {
         log.error('inject_failed', { error: err instanceof Error ? err.message : 'unknown' });
@@ -45,9 +51,22 @@ export async function startWebhook(
   const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
   const url = `https://${host}:${port}`;
   log.info('inject_started', { url, trust_domain: config.trustDomain, on_error: config.onError });
+  const reload = setInterval(() => {
+    try {
+      const next = readTls();
+      if (next.cert.equals(tls.cert) && next.key.equals(tls.key)) return;
+      server.setSecureContext({ ...next, minVersion: 'TLSv1.2' });
+      tls = next;
+      log.info('inject_tls_reloaded');
+    } catch (err) {
+      // Half-written files or a key that does not match: keep serving with the last good pair.
+      log.warn('inject_tls_reload_failed', { error: (err as NodeJS.ErrnoException).code ?? 'invalid certificate or key' });
+    }
+  }, tlsReloadMs).unref();
   return {
     url,
     stop: () => new Promise<void>((resolve) => {
+      clearInterval(reload);
       server.close(() => resolve());
       server.closeIdleConnections();
     }),
