@@ -468,6 +468,38 @@ describe('certificate binding (RFC 8705)', () => {
   });
 });
 
+describe('request shape', () => {
+  it('two credentials: Authorization twice in header_map', async () => {
+    const token = await fixtures.token();
+    const out = await check(token, { headers: undefined, headerMap: [['authorization', `Bearer ${token}`], ['authorization', `Bearer ${token}`]] });
+    expectDenied(out, 'malformed_request', 400, token);
+  });
+
+  it('a 1 MB authorization header', async () => {
+    const huge = `Bearer ${'A'.repeat(1024 * 1024)}`;
+    expectDenied(await checkAuthorization(huge), 'malformed_request', 400, huge.slice(7, 100));
+  });
+
+  it('a 1 MB header beside a valid token changes nothing', async () => {
+    const token = await fixtures.token();
+    const out = await check(token, { headers: { authorization: `Bearer ${token}`, 'x-junk': 'j'.repeat(1024 * 1024) } });
+    expect(out.allowed).toBe(true);
+    expect(out.headersToRemove).not.toContain('x-junk');
+  });
+
+  it('non-UTF-8 bytes in the authorization header (header_map raw_value)', async () => {
+    const token = await fixtures.token();
+    const raw = Buffer.concat([Buffer.from(`Bearer ${token.slice(0, 20)}`), Buffer.from([0xff, 0xfe, 0xc3, 0x28]), Buffer.from(token.slice(20))]);
+    expectDenied(await check(token, { headers: undefined, headerMap: [['authorization', raw]] }), 'malformed_request', 400, token);
+  });
+
+  it('non-UTF-8 bytes in another header beside a valid token change nothing', async () => {
+    const token = await fixtures.token();
+    const out = await check(token, { headers: undefined, headerMap: [['authorization', `Bearer ${token}`], ['x-bytes', Buffer.from([0xff, 0x00, 0x80])]] });
+    expect(out.allowed).toBe(true);
+  });
+});
+
 describe('after every attack', () => {
   it('a valid token is still allowed: the server is healthy', async () => {
     const result = await expectAllowed(await fixtures.token());
