@@ -95,7 +95,7 @@ export async function startIssuer(config: IssuerConfig, options: IssuerStartOpti
 }
 
 /** Adds the next key publish_ahead before the active one is due to be replaced, and prunes dead ones. */
-async function rotateOnSchedule(config: IssuerConfig, keyring: Keyring, now: () => number, log: Logger): Promise<void> {
+export async function rotateOnSchedule(config: IssuerConfig, keyring: Keyring, now: () => number, log: Logger): Promise<void> {
   const newest = keyring.newestNotBefore();
   if (newest !== undefined && newest + config.keys.rotateEveryMs! > now() + config.keys.publishAheadMs) return;
   const kid = await createKeyFile(config.keys.dir, config.keys.algorithm, now() + config.keys.publishAheadMs);
