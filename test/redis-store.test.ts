@@ -4,7 +4,9 @@ import type { RedisOptions } from '../src/config/authz-config.js';
 import { RedisStore } from '../src/store/redis-store.js';
 import { StoreUnavailableError, type RevocationRecord } from '../src/store/store.js';
 import { silentLogger } from '../src/telemetry/log.js';
-import { SHARED_REDIS_URL, deleteKeysUnder, freePort, keysUnder, requireSharedRedis, uniquePrefix } from './support/redis.js';
+import {
+  RedisSentinel, SHARED_REDIS_URL, deleteKeysUnder, freePort, keysUnder, requireSharedRedis, uniquePrefix,
+} from './support/redis.js';
 
 let prefix: string;
 let admin: Redis;
@@ -116,6 +118,24 @@ describe('RedisStore', () => {
     const started = performance.now();
     await expect(store.markUsed('fp', Date.now() + 1000)).rejects.toBeInstanceOf(StoreUnavailableError);
     expect(performance.now() - started).toBeLessThan(500);
+  });
+
+  it('works through Sentinel: ioredis finds the master from a redis-sentinel:// URL', async () => {
+    prefix = uniquePrefix();
+    const sentinel = new RedisSentinel();
+    await sentinel.start();
+    try {
+      const [a, b] = await Promise.all([0, 1].map(() => RedisStore.open(sentinel.url, options(), silentLogger)));
+      stores.push(a!, b!);
+      expect(a!.health().state).toBe('ok');
+      expect(await a!.markUsed('fp-s', Date.now() + 10_000)).toBe(true);
+      expect(await b!.markUsed('fp-s', Date.now() + 10_000)).toBe(false);
+      await a!.revoke(jtiRevocation('fp-sentinel'));
+      await until(() => b!.findRevocation(subject('fp-sentinel')) !== undefined, 1000);
+    } finally {
+      await Promise.all(stores.splice(0).map((s) => s.close()));
+      await sentinel.stop();
+    }
   });
 
   it('keeps only fingerprints under its prefix', async () => {

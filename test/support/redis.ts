@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -101,6 +101,40 @@ export class RedisProcess {
     const exited = new Promise((r) => child.once('exit', r));
     child.kill('SIGKILL');
     await exited;
+  }
+}
+
+/** A master and one Sentinel watching it (quorum 1): what a redis-sentinel:// URL points at. */
+export class RedisSentinel {
+  private readonly dir = mkdtempSync(path.join(tmpdir(), 'hopguard-sentinel-'));
+  private master: RedisProcess | undefined;
+  private sentinel: ChildProcess | undefined;
+  private sentinelPort = 0;
+
+  get url(): string {
+    return `redis-sentinel://127.0.0.1:${this.sentinelPort}/hopguard-master`;
+  }
+
+  async start(): Promise<void> {
+    this.master = new RedisProcess(await freePort());
+    await this.master.start();
+    this.sentinelPort = await freePort();
+    // Sentinel rewrites its config file, so it gets one of its own.
+    const conf = path.join(this.dir, 'sentinel.conf');
+    writeFileSync(conf, `port ${this.sentinelPort}\nbind 127.0.0.1\ndir ${this.dir}\n`
+      + `sentinel monitor hopguard-master 127.0.0.1 ${this.master.port} 1\n`);
+    this.sentinel = spawn('redis-server', [conf, '--sentinel'], { stdio: 'ignore' });
+    await waitForPing(this.sentinelPort);
+  }
+
+  async stop(): Promise<void> {
+    if (this.sentinel && this.sentinel.exitCode === null) {
+      const exited = new Promise((r) => this.sentinel!.once('exit', r));
+      this.sentinel.kill('SIGKILL');
+      await exited;
+    }
+    await this.master?.kill();
+    rmSync(this.dir, { recursive: true, force: true });
   }
 }
 
