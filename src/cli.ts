@@ -5,7 +5,7 @@ import { authzCommand, checkConfigCommand } from './commands/authz-commands.js';
 import { injectCommand } from './commands/inject-command.js';
 import { issuerCommand, keysCommand } from './commands/issuer-commands.js';
 import { revokeCommand } from './commands/revoke-command.js';
-import { UsageError } from './commands/usage-error.js';
+import { UsageError } from './commands/command-line.js';
 import { ConfigError } from './config/config-error.js';
 import { runDemo } from './demo/run-demo.js';
 

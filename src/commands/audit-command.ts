@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { readEd25519Key } from '../audit/audit-chain.js';
 import { verifyAuditLog } from '../audit/audit-verify.js';
-import { UsageError } from './usage-error.js';
+import { UsageError } from './command-line.js';
 
 /**
  * `hopguard audit verify FILE --key PUB [--key PUB…] [--live]`: checks the hash chain and the

@@ -2,26 +2,14 @@ import { parseArgs } from 'node:util';
 import { startAuthz } from '../authz/authz-service.js';
 import { loadAuthzConfigFile } from '../config/load-authz-config.js';
 import { createLogger } from '../telemetry/log.js';
-import { requireOption } from './usage-error.js';
-
-const CONFIG_OPTION = { config: { type: 'string', short: 'c' } } as const;
+import { CONFIG_OPTION, requireOption, serveUntilSignal } from './command-line.js';
 
 /** `hopguard authz --config FILE`: serve until SIGTERM or SIGINT, then drain and exit 0. */
 export async function authzCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: CONFIG_OPTION });
   const config = loadAuthzConfigFile(requireOption(values.config, '--config FILE'));
   const log = createLogger();
-  const running = await startAuthz(config, { log });
-  await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      log.info('shutdown_requested', { signal });
-      resolve();
-    };
-    process.once('SIGTERM', stop);
-    process.once('SIGINT', stop);
-  });
-  await running.stop();
-  return 0;
+  return serveUntilSignal(await startAuthz(config, { log }), log);
 }
 
 /** `hopguard check-config --config FILE`: validate without starting anything. */

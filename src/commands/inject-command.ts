@@ -6,7 +6,7 @@ import { injectManifests } from '../inject/offline-inject.js';
 import { InjectionError } from '../inject/sidecar-injection.js';
 import { startWebhook } from '../inject/webhook-server.js';
 import { createLogger } from '../telemetry/log.js';
-import { UsageError, requireOption } from './usage-error.js';
+import { CONFIG_OPTION, UsageError, requireOption, serveUntilSignal } from './command-line.js';
 
 /**
  * `hopguard inject --config FILE`: serve the mutating admission webhook until SIGTERM or SIGINT.
@@ -17,7 +17,7 @@ export async function injectCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
     options: {
-      config: { type: 'string', short: 'c' },
+      ...CONFIG_OPTION,
       filename: { type: 'string', short: 'f' },
       namespace: { type: 'string', short: 'n' },
     },
@@ -42,12 +42,5 @@ export async function injectCommand(argv: string[]): Promise<number> {
   const { tls } = config;
   if (tls === undefined) throw new UsageError(`${values.config}: tls (cert, key) is required to serve the webhook`);
   const log = createLogger();
-  const running = await startWebhook({ ...config, tls }, injectionSettings(config, loadEnvoyTemplate(config.envoyTemplate)), log);
-  await new Promise<void>((resolve) => {
-    process.once('SIGTERM', () => resolve());
-    process.once('SIGINT', () => resolve());
-  });
-  log.info('shutdown_requested');
-  await running.stop();
-  return 0;
+  return serveUntilSignal(await startWebhook({ ...config, tls }, injectionSettings(config, loadEnvoyTemplate(config.envoyTemplate)), log), log);
 }

@@ -3,22 +3,14 @@ import { loadIssuerConfigFile } from '../config/load-issuer-config.js';
 import { startIssuer } from '../issuer/issuer-service.js';
 import { Keyring, createKeyFile, deleteKeyFiles } from '../issuer/keyring.js';
 import { createLogger } from '../telemetry/log.js';
-import { UsageError, requireOption } from './usage-error.js';
-
-const CONFIG_OPTION = { config: { type: 'string', short: 'c' } } as const;
+import { CONFIG_OPTION, UsageError, requireOption, serveUntilSignal } from './command-line.js';
 
 /** `hopguard issuer --config FILE`: serve until SIGTERM or SIGINT. */
 export async function issuerCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: CONFIG_OPTION });
   const config = loadIssuerConfigFile(requireOption(values.config, '--config FILE'));
   const log = createLogger();
-  const running = await startIssuer(config, { log });
-  await new Promise<void>((resolve) => {
-    process.once('SIGTERM', () => resolve());
-    process.once('SIGINT', () => resolve());
-  });
-  await running.stop();
-  return 0;
+  return serveUntilSignal(await startIssuer(config, { log }), log);
 }
 
 /**

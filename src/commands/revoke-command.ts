@@ -8,14 +8,14 @@ import {
 } from '../store/revocation-request.js';
 import { StoreUnavailableError } from '../store/store.js';
 import { createLogger } from '../telemetry/log.js';
-import { UsageError, requireOption } from './usage-error.js';
+import { CONFIG_OPTION, UsageError, requireOption } from './command-line.js';
 
 /** `hopguard revoke --config FILE TARGET [--reason TEXT]`: write a revocation to the shared store. */
 export async function revokeCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
     options: {
-      config: { type: 'string', short: 'c' },
+      ...CONFIG_OPTION,
       jti: { type: 'string' },
       issuer: { type: 'string' },
       subject: { type: 'string' },
