@@ -1,3 +1,6 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryStore } from '../src/store/memory-store.js';
 import type { StoreHealth } from '../src/store/store.js';
@@ -82,7 +85,13 @@ beforeAll(async () => {
   fixtures = await createFixtures();
   const store = new MemoryStore();
   store.health = () => health;
-  server = await startServer(authzConfig(fixtures), store);
+  writeFileSync(join(fixtures.dir, 'audit.pem'), generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  server = await startServer(authzConfig(fixtures, {
+    audit: {
+      output: { kind: 'file', path: join(fixtures.dir, 'audit.jsonl') }, allows: 'all', allowSampleRate: 1,
+      signingKeyFile: join(fixtures.dir, 'audit.pem'), checkpointRecords: 100, checkpointIntervalMs: 10_000, flushIntervalMs: 10,
+    },
+  }), store);
 });
 afterAll(async () => {
   await server.stop();
@@ -115,6 +124,17 @@ describe('/metrics', () => {
     expect(value(samples, 'hopguard_jwks_fetches_total', { outcome: 'ok' })).toBe(1);
     expect(value(samples, 'hopguard_store_state', { state: 'ok' })).toBe(1);
     expect(value(samples, 'hopguard_revocation_feed_lag')).toBe(0);
+    // Every decision is audited (allows: all) once the writer's next flush has run.
+    await expect.poll(async () => value((await scrape()).samples, 'hopguard_audit_records_total', { outcome: 'written' })).toBe(7);
+  });
+
+  it('has every series the Grafana dashboard queries', async () => {
+    const dashboard = JSON.parse(readFileSync(new URL('../dashboards/hopguard.json', import.meta.url), 'utf8'));
+    const queried = new Set<string>(dashboard.panels.flatMap((panel: { targets: { expr: string }[] }) =>
+      panel.targets.flatMap((target) => target.expr.match(/hopguard_[a-z_]+/g) ?? [])));
+    expect(queried.size).toBeGreaterThanOrEqual(7);
+    const served = new Set((await scrape()).samples.map((s) => s.name));
+    for (const name of queried) expect(served, name).toContain(name);
   });
 
   it('shows the store\'s state and how stale the revocation mirror may be', async () => {
