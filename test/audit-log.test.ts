@@ -88,10 +88,9 @@ describe('the audit log format', () => {
     const path = join(dir, 'timed.jsonl');
     const audit = await openAuditLog(config(path, { checkpointRecords: 1000, checkpointIntervalMs: 30 }), { log: silentLogger });
     audit.record(event(1));
-    await new Promise((r) => setTimeout(r, 150));
-    const text = readFileSync(path, 'utf8');
+    const events = () => readFileSync(path, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l).event);
+    await expect.poll(events, { timeout: 3000 }).toEqual(['log_opened', 'validation', 'checkpoint']);
     await audit.close();
-    expect(text.trimEnd().split('\n').map((l) => JSON.parse(l).event)).toEqual(['log_opened', 'validation', 'checkpoint']);
   });
 });
 

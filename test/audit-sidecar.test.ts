@@ -5,7 +5,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readEd25519Key } from '../src/audit/audit-chain.js';
 import type { AuditConfig } from '../src/audit/audit-config.js';
 import { verifyAuditLog } from '../src/audit/audit-verify.js';
+import { EnvoyClient } from '../src/authz/envoy-client.js';
 import { AUDIENCE, CHECKOUT, ISSUER, authzConfig, createFixtures, startServer, type Fixtures } from './support/harness.js';
+import { startOtlpHttpReceiver } from './support/otlp-receiver.js';
+import { spawnCli } from './support/process.js';
 
 let fixtures: Fixtures;
 let publicKeyPath: string;
@@ -83,5 +86,48 @@ describe('the sidecar\'s audit log', () => {
       await check(KEPT, false);
     });
     expect(records.map((r) => r.decision)).toEqual(['deny']);
+  });
+});
+
+describe('hopguard authz with audit: and telemetry: in its config file', () => {
+  it('audits and traces as configured, closes the log on SIGTERM, and the log verifies with hopguard audit verify', async () => {
+    const receiver = await startOtlpHttpReceiver();
+    const config = join(fixtures.dir, 'authz-audited.yaml');
+    writeFileSync(config, `listen: 127.0.0.1:0
+admin: 127.0.0.1:0
+audience: ${AUDIENCE}
+issuers:
+  - issuer: ${ISSUER}
+    jwks_file: ${fixtures.jwksPath}
+    algorithms: [ES256]
+routes:
+  - name: read-orders
+    path_prefix: /orders/
+telemetry:
+  tracing: true
+  service_name: cli-hopguard
+  endpoint: ${receiver.endpoint}
+audit:
+  output: cli-audit.jsonl
+  signing_key_file: audit.pem
+  allows: all
+`);
+    const proc = spawnCli(['authz', '--config', config]);
+    try {
+      const started = await proc.logEvent('authz_started');
+      expect(started).toMatchObject({ tracing: true, audit: 'file' });
+      const envoy = new EnvoyClient(started.grpc);
+      const out = await envoy.check({ path: '/orders/1', headers: { authorization: `Bearer ${await fixtures.token()}` }, principal: CHECKOUT, certificatePem: fixtures.checkout.certPem });
+      envoy.close();
+      expect(out.allowed).toBe(true);
+    } finally {
+      proc.child.kill('SIGTERM');
+      expect(await proc.exited).toBe(0);
+      await receiver.close();
+    }
+    expect(receiver.spans.map((span) => [span.service, span.name])).toEqual([['cli-hopguard', 'hopguard.check']]);
+    const verify = spawnCli(['audit', 'verify', join(fixtures.dir, 'cli-audit.jsonl'), '--key', publicKeyPath]);
+    expect(await verify.exited).toBe(0);
+    expect(verify.stdout()).toMatch(/3 lines, 2 records, 1 checkpoint; signed through line 3 \(closed\)\nverified/);
   });
 });

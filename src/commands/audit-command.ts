@@ -27,7 +27,8 @@ export async function auditCommand(argv: string[]): Promise<number> {
   });
   const report = await verifyAuditLog(file, keys, { live: values.live });
   const out = (line: string) => process.stdout.write(`${line}\n`);
-  out(`${file}: ${report.lines} lines, ${report.records} records, ${report.checkpoints} checkpoints; ` +
+  const count = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
+  out(`${file}: ${count(report.lines, 'line')}, ${count(report.records, 'record')}, ${count(report.checkpoints, 'checkpoint')}; ` +
     `signed through line ${report.signedThrough}${report.closed ? ' (closed)' : ''}`);
   for (const note of report.notes) out(`note: ${note}`);
   for (const finding of report.findings) out(`FAIL ${finding.kind}: ${finding.message}`);
