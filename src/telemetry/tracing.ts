@@ -5,8 +5,8 @@
  * and no SDK module is loaded.
  *
  * For the issuer and any other part: `tracing.tracer.startSpan(name, { kind: SpanKind.SERVER },
- * incomingContext([headers, mapGetter]))`; span names `hopguard.issue`, `hopguard.exchange`,
- * `hopguard.refresh`, `hopguard.revoke`, and never a token, a secret or a key in an attribute.
+ * incomingContext([headers, getter]))` (the issuer's spans are `hopguard.issuer.token` and
+ * `hopguard.issuer.revoke`), and never a token, a secret or a key in an attribute.
  */
 
 import {
