@@ -86,7 +86,10 @@ describe('the issuer\'s events', () => {
       expect(span.traceId).toBe(TRACE);
       expect(span.parentSpanId).toBe('00f067aa0ba902b7');
     }
-    expect(spans.find((s) => s.attributes['hopguard.code'] === 'invalid_target')).toBeDefined();
+    expect(spans.find((s) => s.attributes['hopguard.deny_code'] === 'invalid_target')).toBeDefined();
+    const issuance = spans.find((s) => s.attributes['hopguard.grant'] === 'client_credentials')!;
+    expect(issuance.attributes['hopguard.caller']).toBe(ID.frontend);
+    expect(records[0].token_fingerprint).toBe(issuance.attributes['hopguard.token.fingerprint']);
 
     // Identifiers only: no token, no signature, anywhere.
     const everything = readFileSync(auditPath, 'utf8') + JSON.stringify(spans);

@@ -51,9 +51,10 @@ export class IssuerEvents {
     const { issued, revoked, caller, grant } = outcome;
     span.setAttributes({
       'hopguard.decision': code === undefined ? 'allow' : 'deny',
-      ...(code !== undefined && { 'hopguard.code': code }),
-      ...(caller !== undefined && { 'hopguard.client': caller }),
-      ...(issued && { 'hopguard.grant': issued.grant, 'hopguard.audience': issued.audience, 'hopguard.token_fingerprint': issued.fingerprint.slice(0, 16) }),
+      // The same names as the check spans (check-span.ts), so one query follows a token across both.
+      ...(code !== undefined && { 'hopguard.deny_code': code }),
+      ...(caller !== undefined && { 'hopguard.caller': caller }),
+      ...(issued && { 'hopguard.grant': issued.grant, 'hopguard.audience': issued.audience, 'hopguard.token.fingerprint': issued.fingerprint }),
       ...(revoked && { 'hopguard.revoked': revoked.revocation.kind }),
     });
     if (code !== undefined) span.setStatus({ code: SpanStatusCode.ERROR, message: code });
