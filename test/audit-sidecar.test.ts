@@ -6,7 +6,7 @@ import { readEd25519Key } from '../src/audit/audit-chain.js';
 import type { AuditConfig } from '../src/audit/audit-config.js';
 import { verifyAuditLog } from '../src/audit/audit-verify.js';
 import { EnvoyClient } from '../src/authz/envoy-client.js';
-import { AUDIENCE, CHECKOUT, ISSUER, authzConfig, createFixtures, startServer, type Fixtures } from './support/harness.js';
+import { AUDIENCE, CHECKOUT, ISSUER, authzConfig, authzYaml, createFixtures, startServer, type Fixtures } from './support/harness.js';
 import { startOtlpHttpReceiver } from './support/otlp-receiver.js';
 import { spawnCli } from './support/process.js';
 
@@ -93,14 +93,7 @@ describe('hopguard authz with audit: and telemetry: in its config file', () => {
   it('audits and traces as configured, closes the log on SIGTERM, and the log verifies with hopguard audit verify', async () => {
     const receiver = await startOtlpHttpReceiver();
     const config = join(fixtures.dir, 'authz-audited.yaml');
-    writeFileSync(config, `listen: 127.0.0.1:0
-admin: 127.0.0.1:0
-audience: ${AUDIENCE}
-issuers:
-  - issuer: ${ISSUER}
-    jwks_file: ${fixtures.jwksPath}
-    algorithms: [ES256]
-routes:
+    writeFileSync(config, `${authzYaml(fixtures)}routes:
   - name: read-orders
     path_prefix: /orders/
 telemetry:

@@ -7,7 +7,7 @@ import { service as healthService } from 'grpc-health-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EnvoyClient } from '../src/authz/envoy-client.js';
 import { createSigningKey, type SigningKey } from '../src/devkit/signing-key.js';
-import { AUDIENCE, CHECKOUT, ISSUER, createFixtures, type Fixtures } from './support/harness.js';
+import { AUDIENCE, CHECKOUT, ISSUER, authzYaml, createFixtures, type Fixtures } from './support/harness.js';
 import { runCli, spawnCli } from './support/process.js';
 
 let fixtures: Fixtures;
@@ -29,14 +29,7 @@ routes:
 `;
 
 function config(listen: string, jwks: string, extra = ''): string {
-  return `listen: ${listen}
-admin: 127.0.0.1:0
-audience: ${AUDIENCE}
-issuers:
-  - issuer: ${ISSUER}
-    ${jwks}
-    algorithms: [ES256]
-${extra}${ROUTES}`;
+  return `${authzYaml(fixtures, { listen, jwks })}${extra}${ROUTES}`;
 }
 
 async function get(address: string, urlPath: string): Promise<{ status: number; body: string }> {

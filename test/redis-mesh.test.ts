@@ -6,7 +6,7 @@ import type { CheckOutput } from '../src/authz/envoy-client.js';
 import { RedisStore } from '../src/store/redis-store.js';
 import { revocationRecord } from '../src/store/revocation-request.js';
 import { silentLogger } from '../src/telemetry/log.js';
-import { AUDIENCE, CHECKOUT, ISSUER, createFixtures, type Fixtures } from './support/harness.js';
+import { CHECKOUT, ISSUER, authzYaml, createFixtures, type Fixtures } from './support/harness.js';
 import { runCli, startSidecar, type SidecarProcess } from './support/process.js';
 import {
   RedisCluster, RedisProcess, SHARED_REDIS_URL, deleteKeysUnder, freePort, keysUnder, requireSharedRedis, uniquePrefix,
@@ -24,14 +24,7 @@ interface RedisUnderTest {
 
 function writeConfig(name: string, redis: RedisUnderTest, extraRedis = ''): string {
   const file = path.join(fixtures.dir, `${name}.yaml`);
-  writeFileSync(file, `listen: 127.0.0.1:0
-admin: 127.0.0.1:0
-audience: ${AUDIENCE}
-issuers:
-  - issuer: ${ISSUER}
-    jwks_file: ${fixtures.jwksPath}
-    algorithms: [ES256]
-store: ${redis.url}
+  writeFileSync(file, `${authzYaml(fixtures)}store: ${redis.url}
 redis:
   key_prefix: "${redis.prefix}"
   resync_interval: 200ms

@@ -76,6 +76,21 @@ export function authzConfig(fixtures: Fixtures, overrides: Partial<AuthzConfig> 
   };
 }
 
+/**
+ * The start of an authz YAML file for tests that run hopguard as a process: loopback
+ * listeners, this audience, the fixtures' issuer. Callers append their own sections.
+ */
+export function authzYaml(fixtures: Fixtures, { listen = '127.0.0.1:0', jwks = `jwks_file: ${fixtures.jwksPath}` } = {}): string {
+  return `listen: ${listen}
+admin: 127.0.0.1:0
+audience: ${AUDIENCE}
+issuers:
+  - issuer: ${ISSUER}
+    ${jwks}
+    algorithms: [ES256]
+`;
+}
+
 export interface Running {
   authz: RunningAuthz;
   envoy: EnvoyClient;
