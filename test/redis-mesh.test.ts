@@ -1,8 +1,11 @@
-import { writeFileSync } from 'node:fs';
+import { generateKeyPairSync } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
 import path from 'node:path';
 import { Redis, type Cluster } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CheckOutput } from '../src/authz/envoy-client.js';
+import { verifyAuditLog } from '../src/audit/audit-verify.js';
 import { RedisStore } from '../src/store/redis-store.js';
 import { revocationRecord } from '../src/store/revocation-request.js';
 import { silentLogger } from '../src/telemetry/log.js';
@@ -109,11 +112,19 @@ function meshSuite(name: string, setup: () => Promise<RedisUnderTest>, teardown:
       const sub = `spiffe://test.local/ns/shop/sa/revoked-${name.replace(/\W/g, '')}`;
       const old = await fixtures.token({ sub, iat: Math.floor(Date.now() / 1000) - 5 });
       tokensSeen.push(old);
-      const config = writeConfig(`revoke-cli-${name.replace(/\W/g, '')}`, redis);
+      // The admin's config audits to a log of its own, signed with its own key.
+      const keys = generateKeyPairSync('ed25519');
+      const keyFile = path.join(fixtures.dir, `admin-audit-${name.replace(/\W/g, '')}.pem`);
+      writeFileSync(keyFile, keys.privateKey.export({ type: 'pkcs8', format: 'pem' }));
+      const auditFile = path.join(fixtures.dir, `admin-audit-${name.replace(/\W/g, '')}.jsonl`);
+      const config = writeConfig(`revoke-cli-${name.replace(/\W/g, '')}`, redis, `audit:\n  output: ${auditFile}\n  signing_key_file: ${keyFile}\n`);
       const { code, stdout, stderr } = await runCli(['revoke', '--config', config, '--subject', sub, '--reason', 'compromised']);
       expect(stderr).toBe('');
       expect(code).toBe(0);
       expect(stdout).toContain(`revoked every token of subject ${sub} issued before`);
+      const audited = readFileSync(auditFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((r) => r.event === 'revocation');
+      expect(audited).toEqual([expect.objectContaining({ decision: 'allow', revoked: 'subject', subject: sub, caller: `cli:${userInfo().username}` })]);
+      expect((await verifyAuditLog(auditFile, [keys.publicKey])).findings).toEqual([]);
       for (const s of sidecars) {
         let out = await read(s, old);
         const deadline = Date.now() + 1000;

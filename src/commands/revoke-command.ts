@@ -1,5 +1,7 @@
 import { readFileSync } from 'node:fs';
+import { userInfo } from 'node:os';
 import { parseArgs } from 'node:util';
+import { openAuditLog } from '../audit/audit-log.js';
 import { loadAuthzConfigFile } from '../config/load-authz-config.js';
 import { parseDuration } from '../config/duration.js';
 import { openStore } from '../store/open-store.js';
@@ -47,17 +49,30 @@ export async function revokeCommand(argv: string[]): Promise<number> {
     if (err instanceof RevocationRequestError) throw new UsageError(err.message);
     throw err;
   }
-  const store = await openStore(config, createLogger(() => undefined));
+  const log = createLogger(() => undefined);
+  const store = await openStore(config, log);
+  // An admin action is audited where the config's audit: section says (use an admin log, or
+  // stdout, rather than a running sidecar's file: one file has one writer).
+  const audit = await openAuditLog(config.audit, { log });
+  const target = record.revocation;
+  const event = {
+    event: 'revocation', revoked: target.kind, caller: `cli:${userInfo().username}`,
+    ...(target.kind === 'subject' && { subject: target.value }),
+    ...(target.kind === 'client' && { client: target.value }),
+    ...(target.kind === 'jti' && { tokenFingerprint: target.fingerprint }),
+  } as const;
   try {
     await store.revoke(record);
+    audit.record({ ...event, decision: 'allow' });
   } catch (err) {
     if (err instanceof StoreUnavailableError) {
+      audit.record({ ...event, decision: 'deny', code: 'state_unavailable' });
       process.stderr.write('hopguard: the shared store is unreachable; nothing was revoked\n');
       return 1;
     }
     throw err;
   } finally {
-    await store.close();
+    await Promise.all([store.close(), audit.close()]);
   }
   process.stdout.write(`${describeRevocation(record, request)}\n`);
   return 0;
