@@ -388,6 +388,9 @@ describe('parseAuthzConfig: problems', () => {
     expect(parse(withTop('dpop', { algorithms: ['ES256'], max_age: '30s' })).dpop).toEqual({ algorithms: ['ES256'], maxAgeMs: 30_000 });
     expectProblem(withTop('dpop', { algorithms: ['HS256'] }), 'dpop.algorithms[0]', 'refused');
     expectProblem(withTop('dpop', { max_age: '1h' }), 'dpop.max_age', 'at most 10m');
+    expectProblem(withTop('dpop', { nonce: true }), 'dpop.nonce_secret_file', 'is required with nonce: true');
+    expect(parse(withTop('dpop', { nonce: true, nonce_secret_file: 'nonce.key', nonce_lifetime: '1m' })).dpop.nonce)
+      .toEqual({ secretFile: '/etc/hopguard/nonce.key', lifetimeMs: 60_000 });
   });
 
   it.each([

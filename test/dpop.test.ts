@@ -1,7 +1,10 @@
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BindingMode } from '../src/config/authz-config.js';
 import type { CheckInput, CheckOutput } from '../src/authz/envoy-client.js';
 import { createDpopKey, dpopProof, type DpopKey } from '../src/devkit/dpop-client.js';
+import { DpopNonces } from '../src/token/dpop-nonce.js';
 import { accessTokenHash, normalizeHtu, verifyDpopProof } from '../src/token/dpop-proof.js';
 import { CHECKOUT, authzConfig, createFixtures, route, startServer, type Fixtures, type Running } from './support/harness.js';
 
@@ -154,5 +157,45 @@ describe('DPoP attacks', () => {
   it('an unbound token under the DPoP scheme is denied', async () => {
     const token = await fixtures.token({ certThumbprint: undefined });
     expect(codeOf(await send('dpop', { authorization: `DPoP ${token}`, dpop: await proof(alice, token) }))).toBe('binding_mismatch');
+  });
+});
+
+describe('DPoP server nonces (RFC 9449 §9)', () => {
+  it('a nonce is good in its window and the next, only with the secret that made it', () => {
+    const nonces = new DpopNonces(Buffer.from('secret-a'), 60_000);
+    const t = 1_700_000_000_000;
+    const nonce = nonces.issue(t);
+    expect(nonces.valid(nonce, t)).toBe(true);
+    expect(nonces.valid(nonce, t + 60_000)).toBe(true);
+    expect(nonces.valid(nonce, t + 120_000)).toBe(false);
+    expect(new DpopNonces(Buffer.from('secret-b'), 60_000).valid(nonce, t)).toBe(false);
+    for (const bad of [undefined, 42, '', 'x.y', `${nonce}.z`, `${nonce.split('.')[0]}.${'A'.repeat(22)}`]) expect(nonces.valid(bad, t)).toBe(false);
+  });
+
+  it('a proof without the server nonce gets use_dpop_nonce and a DPoP-Nonce; with it, the request passes on any replica', async () => {
+    const secretFile = path.join(fixtures.dir, 'dpop-nonce.secret');
+    writeFileSync(secretFile, 'shared-between-replicas');
+    const config = authzConfig(fixtures, {
+      binding: 'dpop',
+      routes: [route('read', { methods: ['GET'], pathPrefix: '/orders/' })],
+      dpop: { algorithms: ['ES256'], maxAgeMs: 60_000, nonce: { secretFile, lifetimeMs: 60_000 } },
+    });
+    const [one, two] = await Promise.all([startServer(config), startServer(config)]);
+    try {
+      const token = await boundToAlice();
+      const ask = (replica: Running, claims: Record<string, unknown> = {}) => proof(alice, token, claims)
+        .then((p) => replica.envoy.check({ path: '/orders/1', host: 'orders.shop.example', headers: { authorization: `DPoP ${token}`, dpop: p } }));
+      const challenged = await ask(one);
+      expect(codeOf(challenged)).toBe('dpop_nonce_required');
+      expect(challenged.httpStatus).toBe(401);
+      expect(challenged.headers['www-authenticate']).toContain('error="use_dpop_nonce"');
+      const nonce = challenged.headers['dpop-nonce'];
+      expect(nonce).toMatch(/^[0-9a-z]+\.[A-Za-z0-9_-]{22}$/);
+      expect(codeOf(await ask(one, { nonce }))).toBe('allowed');
+      expect(codeOf(await ask(two, { nonce }))).toBe('allowed');
+      expect(codeOf(await ask(one, { nonce: `${nonce!.split('.')[0]}.${'A'.repeat(22)}` }))).toBe('dpop_nonce_required');
+    } finally {
+      await Promise.all([one.stop(), two.stop()]);
+    }
   });
 });

@@ -5,6 +5,7 @@ import type { RouteTable } from '../policy/route-table.js';
 import type { Store } from '../store/store.js';
 import { StoreUnavailableError } from '../store/store.js';
 import { fingerprint, type AccessTokenVerifier, type VerifiedToken } from '../token/access-token-verifier.js';
+import type { DpopNonces } from '../token/dpop-nonce.js';
 import { normalizeHtu, verifyDpopProof } from '../token/dpop-proof.js';
 import { bindingFor, checkCertificate, presentedCertificate } from '../token/token-binding.js';
 import { TokenError } from '../token/token-error.js';
@@ -17,6 +18,8 @@ export interface AuthorizeDeps {
   routes: RouteTable;
   verifier: AccessTokenVerifier;
   store: Store;
+  /** Set when the service hands out DPoP nonces (dpop.nonce): every proof must carry a valid one. */
+  dpopNonces?: DpopNonces;
 }
 
 /**
@@ -62,7 +65,11 @@ export async function authorize(request: HopRequest, deps: AuthorizeDeps): Promi
     if (binding === 'mtls') checkCertificate(token, presentedCertificate(request.certificate));
     if (binding === 'dpop' && credential.kind === 'dpop') await checkDpopProof(request, credential, token, deps);
   } catch (err) {
-    if (err instanceof TokenError) return deny(err.code, err.message, context);
+    if (err instanceof TokenError) {
+      // RFC 9449 §9: tell the client the nonce to use in its next proof.
+      const nonce = err.code === 'dpop_nonce_required' ? { dpopNonce: deps.dpopNonces!.issue(Date.now()) } : {};
+      return deny(err.code, err.message, { ...context, ...nonce });
+    }
     if (err instanceof StoreUnavailableError) return deny('state_unavailable', 'DPoP proof replay cannot be checked', context);
     throw err;
   }
@@ -116,6 +123,9 @@ async function checkDpopProof(
     method: request.method, htu, accessToken: credential.token, jkt: token.cnf!.jkt!, algorithms,
     now, maxAgeMs, skewMs: deps.config.clockSkewMs,
   });
+  if (deps.dpopNonces && !deps.dpopNonces.valid(proof.nonce, now)) {
+    throw new TokenError('dpop_nonce_required', 'the DPoP proof lacks a current server nonce');
+  }
   // Keyed by the token's key and the proof's jti: a proof is good for one request, anywhere in the mesh.
   const first = await deps.store.markUsed(
     fingerprint(`dpop:${token.cnf!.jkt}`, proof.jti),

@@ -1,9 +1,11 @@
+import { readFileSync } from 'node:fs';
 import { openAuditLog } from '../audit/audit-log.js';
 import { validationAudit } from '../audit/validation-audit.js';
 import type { AuthzConfig } from '../config/authz-config.js';
 import { RouteTable } from '../policy/route-table.js';
 import { openStore } from '../store/open-store.js';
 import type { Store } from '../store/store.js';
+import { DpopNonces } from '../token/dpop-nonce.js';
 import { AccessTokenVerifier, type TrustedIssuer } from '../token/access-token-verifier.js';
 import { createIssuerKeys } from '../token/jwks-source.js';
 import type { Logger } from '../telemetry/log.js';
@@ -64,7 +66,8 @@ export async function startAuthz(config: AuthzConfig, options: StartOptions): Pr
     cacheMaxEntries: config.cache.maxEntries,
   });
   const routes = new RouteTable(config.routes);
-  const deps = { config, routes, verifier, store };
+  const nonce = config.dpop.nonce;
+  const deps = { config, routes, verifier, store, ...(nonce && { dpopNonces: new DpopNonces(readFileSync(nonce.secretFile), nonce.lifetimeMs) }) };
 
   const readiness = (): Readiness => {
     const reasons = issuers.filter((i) => !i.keys.loaded).map((i) => `keys not loaded for issuer ${i.config.issuer}`);

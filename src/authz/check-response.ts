@@ -71,6 +71,7 @@ function denyResponse(decision: Deny, traceId: string) {
   ];
   const challenge = wwwAuthenticate(decision);
   if (challenge) headers.push(setHeader('www-authenticate', challenge));
+  if (decision.dpopNonce) headers.push(setHeader('dpop-nonce', decision.dpopNonce));
   return {
     status: { code: spec.grpc, message: decision.code },
     denied_response: {

@@ -26,6 +26,8 @@ export interface Deny {
   scheme?: 'Bearer' | 'DPoP';
   /** Proof algorithms, for the DPoP challenge's `algs` (RFC 9449 §7.1). */
   dpopAlgs?: readonly string[];
+  /** A fresh server nonce for the client's next proof (RFC 9449 §9), sent as DPoP-Nonce. */
+  dpopNonce?: string;
   /** Route scopes, on insufficient_scope (RFC 6750 §3 `scope` attribute). */
   scopes?: string[];
   cacheHit?: boolean;

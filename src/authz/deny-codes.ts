@@ -7,7 +7,7 @@
 export interface DenyCodeSpec {
   http: number;
   /** RFC 6750 §3.1 error for WWW-Authenticate; undefined when none applies. */
-  bearerError?: 'invalid_request' | 'invalid_token' | 'insufficient_scope' | 'invalid_dpop_proof';
+  bearerError?: 'invalid_request' | 'invalid_token' | 'insufficient_scope' | 'invalid_dpop_proof' | 'use_dpop_nonce';
   /** The `error` member of the JSON body: the RFC 6750 code, else an RFC 6749 one. */
   bodyError: string;
   /** google.rpc.Code: 16 UNAUTHENTICATED for 400/401, 7 PERMISSION_DENIED otherwise (Envoy denies on any non-zero). */
@@ -41,6 +41,10 @@ export const DENY_CODES = {
   dpop_invalid: {
     http: 401, bearerError: 'invalid_dpop_proof', bodyError: 'invalid_dpop_proof', grpc: 16,
     description: 'the DPoP proof is missing or invalid',
+  },
+  dpop_nonce_required: {
+    http: 401, bearerError: 'use_dpop_nonce', bodyError: 'use_dpop_nonce', grpc: 16,
+    description: 'the DPoP proof must carry the nonce in the DPoP-Nonce header',
   },
   token_revoked: unauth('the access token has been revoked'),
   token_replayed: unauth('the access token was already used on a one-time route'),

@@ -61,6 +61,8 @@ export interface DpopOptions {
   algorithms: Algorithm[];
   /** How old a proof's iat may be (plus clock_skew); its jti is remembered this long. */
   maxAgeMs: number;
+  /** Server nonces (RFC 9449 §9): every proof must carry one this service handed out. */
+  nonce?: { secretFile: string; lifetimeMs: number };
 }
 
 export interface CacheOptions {

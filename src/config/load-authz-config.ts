@@ -15,6 +15,7 @@ import {
   type Algorithm,
   type AuthzConfig,
   type BindingMode,
+  type DpopOptions,
   type IssuerConfig,
   type RouteConfig,
 } from './authz-config.js';
@@ -212,16 +213,31 @@ const jwksSchema = z
     fetchTimeoutMs: raw.fetch_timeout,
   }));
 
-const dpopSchema = z
+const dpopSchema = (baseDir: string) => z
   .strictObject(
     {
       algorithms: z.array(algorithm, expected('a list of algorithms')).min(1, 'expected at least one algorithm')
         .default(['ES256', 'EdDSA', 'RS256', 'PS256']),
       max_age: positiveDuration.refine((ms) => ms <= 600_000, 'must be at most 10m: a proof is meant for one request').prefault('60s'),
+      nonce: flag,
+      // Replicas must share it, so each accepts the nonces the others hand out.
+      nonce_secret_file: nonEmptyString.optional(),
+      nonce_lifetime: positiveDuration.prefault('5m'),
     },
     expected('a mapping'),
   )
-  .transform((raw) => ({ algorithms: raw.algorithms, maxAgeMs: raw.max_age }));
+  .superRefine((raw, ctx) => {
+    if (raw.nonce === true && raw.nonce_secret_file === undefined) {
+      ctx.addIssue({ code: 'custom', path: ['nonce_secret_file'], message: 'is required with nonce: true (a secret every replica shares)' });
+    }
+  }, onObjects)
+  .transform((raw): DpopOptions => ({
+    algorithms: raw.algorithms,
+    maxAgeMs: raw.max_age,
+    ...(raw.nonce && raw.nonce_secret_file !== undefined && {
+      nonce: { secretFile: resolve(baseDir, raw.nonce_secret_file), lifetimeMs: raw.nonce_lifetime },
+    }),
+  }));
 
 const cacheSchema = z
   .strictObject(
@@ -246,7 +262,7 @@ function authzConfigSchema(baseDir: string) {
         // A wide skew keeps expired tokens alive; 5m is already generous.
         clock_skew: duration.refine((skew) => skew <= MAX_CLOCK_SKEW_MS, 'must be at most 5m').prefault('30s'),
         binding: parsedString('mtls, dpop, mtls_or_dpop or none', parseBinding).prefault('mtls'),
-        dpop: dpopSchema.prefault({}),
+        dpop: dpopSchema(baseDir).prefault({}),
         store: parsedString('"memory" or a redis URL', parseStore).prefault('memory'),
         redis: redisSchema(baseDir).prefault({}),
         routes: z

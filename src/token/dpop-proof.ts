@@ -27,6 +27,8 @@ export interface VerifiedProof {
   iat: number;
   /** RFC 7638 thumbprint of the proof's key: what a token issued for it is bound to. */
   jkt: string;
+  /** The proof's `nonce` claim, for a server that hands out nonces (RFC 9449 §9) to check. */
+  nonce?: unknown;
 }
 
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k', 'priv'];
@@ -75,7 +77,7 @@ export async function verifyDpopProof(proof: string, expected: DpopExpectation):
   }
   const jkt = await calculateJwkThumbprint(jwk as JWK, 'sha256');
   if (expected.jkt !== undefined && !sameText(jkt, expected.jkt)) throw invalid('proof key is not the key the token is bound to');
-  return { jti, iat, jkt };
+  return { jti, iat, jkt, ...(payload.nonce !== undefined && { nonce: payload.nonce }) };
 }
 
 /** RFC 9449 §4.2 `ath`: base64url(SHA-256(ASCII access token)). */
