@@ -10,6 +10,7 @@ import type { IssuerKeys } from '../token/issuer-keys.js';
 import { TokenError } from '../token/token-error.js';
 import type { AuthenticatedClient } from './client-auth.js';
 import type { Keyring } from './keyring.js';
+import { actors, allowGrant, narrowScope, target } from './grant-rules.js';
 import { OAuthError } from './oauth-error.js';
 
 /** The reason on every revocation a refresh-token family's reuse or revocation causes. */
@@ -158,7 +159,7 @@ export class TokenService {
     if (requested !== undefined && requested !== ACCESS_TOKEN_TYPE) throw new OAuthError('invalid_request', 'only access tokens can be requested');
 
     const subject = await this.verifySubject(client, subjectToken);
-    const depth = delegationDepth(subject.act) + 1;
+    const depth = actors(subject.act).length + 1;
     if (depth > this.config.maxDelegationDepth) throw new OAuthError('invalid_grant', 'the delegation chain is longer than allowed');
     const audience = target(client, params);
     // Scopes only narrow along a chain: what the subject token carried and what this client may have.
@@ -380,45 +381,6 @@ export class TokenService {
   private ttlSeconds(): number {
     return Math.floor(this.config.tokenTtlMs / 1000);
   }
-}
-
-function allowGrant(client: IssuerClient, grant: IssuerClient['grants'][number]): void {
-  if (!client.grants.includes(grant)) throw new OAuthError('unauthorized_client', `this client may not use the ${grant} grant`);
-}
-
-/** RFC 8707 `resource` or RFC 8693 `audience`: exactly one, and one the client may have. */
-function target(client: IssuerClient, params: Map<string, string>): string {
-  const audience = params.get('audience');
-  const resource = params.get('resource');
-  if (audience !== undefined && resource !== undefined && audience !== resource) {
-    throw new OAuthError('invalid_target', 'audience and resource name different services: one audience per token');
-  }
-  const wanted = audience ?? resource;
-  if (wanted === undefined) throw new OAuthError('invalid_request', 'audience (or resource) is required');
-  if (!client.audiences.includes(wanted)) throw new OAuthError('invalid_target', 'this client may not have tokens for that audience');
-  return wanted;
-}
-
-/** The requested scopes, each one allowed; all allowed ones when none are requested. */
-function narrowScope(requested: string | undefined, allowed: readonly string[]): string {
-  if (requested === undefined) return allowed.join(' ');
-  const scopes = requested.split(' ').filter((s) => s !== '');
-  if (scopes.some((s) => !allowed.includes(s))) throw new OAuthError('invalid_scope', 'a requested scope is not available to this client here');
-  return [...new Set(scopes)].join(' ');
-}
-
-function delegationDepth(act: Record<string, unknown> | undefined): number {
-  let depth = 0;
-  for (let a: unknown = act; typeof a === 'object' && a !== null; a = (a as { act?: unknown }).act) depth++;
-  return depth;
-}
-
-function actors(act: Record<string, unknown> | undefined): string[] {
-  const chain: string[] = [];
-  for (let a: unknown = act; typeof a === 'object' && a !== null; a = (a as { act?: unknown }).act) {
-    chain.push(String((a as { sub?: unknown }).sub));
-  }
-  return chain;
 }
 
 function familySet(family: string): string {
