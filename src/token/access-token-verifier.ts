@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
-import { compactVerify, errors as joseErrors } from 'jose';
 import { LRUCache } from 'lru-cache';
 import type { Algorithm, IssuerConfig } from '../config/authz-config.js';
 import { checkAudience, checkFreshness, readAccessTokenClaims, type AccessTokenClaims } from './access-token-claims.js';
 import { decodeCompactJws } from './compact-jws.js';
 import type { IssuerKeys } from './issuer-keys.js';
+import { verifyJwsSignature } from './jws-signature.js';
 import { TokenError } from './token-error.js';
 
 export interface VerifiedToken extends AccessTokenClaims {
@@ -94,12 +94,10 @@ export class AccessTokenVerifier {
     const generation = issuer.keys.generation;
     const key = await issuer.keys.resolve(kid, alg as Algorithm);
     if (!key) throw new TokenError('unknown_key', 'no trusted key matches the token kid and alg');
-    try {
-      await compactVerify(token, key, { algorithms: [alg] });
-    } catch (err) {
-      if (err instanceof joseErrors.JWSSignatureVerificationFailed) throw new TokenError('invalid_signature', 'token signature does not verify');
-      throw new TokenError('malformed_token', 'token could not be verified');
-    }
+    const signature = await verifyJwsSignature(token, alg as Algorithm, key);
+    if (signature === 'invalid') throw new TokenError('invalid_signature', 'token signature does not verify');
+    // A key that cannot sign for `alg` (an RSA key under 2048 bits, say) verifies nothing.
+    if (signature === 'unusable_key') throw new TokenError('malformed_token', 'token could not be verified');
 
     const claims = readAccessTokenClaims(payload);
     const verified: VerifiedToken = { ...claims, fingerprint: fingerprint(claims.iss, claims.jti) };

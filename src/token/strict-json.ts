@@ -44,10 +44,15 @@ function hasDuplicateMembers(text: string): boolean {
       expectName = open[open.length - 1] != null;
     } else if (c === QUOTE) {
       let end = i + 1;
-      while (text.charCodeAt(end) !== QUOTE) end += text.charCodeAt(end) === BACKSLASH ? 2 : 1;
+      let escaped = false;
+      while (text.charCodeAt(end) !== QUOTE) {
+        const backslash = text.charCodeAt(end) === BACKSLASH;
+        escaped ||= backslash;
+        end += backslash ? 2 : 1;
+      }
       if (expectName) {
-        // Decode escapes, so "a" and "\u0061" count as the same name.
-        const name = JSON.parse(text.slice(i, end + 1)) as string;
+        // Decode escapes (where there are any), so "a" and "\u0061" count as the same name.
+        const name = escaped ? JSON.parse(text.slice(i, end + 1)) as string : text.slice(i + 1, end);
         const names = open[open.length - 1]!;
         if (names.has(name)) return true;
         names.add(name);

@@ -1,0 +1,46 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { SignJWT, generateKeyPair, importJWK, exportJWK } from 'jose';
+import { describe, expect, it } from 'vitest';
+import type { Algorithm } from '../src/config/authz-config.js';
+import { verifyJwsSignature } from '../src/token/jws-signature.js';
+
+/**
+ * The check path verifies signatures with node:crypto rather than jose: it must accept exactly
+ * what jose signs and refuse what jose's verify refuses (tampering, other keys, weak RSA keys).
+ */
+async function signed(alg: Algorithm) {
+  const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
+  const token = await new SignJWT({ sub: 'a' }).setProtectedHeader({ alg, typ: 'at+jwt' }).sign(privateKey);
+  return { token, publicKey };
+}
+
+const ALGORITHMS: Algorithm[] = ['ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512'];
+
+describe('verifyJwsSignature', () => {
+  it.each(ALGORITHMS)('accepts a %s token jose signed, and refuses it tampered with', async (alg) => {
+    const { token, publicKey } = await signed(alg);
+    expect(await verifyJwsSignature(token, alg, publicKey)).toBe('valid');
+    const [header, payload, signature] = token.split('.') as [string, string, string];
+    const otherPayload = Buffer.from(JSON.stringify({ sub: 'b' })).toString('base64url');
+    expect(await verifyJwsSignature(`${header}.${otherPayload}.${signature}`, alg, publicKey)).toBe('invalid');
+    expect(await verifyJwsSignature(`${header}.${payload}.`, alg, publicKey)).toBe('invalid');
+    expect(await verifyJwsSignature(`${header}.${payload}.${signature.slice(0, -4)}`, alg, publicKey)).toBe('invalid');
+    const other = await signed(alg);
+    expect(await verifyJwsSignature(token, alg, other.publicKey)).toBe('invalid');
+  });
+
+  it('refuses a key of another type or curve than the algorithm needs', async () => {
+    const { token } = await signed('ES256');
+    const p384 = await signed('ES384');
+    const rsa = await signed('RS256');
+    expect(await verifyJwsSignature(token, 'ES256', p384.publicKey)).toBe('unusable_key');
+    expect(await verifyJwsSignature(token, 'ES256', rsa.publicKey)).toBe('unusable_key');
+  });
+
+  it('refuses RSA keys under 2048 bits, as jose does', async () => {
+    const { publicKey } = generateKeyPairSync('rsa', { modulusLength: 1024 });
+    const weak = await importJWK({ ...(await exportJWK(publicKey)), alg: 'RS256' }, 'RS256') as CryptoKey;
+    const { token } = await signed('RS256');
+    expect(await verifyJwsSignature(token, 'RS256', weak)).toBe('unusable_key');
+  });
+});
