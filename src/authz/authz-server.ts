@@ -6,10 +6,11 @@ import type { ListenAddress } from '../config/authz-config.js';
 import type { StartCheckSpan } from '../telemetry/check-span.js';
 import type { AuthzMetrics } from '../telemetry/metrics.js';
 import type { Logger } from '../telemetry/log.js';
-import { checkResponse } from './check-response.js';
+import { checkResponse, encodeCheckResponse } from './check-response.js';
 import { deny, type Decision } from './decision.js';
 import { authorizationService } from './envoy-protos.js';
-import { readHopRequest, type CheckRequestMessage, type HopRequest } from './hop-request.js';
+import { decodeCheckRequest } from './check-request-decoder.js';
+import type { HopRequest } from './hop-request.js';
 
 /** The gRPC service name Envoy's health checks and `grpc_health_probe` ask about. */
 export const AUTHZ_HEALTH_SERVICE = 'envoy.service.auth.v3.Authorization';
@@ -22,8 +23,6 @@ export interface AuthzServerDeps {
   startSpan: StartCheckSpan;
   audit: AuditCheck;
 }
-
-const EMPTY_REQUEST = readHopRequest({});
 
 /**
  * The transport: ext_authz v3 Check and the standard gRPC health service. It turns the
@@ -38,7 +37,10 @@ export class AuthzServer {
   private readonly health = new HealthImplementation({ '': 'NOT_SERVING', [AUTHZ_HEALTH_SERVICE]: 'NOT_SERVING' });
 
   constructor(private readonly deps: AuthzServerDeps) {
-    this.server.addService(authorizationService().service, { Check: this.check });
+    const { Check } = authorizationService().service;
+    // Check requests are decoded straight into a HopRequest, reading only the fields used;
+    // responses may come already encoded (check-response.ts).
+    this.server.addService({ Check: { ...Check!, requestDeserialize: decodeCheckRequest, responseSerialize: encodeCheckResponse } }, { Check: this.check });
     this.health.addToServer(this.server);
   }
 
@@ -73,7 +75,7 @@ export class AuthzServer {
     });
   }
 
-  private readonly check: grpc.handleUnaryCall<CheckRequestMessage, unknown> = (call, callback) => {
+  private readonly check: grpc.handleUnaryCall<HopRequest, unknown> = (call, callback) => {
     this.respond(call).then(
       (response) => callback(null, response),
       // Only reachable if building the response itself failed; Envoy then denies (failure_mode_allow: false).
@@ -81,19 +83,14 @@ export class AuthzServer {
     );
   };
 
-  private async respond(call: grpc.ServerUnaryCall<CheckRequestMessage, unknown>) {
+  private async respond(call: grpc.ServerUnaryCall<HopRequest, unknown>) {
     const started = performance.now();
-    let request = EMPTY_REQUEST;
-    let decision: Decision | undefined;
-    try {
-      request = readHopRequest(call.request);
-    } catch (err) {
-      decision = this.failed(err);
-    }
-    // Started once the headers are read: they hold the fallback trace context.
+    const request = call.request;
+    // The request's headers hold the fallback trace context.
     const span = this.deps.startSpan(call.metadata, request);
+    let decision: Decision;
     try {
-      decision ??= await this.deps.authorize(request);
+      decision = await this.deps.authorize(request);
     } catch (err) {
       decision = this.failed(err);
     }

@@ -1,4 +1,7 @@
+import type { RouteConfig } from '../config/authz-config.js';
+import type { VerifiedToken } from '../token/access-token-verifier.js';
 import { DENY_CODES } from './deny-codes.js';
+import { authorizationService } from './envoy-protos.js';
 import type { Allow, Decision, Deny } from './decision.js';
 import type { HopRequest } from './hop-request.js';
 
@@ -22,8 +25,35 @@ function setHeader(key: string, value: string) {
   return { header: { key, value }, append: { value: false }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' };
 }
 
-export function checkResponse(decision: Decision, request: HopRequest, traceId: string) {
-  return decision.allowed ? allowResponse(decision, request) : denyResponse(decision, traceId);
+const serialize = authorizationService().service.Check!.responseSerialize;
+
+/** The service's response serializer: a Buffer is a response encoded before (see below). */
+export function encodeCheckResponse(response: object): Buffer {
+  return Buffer.isBuffer(response) ? response : serialize(response);
+}
+
+/**
+ * An allow depends on the route, the token and the binding, and on the request only through
+ * stray x-hopguard-* headers. So for a token the verification cache already knew, on a request
+ * without such headers, the allow is encoded once and its bytes are sent again: a cache hit
+ * allocates no response objects. Kept with the cached token, so it goes when the token does.
+ */
+const encodedAllows = new WeakMap<VerifiedToken, { route: RouteConfig; binding: Allow['binding']; bytes: Buffer }>();
+
+export function checkResponse(decision: Decision, request: HopRequest, traceId: string): object {
+  if (!decision.allowed) return denyResponse(decision, traceId);
+  const { token } = decision;
+  if (!token || !decision.cacheHit || hasIdentityHeader(request)) return allowResponse(decision, request);
+  const known = encodedAllows.get(token);
+  if (known && known.route === decision.route && known.binding === decision.binding) return known.bytes;
+  const bytes = serialize(allowResponse(decision, request));
+  encodedAllows.set(token, { route: decision.route, binding: decision.binding, bytes });
+  return bytes;
+}
+
+function hasIdentityHeader(request: HopRequest): boolean {
+  for (const name of request.headers.keys()) if (name.startsWith(IDENTITY_PREFIX)) return true;
+  return false;
 }
 
 function allowResponse(decision: Allow, request: HopRequest) {

@@ -22,13 +22,19 @@ export const PROTO_LOADER_OPTIONS: protoLoader.Options = {
   includeDirs: ENVOY_PROTO_INCLUDE_DIRS,
 };
 
+let definition: protoLoader.PackageDefinition | undefined;
 let cached: grpc.ServiceClientConstructor | undefined;
 
-/** envoy.service.auth.v3.Authorization, loaded once per process (~100 ms). */
+/** external_auth.proto and everything it imports, loaded once per process (~100 ms). */
+export function envoyAuthDefinition(): protoLoader.PackageDefinition {
+  definition ??= protoLoader.loadSync('envoy/service/auth/v3/external_auth.proto', PROTO_LOADER_OPTIONS);
+  return definition;
+}
+
+/** envoy.service.auth.v3.Authorization. */
 export function authorizationService(): grpc.ServiceClientConstructor {
   if (!cached) {
-    const definition = protoLoader.loadSync('envoy/service/auth/v3/external_auth.proto', PROTO_LOADER_OPTIONS);
-    const loaded = grpc.loadPackageDefinition(definition) as unknown as {
+    const loaded = grpc.loadPackageDefinition(envoyAuthDefinition()) as unknown as {
       envoy: { service: { auth: { v3: { Authorization: grpc.ServiceClientConstructor } } } };
     };
     cached = loaded.envoy.service.auth.v3.Authorization;

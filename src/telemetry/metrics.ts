@@ -1,4 +1,4 @@
-import type { Meter } from '@opentelemetry/api';
+import type { Attributes, Meter } from '@opentelemetry/api';
 import type { Decision } from '../authz/decision.js';
 import type { StoreHealth } from '../store/store.js';
 
@@ -16,18 +16,35 @@ export interface AuthzMetrics {
 const CHECK_SECONDS_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
 const STORE_STATES: StoreHealth['state'][] = ['ok', 'degraded', 'unavailable'];
 
+// The histogram's attributes: the same two objects every time, so nothing is allocated per check.
+const ALLOW = Object.freeze({ decision: 'allow' });
+const DENY = Object.freeze({ decision: 'deny' });
+
 /**
  * hopguard's instruments (Prometheus names in the README). Recording is an in-memory
- * aggregate update: nothing on the check path waits for an exporter.
+ * aggregate update: nothing on the check path waits for an exporter. The per-check counters
+ * are plain counts (a map update, not an SDK call that hashes its attributes) that the
+ * exporter reads as observable counters when it collects: same series, same totals.
  */
 export function createAuthzMetrics(meter: Meter): AuthzMetrics {
-  const decisions = meter.createCounter('hopguard.decisions', { description: 'Check decisions by outcome, deny code and route' });
+  const decisions = meter.createObservableCounter('hopguard.decisions', { description: 'Check decisions by outcome, deny code and route' });
   const duration = meter.createHistogram('hopguard.check.duration', {
     unit: 's',
     description: 'Time to decide one Check',
     advice: { explicitBucketBoundaries: CHECK_SECONDS_BUCKETS },
   });
-  const cache = meter.createCounter('hopguard.verification_cache.lookups', { description: 'Verified-token cache lookups by result' });
+  const cache = meter.createObservableCounter('hopguard.verification_cache.lookups', { description: 'Verified-token cache lookups by result' });
+  /** route name → code → count, with the attributes it is reported under. */
+  const decisionCounts = new Map<string, Map<string, { attributes: Attributes; count: number }>>();
+  const lookups = { hit: 0, miss: 0 };
+  meter.addBatchObservableCallback((result) => {
+    for (const byCode of decisionCounts.values()) {
+      for (const { attributes, count } of byCode.values()) result.observe(decisions, count, attributes);
+    }
+    // As a counter would: a series appears once something was counted in it.
+    if (lookups.hit > 0) result.observe(cache, lookups.hit, { result: 'hit' });
+    if (lookups.miss > 0) result.observe(cache, lookups.miss, { result: 'miss' });
+  }, [decisions, cache]);
   const jwks = meter.createCounter('hopguard.jwks.fetches', { description: 'Key set fetches (start, refresh, unknown kid) by issuer and outcome' });
   const audit = meter.createCounter('hopguard.audit.records', { description: 'Audit records by outcome: written, or dropped under overload' });
 
@@ -35,9 +52,13 @@ export function createAuthzMetrics(meter: Meter): AuthzMetrics {
     recordDecision(decision, seconds) {
       const route = decision.route?.name ?? '';
       const code = decision.allowed ? 'allowed' : decision.code;
-      decisions.add(1, { decision: decision.allowed ? 'allow' : 'deny', code, route });
-      duration.record(seconds, { decision: decision.allowed ? 'allow' : 'deny' });
-      if (decision.token) cache.add(1, { result: decision.cacheHit ? 'hit' : 'miss' });
+      let byCode = decisionCounts.get(route);
+      if (!byCode) decisionCounts.set(route, (byCode = new Map()));
+      const counted = byCode.get(code);
+      if (counted) counted.count++;
+      else byCode.set(code, { attributes: { decision: decision.allowed ? 'allow' : 'deny', code, route }, count: 1 });
+      duration.record(seconds, decision.allowed ? ALLOW : DENY);
+      if (decision.token) lookups[decision.cacheHit ? 'hit' : 'miss']++;
     },
     recordJwksFetch(issuer, outcome) {
       jwks.add(1, { issuer, outcome });
