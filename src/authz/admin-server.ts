@@ -34,7 +34,8 @@ export async function startAdminServer(
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, host, () => resolve());
+    // exclusive: in a worker of `workers: N`, its own port rather than one shared through the primary.
+    server.listen({ port, host, exclusive: true }, () => resolve());
   });
   const { port: bound } = server.address() as AddressInfo;
   return {

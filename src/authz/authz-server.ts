@@ -1,3 +1,4 @@
+import cluster from 'node:cluster';
 import { rmSync, statSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
@@ -9,6 +10,7 @@ import type { Logger } from '../telemetry/log.js';
 import { checkResponse, encodeCheckResponse } from './check-response.js';
 import { deny, type Decision } from './decision.js';
 import { authorizationService } from './envoy-protos.js';
+import { raiseConnectionWindow } from './http2-window.js';
 import { decodeCheckRequest } from './check-request-decoder.js';
 import type { HopRequest } from './hop-request.js';
 
@@ -22,6 +24,8 @@ export interface AuthzServerDeps {
   /** The check's span (tracing on) or just its trace id (off). */
   startSpan: StartCheckSpan;
   audit: AuditCheck;
+  /** HTTP/2 connection window of each connection, bytes (see http2-window.ts). */
+  connectionWindow: number;
 }
 
 /**
@@ -37,6 +41,9 @@ export class AuthzServer {
   private readonly health = new HealthImplementation({ '': 'NOT_SERVING', [AUTHZ_HEALTH_SERVICE]: 'NOT_SERVING' });
 
   constructor(private readonly deps: AuthzServerDeps) {
+    if (!raiseConnectionWindow(this.server, deps.connectionWindow)) {
+      deps.log.warn('http2_window_not_raised', { reason: 'this @grpc/grpc-js version cannot be hooked; connections keep a 64 KB window' });
+    }
     const { Check } = authorizationService().service;
     // Check requests are decoded straight into a HopRequest, reading only the fields used;
     // responses may come already encoded (check-response.ts).
@@ -47,7 +54,8 @@ export class AuthzServer {
   /** Binds and starts; resolves the address it listens on (with the real port for port 0). */
   async listen(address: ListenAddress): Promise<string> {
     const target = address.kind === 'unix' ? `unix:${address.path}` : `${formatHost(address.host)}:${address.port}`;
-    if (address.kind === 'unix') removeStaleSocket(address.path);
+    // In a worker of `workers: N` the primary did this: the file may be a sibling's live socket.
+    if (address.kind === 'unix' && !cluster.isWorker) removeStaleSocket(address.path);
     const port = await new Promise<number>((resolve, reject) => {
       this.server.bindAsync(target, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
     });
@@ -112,7 +120,7 @@ function formatHost(host: string): string {
 }
 
 /** A socket file left by a previous run would make bind fail; anything else at that path is left alone. */
-function removeStaleSocket(path: string): void {
+export function removeStaleSocket(path: string): void {
   try {
     if (statSync(path).isSocket()) rmSync(path);
   } catch {

@@ -15,6 +15,7 @@ import { startTelemetry } from '../telemetry/telemetry.js';
 import { startAdminServer, type Readiness } from './admin-server.js';
 import { authorize } from './authorize.js';
 import { AuthzServer } from './authz-server.js';
+import { DEFAULT_CONNECTION_WINDOW } from './http2-window.js';
 
 export interface RunningAuthz {
   /** host:port or unix:/path, as bound. */
@@ -29,6 +30,8 @@ export interface StartOptions {
   log: Logger;
   /** Defaults to the store the config names. Tests inject one to share state between servers. */
   store?: Store;
+  /** Set in a worker of `workers: N` (its cluster id): the primary reports the start for all of them. */
+  worker?: number;
 }
 
 /** Builds every part from a validated config and starts serving. I/O lives here and in the servers. */
@@ -82,6 +85,7 @@ export async function startAuthz(config: AuthzConfig, options: StartOptions): Pr
     log,
     startSpan: checkSpans(telemetry.tracing, config.audience),
     audit: validationAudit(audit, config.audit, config.audience),
+    connectionWindow: config.http2ConnectionWindow ?? DEFAULT_CONNECTION_WINDOW,
   });
   const grpcAddress = await server.listen(config.listen);
   const admin = config.admin
@@ -90,7 +94,8 @@ export async function startAuthz(config: AuthzConfig, options: StartOptions): Pr
   server.setServing(readiness().ready);
   // gRPC health follows readiness, so Envoy's health checks see what /readyz sees.
   const healthTimer = setInterval(() => server.setServing(readiness().ready), 1000).unref();
-  log.info('authz_started', {
+  log.info(options.worker === undefined ? 'authz_started' : 'worker_started', {
+    ...(options.worker !== undefined && { worker: options.worker }),
     grpc: grpcAddress,
     admin: admin?.address ?? 'off',
     audience: config.audience,
@@ -111,7 +116,7 @@ export async function startAuthz(config: AuthzConfig, options: StartOptions): Pr
       // Last, so the final records and spans of the drained checks are kept.
       await audit.close();
       await telemetry.shutdown();
-      log.info('authz_stopped');
+      log.info(options.worker === undefined ? 'authz_stopped' : 'worker_stopped', { ...(options.worker !== undefined && { worker: options.worker }) });
     },
   };
 }

@@ -1,15 +1,14 @@
 import { parseArgs } from 'node:util';
-import { startAuthz } from '../authz/authz-service.js';
+import { serveAuthz } from '../authz/authz-workers.js';
 import { loadAuthzConfigFile } from '../config/load-authz-config.js';
 import { createLogger } from '../telemetry/log.js';
-import { CONFIG_OPTION, requireOption, serveUntilSignal } from './command-line.js';
+import { CONFIG_OPTION, requireOption } from './command-line.js';
 
-/** `hopguard authz --config FILE`: serve until SIGTERM or SIGINT, then drain and exit 0. */
+/** `hopguard authz --config FILE`: serve (in `workers` processes) until SIGTERM or SIGINT, then drain and exit 0. */
 export async function authzCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: CONFIG_OPTION });
   const config = loadAuthzConfigFile(requireOption(values.config, '--config FILE'));
-  const log = createLogger();
-  return serveUntilSignal(await startAuthz(config, { log }), log);
+  return serveAuthz(config, createLogger());
 }
 
 /** `hopguard check-config --config FILE`: validate without starting anything. */

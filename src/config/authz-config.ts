@@ -103,6 +103,10 @@ export interface AuthzConfig {
   cache: CacheOptions;
   /** Graceful-shutdown budget for in-flight checks after SIGTERM. */
   shutdownGraceMs: number;
+  /** Processes serving `listen` together (node:cluster); absent means 1. */
+  workers?: number;
+  /** HTTP/2 connection-level receive window of each gRPC connection, bytes; absent means 1 MiB. */
+  http2ConnectionWindow?: number;
   /** Tracing and OTLP metrics; off by default. */
   telemetry: TelemetryConfig;
   /** The tamper-evident audit log; off by default. */

@@ -8,6 +8,7 @@ import { isIPv4 } from 'node:net';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { auditSchema } from '../audit/audit-config.js';
+import { DEFAULT_CONNECTION_WINDOW, HTTP2_DEFAULT_WINDOW } from '../authz/http2-window.js';
 import { telemetrySchema } from '../telemetry/telemetry-config.js';
 import {
   ASYMMETRIC_ALGORITHMS,
@@ -20,7 +21,7 @@ import {
   type RouteConfig,
 } from './authz-config.js';
 import {
-  duration, exactlyOneOf, expected, flag, loadConfigFile, nonEmptyString, onLists, onObjects, parseAdmin, parseConfig,
+  duration, exactlyOneOf, expected, flag, isRecord, loadConfigFile, nonEmptyString, onLists, onObjects, parseAdmin, parseConfig,
   parseListen, parseStore, parsedString, positiveDuration, quoteValue, redisSchema, uniqueBy,
 } from './config-schema.js';
 import { parseDuration } from './duration.js';
@@ -248,6 +249,27 @@ const cacheSchema = z
   )
   .transform((raw) => ({ maxEntries: raw.max_entries }));
 
+const MAX_WORKERS = 64;
+const HTTP2_MAX_WINDOW = 2 ** 31 - 1;
+
+/**
+ * Workers share the listener but not memory: with `store: memory`, each would keep its own
+ * record of used one-time tokens and DPoP proofs, and accept each once per worker.
+ */
+function workersShareOneTimeState(raw: Record<string, unknown>, ctx: z.RefinementCtx) {
+  if (typeof raw.workers !== 'number' || raw.workers <= 1 || raw.store !== 'memory') return;
+  const routes = Array.isArray(raw.routes) ? raw.routes : [];
+  const oneTime = routes.some((route) => isRecord(route) && (route.oneTime === true || route.one_time === true));
+  const dpop = raw.binding === 'dpop' || raw.binding === 'mtls_or_dpop';
+  if (oneTime || dpop) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['workers'],
+      message: `more than 1 needs a redis store: with store: memory each worker keeps its own record of used ${oneTime ? 'one-time tokens' : 'DPoP proofs'}, so each would be accepted once per worker`,
+    });
+  }
+}
+
 function authzConfigSchema(baseDir: string) {
   return z
     .strictObject(
@@ -272,11 +294,17 @@ function authzConfigSchema(baseDir: string) {
         jwks: jwksSchema.prefault({}),
         cache: cacheSchema.prefault({}),
         shutdown_grace: duration.prefault('10s'),
+        workers: z.int(expected('a whole number')).min(1, 'must be at least 1').max(MAX_WORKERS, `must be at most ${MAX_WORKERS}`).default(1),
+        http2_connection_window: z.int(expected('a whole number of bytes'))
+          .min(HTTP2_DEFAULT_WINDOW, `must be at least ${HTTP2_DEFAULT_WINDOW} (HTTP/2's initial window)`)
+          .max(HTTP2_MAX_WINDOW, `must be at most ${HTTP2_MAX_WINDOW}`)
+          .default(DEFAULT_CONNECTION_WINDOW),
         telemetry: telemetrySchema.prefault({}),
         audit: auditSchema(baseDir).prefault({}),
       },
       expected('a mapping with listen, audience, issuers and routes'),
     )
+    .superRefine(workersShareOneTimeState, onObjects)
     .transform(
       (raw): AuthzConfig => ({
         listen: raw.listen,
@@ -292,6 +320,8 @@ function authzConfigSchema(baseDir: string) {
         jwks: raw.jwks,
         cache: raw.cache,
         shutdownGraceMs: raw.shutdown_grace,
+        workers: raw.workers,
+        http2ConnectionWindow: raw.http2_connection_window,
         telemetry: raw.telemetry,
         audit: raw.audit,
       }),

@@ -1,0 +1,126 @@
+import { writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mergePrometheusText } from '../src/authz/authz-workers.js';
+import { checkRequestMessage } from '../src/authz/envoy-client.js';
+import { authorizationService } from '../src/authz/envoy-protos.js';
+import { createSigningKey, type SigningKey } from '../src/devkit/signing-key.js';
+import { CHECKOUT, authzYaml, createFixtures, type Fixtures } from './support/harness.js';
+import { runCli, spawnCli } from './support/process.js';
+
+/** `workers: N`: N processes behind one gRPC listener, one admin listener for all of them. */
+let fixtures: Fixtures;
+beforeAll(async () => { fixtures = await createFixtures(); });
+afterAll(() => fixtures.cleanup());
+
+const ROUTES = `
+routes:
+  - name: read-orders
+    methods: [GET]
+    path_prefix: /orders/
+    scopes: [orders:read]
+`;
+
+function writeConfig(name: string, body: string): string {
+  const file = path.join(fixtures.dir, name);
+  writeFileSync(file, body);
+  return file;
+}
+
+/** A JWKS endpoint on loopback that can be told to answer slowly. */
+async function jwksServer(keys: () => SigningKey[]) {
+  const state = { delayMs: 0 };
+  const server = http.createServer((_req, res) => {
+    setTimeout(() => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ keys: keys().map((k) => k.publicJwk) }));
+    }, state.delayMs);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  return { state, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json`, close: () => server.close() };
+}
+
+/** A client on a connection of its own (grpc-js would otherwise share one between clients). */
+function connection(address: string) {
+  const Authorization = authorizationService();
+  const client = new Authorization(address, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }) as grpc.Client & Record<string, any>;
+  const check = (token: string) => new Promise<number>((resolve, reject) => {
+    client.Check(checkRequestMessage({
+      path: '/orders/1', headers: { authorization: `Bearer ${token}` }, principal: CHECKOUT, certificatePem: fixtures.checkout.certPem,
+    }), (err: Error | null, response: { status?: { code?: number } }) => (err ? reject(err) : resolve(response.status?.code ?? 0)));
+  });
+  return { check, close: () => client.close() };
+}
+
+function samples(metrics: string, name: string): string[] {
+  return metrics.split('\n').filter((line) => line.startsWith(`${name}{`));
+}
+
+describe('hopguard authz with workers: 2', () => {
+  it('serves one listener from two processes, reports for both, and drains in-flight checks on SIGTERM', async () => {
+    const slowKey = await createSigningKey('ES256', 'slow-kid');
+    let published: SigningKey[] = [fixtures.key];
+    const jwks = await jwksServer(() => published);
+    const file = writeConfig('workers.yaml', `${authzYaml(fixtures, { jwks: `jwks_uri: ${jwks.url}` })}workers: 2\njwks:\n  refetch_interval: 1ms\n${ROUTES}`);
+    const proc = spawnCli(['authz', '--config', file]);
+    const connections: ReturnType<typeof connection>[] = [];
+    try {
+      const started = await proc.logEvent('authz_started');
+      expect(started.workers).toBe(2);
+      expect((await fetch(`http://${started.admin}/readyz`)).status).toBe(200);
+
+      // New connections go to the workers in turn.
+      for (let i = 0; i < 4; i++) connections.push(connection(started.grpc));
+      const token = await fixtures.token();
+      for (const c of connections) expect(await c.check(token)).toBe(0);
+      const metrics = await (await fetch(`http://${started.admin}/metrics`)).text();
+      const allowed = samples(metrics, 'hopguard_decisions_total').filter((line) => line.includes('code="allowed"'));
+      expect(allowed.map((line) => /worker="(\d+)"/.exec(line)![1]).sort()).toEqual(['1', '2']);
+      expect(allowed.map((line) => Number(line.split(' ').pop())).reduce((a, b) => a + b)).toBe(4);
+      expect(metrics.match(/^# TYPE hopguard_decisions_total /gm)).toHaveLength(1);
+
+      // A token under a new kid makes its worker refetch the JWKS, which now answers slowly:
+      // that check is in flight when SIGTERM arrives, and must still be answered.
+      jwks.state.delayMs = 1500;
+      published = [fixtures.key, slowKey];
+      const inFlight = connections[0]!.check(await fixtures.token({}, slowKey));
+      await new Promise((r) => setTimeout(r, 300));
+      proc.child.kill('SIGTERM');
+      expect(await inFlight).toBe(0);
+      expect(await proc.exited).toBe(0);
+      expect(proc.stderr()).toContain('"event":"authz_stopped"');
+      expect(proc.stderr().match(/"event":"worker_stopped"/g)).toHaveLength(2);
+    } finally {
+      for (const c of connections) c.close();
+      proc.child.kill('SIGKILL');
+      jwks.close();
+    }
+  });
+
+  it('refuses more than one worker with store: memory when one-time state would be split', async () => {
+    const oneTime = `${ROUTES}    one_time: true\n`;
+    const { code, stderr } = await runCli(['check-config', '--config', writeConfig('workers-memory.yaml', `${authzYaml(fixtures)}workers: 2\n${oneTime}`)]);
+    expect(code).toBe(2);
+    expect(stderr).toContain('workers');
+    expect(stderr).toContain('redis');
+    const single = await runCli(['check-config', '--config', writeConfig('workers-one.yaml', `${authzYaml(fixtures)}workers: 1\n${oneTime}`)]);
+    expect(single.code).toBe(0);
+  });
+});
+
+describe('mergePrometheusText', () => {
+  it('keeps one HELP and TYPE per family and labels every sample with its worker', () => {
+    const text = (n: number) => [
+      '# HELP c_total A counter', '# TYPE c_total counter', `c_total{code="a"} ${n}`,
+      '# HELP h A histogram', '# TYPE h histogram', `h_bucket{le="1"} ${n}`, `h_sum ${n}`, `h_count{} ${n}`, '',
+    ].join('\n');
+    expect(mergePrometheusText([{ worker: '1', text: text(1) }, { worker: '2', text: text(2) }])).toBe([
+      '# HELP c_total A counter', '# TYPE c_total counter', 'c_total{worker="1",code="a"} 1', 'c_total{worker="2",code="a"} 2',
+      '# HELP h A histogram', '# TYPE h histogram', 'h_bucket{worker="1",le="1"} 1', 'h_sum{worker="1"} 1', 'h_count{worker="1"} 1',
+      'h_bucket{worker="2",le="1"} 2', 'h_sum{worker="2"} 2', 'h_count{worker="2"} 2', '',
+    ].join('\n'));
+  });
+});
