@@ -152,6 +152,8 @@ describe('parseAuthzConfig: valid files', () => {
       dpop: DPOP_DEFAULTS,
       redis: REDIS_DEFAULTS,
       shutdownGraceMs: 10_000,
+      workers: 1,
+      http2ConnectionWindow: 1024 * 1024,
       telemetry: TELEMETRY_DEFAULTS,
       audit: AUDIT_DEFAULTS,
     } satisfies AuthzConfig);
@@ -380,6 +382,15 @@ describe('parseAuthzConfig: problems', () => {
 
   it('caps clock_skew at 5m', () => {
     expectProblem(variant((c) => { c.clock_skew = '6m'; }), 'clock_skew', 'at most 5m');
+  });
+
+  it('reads workers and http2_connection_window, and refuses workers that would split one-time state', () => {
+    expect(parse(withTop('workers', 2)).workers).toBe(2);
+    expectProblem(withTop('workers', 0), 'workers', 'at least 1');
+    expectProblem(withTop('http2_connection_window', 1000), 'http2_connection_window', 'at least 65535');
+    const oneTimeRoute = variant((c) => { c.workers = 2; c.routes = [{ name: 'pay', path: '/pay', one_time: true }]; });
+    expectProblem(oneTimeRoute, 'workers', 'needs a redis store');
+    expect(parse(variant((c) => { c.workers = 2; c.store = 'redis://127.0.0.1:6379'; c.routes = [{ name: 'pay', path: '/pay', one_time: true }]; })).workers).toBe(2);
   });
 
   it('reads every binding mode and the dpop section, and refuses others', () => {
