@@ -1,0 +1,746 @@
+/**
+ * npm run bench: hopguard's check path next to gRPC's own floor, measured side by side.
+ *
+ * The load is h2load (nghttp2) sending real envoy.service.auth.v3.Authorization/Check requests:
+ * CheckRequests built as Envoy sends them (~2 KB: token, URL-encoded client certificate,
+ * headers), serialized with the official protos, as length-prefixed gRPC frames, 16 connections
+ * x 32 streams, a bounded count per run after a warm-up. Rounds alternate between the targets so
+ * drift (other load, thermal) spreads over all of them; each figure is the median of the rounds.
+ *
+ * Every run is checked: h2load counts any gRPC answer as HTTP 200, so the response DATA bytes it
+ * received must equal the sum of the expected responses' sizes (an allow and each deny code have
+ * their own size, learned from a real gRPC client that decodes them), and that client samples the
+ * same request again after each run.
+ *
+ *   npm run bench                         the table, the window fix, workers, memory, startup, flat cost (~25 min)
+ *   npm run bench -- --only main,window   some sections (main window workers memory startup flat)
+ *   npm run bench -- --quick              1 round, fewer requests: a smoke run, not figures
+ *   npm run bench -- --profile            CPU profiles (--cpu-prof) of the check path: where the time goes
+ *   BENCH_REQUESTS=100000 BENCH_ROUNDS=5 BENCH_REDIS=redis://127.0.0.1:6379 npm run bench
+ *
+ * Writes bench/out/results/bench.json and latency.svg (profiles: bench/out/profiles/).
+ */
+
+import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { cpus, loadavg } from 'node:os';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { Redis } from 'ioredis';
+import { stringify } from 'yaml';
+import { checkRequestMessage } from '../src/authz/envoy-client.js';
+import { PROTO_LOADER_OPTIONS } from '../src/authz/envoy-protos.js';
+import { createSigningKey, signAccessToken, writeJwks, type AccessTokenInput, type SigningKey } from '../src/devkit/signing-key.js';
+import { createTrustDomain } from '../src/devkit/trust-domain.js';
+import { fingerprint } from '../src/token/access-token-verifier.js';
+import { H2LOAD_MISSING, h2loadVersion, percentile, runH2load } from './h2load.js';
+import { latencySvg } from './plot.js';
+import {
+  cpuSeconds, freePort, peakRssMb, processTree, resetPeakRss, rssMb, startHopguard, startNoop, type ServerProcess,
+} from './processes.js';
+import { formatSummary, summarizeProfile } from './profile-summary.js';
+
+const args = process.argv.slice(2);
+const QUICK = args.includes('--quick');
+const PROFILE = args.includes('--profile');
+const ONLY = args.includes('--only') ? new Set(args[args.indexOf('--only') + 1]?.split(',')) : undefined;
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? (QUICK ? 1 : 3));
+const REQUESTS = Number(process.env.BENCH_REQUESTS ?? (QUICK ? 20_000 : 60_000));
+const WARMUP = Math.max(5_000, Math.round(REQUESTS / 3));
+const CONNECTIONS = 16;
+const STREAMS = 32;
+const REDIS_URL = process.env.BENCH_REDIS ?? 'redis://127.0.0.1:6379';
+/** 1 MiB, as grpc-java and Envoy use; hopguard's default. */
+const WINDOW = 1 << 20;
+
+const OUT = new URL('../../results/', import.meta.url).pathname;
+const PROFILES = new URL('../../profiles/', import.meta.url).pathname;
+const CHECK_PATH = '/envoy.service.auth.v3.Authorization/Check';
+const ISSUER = 'https://sts.bench.local';
+const AUDIENCE = 'spiffe://bench.local/ns/shop/sa/orders';
+const CHECKOUT = 'spiffe://bench.local/ns/shop/sa/checkout';
+const ROUTES = [
+  { name: 'create-payment', methods: ['POST'], path: '/payments', scopes: ['payments:write'], callers: [CHECKOUT], one_time: true },
+  { name: 'read-orders', methods: ['GET'], path_prefix: '/orders/', scopes: ['orders:read'] },
+  { name: 'health', path: '/healthz', public: true },
+];
+
+const definition = protoLoader.loadSync('envoy/service/auth/v3/external_auth.proto', PROTO_LOADER_OPTIONS);
+const check = (definition['envoy.service.auth.v3.Authorization'] as protoLoader.ServiceDefinition).Check!;
+
+// ---------------------------------------------------------------------------------------
+// Requests and what they must get back.
+
+/** 'allow', or the deny code. */
+type Outcome = string;
+
+interface Expected {
+  outcome: Outcome;
+  /** DATA bytes of one response: the 5-byte gRPC prefix and the CheckResponse. */
+  bytes: number;
+}
+
+interface Load {
+  message: Buffer;
+  bodyFile: string;
+  headers: Record<string, string>;
+  /** A one-time route answers the first request differently from the rest. */
+  first?: Expected;
+  rest: Expected;
+}
+
+/** A gRPC client that sends the exact bytes h2load sends and decodes the answer. */
+class Sampler {
+  private readonly client: grpc.Client;
+
+  constructor(address: string) {
+    this.client = new grpc.Client(address, grpc.credentials.createInsecure());
+  }
+
+  send(message: Buffer, headers: Record<string, string> = {}): Promise<Expected> {
+    const metadata = new grpc.Metadata();
+    for (const [name, value] of Object.entries(headers)) metadata.set(name, value);
+    return new Promise((resolve, reject) => {
+      this.client.makeUnaryRequest(CHECK_PATH, (b: Buffer) => b, (b: Buffer) => b, message, metadata, { deadline: Date.now() + 10_000 },
+        (err, raw) => {
+          if (err || !raw) return reject(err ?? new Error('no response'));
+          const response = check.responseDeserialize(raw) as { status?: { code?: number; message?: string } };
+          const code = response.status?.code ?? 0;
+          resolve({ outcome: code === 0 ? 'allow' : response.status?.message || `grpc status ${code}`, bytes: raw.length + 5 });
+        });
+    });
+  }
+
+  close(): void {
+    this.client.close();
+  }
+}
+
+function frame(message: Buffer): Buffer {
+  const prefix = Buffer.alloc(5);
+  prefix.writeUInt32BE(message.length, 1);
+  return Buffer.concat([prefix, message]);
+}
+
+let fixtures: Awaited<ReturnType<typeof makeFixtures>>;
+
+async function makeFixtures() {
+  const domain = await createTrustDomain('bench', { checkout: CHECKOUT });
+  const keys = { ES256: domain.key, EdDSA: await createSigningKey('EdDSA'), RS256: await createSigningKey('RS256') };
+  writeJwks(domain.jwksPath, Object.values(keys));
+  const auditKey = path.join(domain.dir, 'audit-key.pem');
+  writeFileSync(auditKey, generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  let files = 0;
+  return {
+    dir: domain.dir,
+    jwksPath: domain.jwksPath,
+    keys,
+    auditKey,
+    cleanup: domain.cleanup,
+    /** A token for AUDIENCE from checkout, bound to its certificate, good for an hour. */
+    token: (key: SigningKey = domain.key, extra: Partial<AccessTokenInput> = {}) => signAccessToken(key, {
+      iss: ISSUER, aud: AUDIENCE, sub: CHECKOUT, scope: 'orders:read payments:write',
+      certThumbprint: domain.workloads.checkout.thumbprint, ttl: 3600, ...extra,
+    }),
+    /** The CheckRequest Envoy sends for this token, as a gRPC frame in a file for h2load. */
+    request(token: string, http: { method?: string; path?: string } = {}): { message: Buffer; bodyFile: string } {
+      const method = http.method ?? 'GET';
+      const target = http.path ?? '/orders/42';
+      const base = checkRequestMessage({
+        method, path: target, host: 'orders.shop.svc.cluster.local',
+        headers: {
+          ':authority': 'orders.shop.svc.cluster.local', ':method': method, ':path': target, ':scheme': 'https',
+          authorization: `Bearer ${token}`, accept: 'application/json', 'user-agent': 'checkout/1.4.2 grpc-go/1.64.0',
+          'x-forwarded-proto': 'https', 'x-request-id': '3f0c6f9e-5b7a-4d3c-9a41-2f6b8e0d7c15', 'x-envoy-expected-rq-timeout-ms': '15000',
+        },
+        principal: CHECKOUT,
+        certificatePem: domain.workloads.checkout.certPem,
+      });
+      // What else Envoy's ext_authz filter sends with mTLS: addresses, the local principal,
+      // the request time and size, the TLS session. hopguard reads none of it.
+      const { attributes } = base;
+      const message = check.requestSerialize({
+        attributes: {
+          ...attributes,
+          source: { ...attributes.source, address: { socket_address: { address: '10.8.3.17', port_value: 48_312 } } },
+          destination: { address: { socket_address: { address: '10.8.5.4', port_value: 8443 } }, principal: AUDIENCE },
+          request: { time: { seconds: String(Math.floor(Date.now() / 1000)), nanos: 0 }, http: { ...attributes.request.http, size: '-1' } },
+          tls_session: { sni: 'orders.shop.svc.cluster.local' },
+        },
+      });
+      const bodyFile = path.join(domain.dir, `body-${++files}.bin`);
+      writeFileSync(bodyFile, frame(message));
+      return { message, bodyFile };
+    },
+  };
+}
+
+/** The same request every time; it must always get `outcome`. */
+async function steadyLoad(sampler: Sampler, request: { message: Buffer; bodyFile: string }, outcome: Outcome, headers: Record<string, string> = {}): Promise<Load> {
+  const sample = await sampler.send(request.message, headers);
+  if (sample.outcome !== outcome) throw new Error(`expected ${outcome}, the sample got ${sample.outcome}`);
+  return { ...request, headers, rest: sample };
+}
+
+// ---------------------------------------------------------------------------------------
+// Servers.
+
+interface HopguardOptions {
+  cache?: number;
+  store?: string;
+  redisPrefix?: string;
+  routes?: object[];
+  issuers?: object[];
+  telemetry?: object;
+  audit?: object;
+  workers?: number;
+  window?: number;
+}
+
+const running = new Set<ServerProcess>();
+const samplers = new Set<Sampler>();
+const redisPrefixes = new Set<string>();
+
+async function hopguard(name: string, options: HopguardOptions = {}, nodeFlags: string[] = []): Promise<ServerProcess> {
+  const ports = { grpc: await freePort(), admin: await freePort() };
+  const config = {
+    listen: `127.0.0.1:${ports.grpc}`,
+    admin: `127.0.0.1:${ports.admin}`,
+    audience: AUDIENCE,
+    issuers: options.issuers ?? [{ issuer: ISSUER, jwks_file: fixtures.jwksPath, algorithms: ['ES256', 'EdDSA', 'RS256'], max_ttl: '2h' }],
+    binding: 'mtls',
+    store: options.store ?? 'memory',
+    ...(options.redisPrefix !== undefined && { redis: { key_prefix: options.redisPrefix } }),
+    cache: { max_entries: options.cache ?? 10_000 },
+    routes: options.routes ?? ROUTES,
+    ...(options.telemetry && { telemetry: options.telemetry }),
+    ...(options.audit && { audit: options.audit }),
+    ...(options.workers !== undefined && { workers: options.workers }),
+    ...(options.window !== undefined && { http2_connection_window: options.window }),
+  };
+  const file = path.join(fixtures.dir, `${name.replace(/[^a-z0-9]+/gi, '-')}-${ports.grpc}.yaml`);
+  writeFileSync(file, stringify(config));
+  const server = await startHopguard(name, file, ports, nodeFlags);
+  running.add(server);
+  return server;
+}
+
+async function noop(name: string, window: number): Promise<ServerProcess> {
+  const server = await startNoop(name, await freePort(), window);
+  running.add(server);
+  return server;
+}
+
+async function stop(...servers: ServerProcess[]): Promise<void> {
+  for (const server of servers) {
+    await server.stop();
+    running.delete(server);
+  }
+}
+
+function sampler(server: ServerProcess): Sampler {
+  const created = new Sampler(server.address);
+  samplers.add(created);
+  return created;
+}
+
+// ---------------------------------------------------------------------------------------
+// Measuring.
+
+interface Run {
+  rate: number;
+  p50Ms: number;
+  p99Ms: number;
+  p999Ms: number;
+  cpuUsPerCheck: number;
+  peakRssMb: number;
+}
+
+type Figures = Run & { rounds: Run[] };
+
+interface Target {
+  key: string;
+  title: string;
+  server: ServerProcess;
+  sampler: Sampler;
+  /** The load of round `round` (-1: the warm-up). */
+  load(round: number): Promise<Load>;
+  /** In flight: connections x streams each; CONNECTIONS x STREAMS unless set. */
+  shape?: [number, number];
+}
+
+async function measure(target: Target, load: Load, requests: number, withLatencies = true): Promise<Run> {
+  const pids = processTree(target.server.child.pid!);
+  resetPeakRss(pids);
+  const cpuBefore = cpuSeconds(pids);
+  const result = await runH2load({
+    url: `http://${target.server.address}${CHECK_PATH}`,
+    bodyFile: load.bodyFile,
+    headers: load.headers,
+    requests,
+    connections: target.shape?.[0] ?? CONNECTIONS,
+    streamsPerConnection: target.shape?.[1] ?? STREAMS,
+    ...(withLatencies && { logFile: path.join(fixtures.dir, `h2load-${target.key}.log`) }),
+  });
+  const cpu = cpuSeconds(pids) - cpuBefore;
+  const peak = peakRssMb(pids);
+
+  const expectedBytes = load.first ? load.first.bytes + (requests - 1) * load.rest.bytes : requests * load.rest.bytes;
+  const expectation = load.first ? `1 x ${load.first.outcome} (${load.first.bytes} B), then ${load.rest.outcome} (${load.rest.bytes} B)` : `${load.rest.outcome} (${load.rest.bytes} B each)`;
+  if (result.succeeded !== requests || result.failed !== 0 || result.status2xx !== requests) {
+    throw new Error(`${target.title}: h2load: ${result.succeeded} of ${requests} succeeded, ${result.failed} failed`);
+  }
+  if (result.dataBytes !== expectedBytes) {
+    throw new Error(`${target.title}: responses were not all as expected: ${result.dataBytes} DATA bytes for ${requests} checks, expected ${expectedBytes}: ${expectation}`);
+  }
+  const after = await target.sampler.send(load.message, load.headers);
+  if (after.outcome !== load.rest.outcome || after.bytes !== load.rest.bytes) {
+    throw new Error(`${target.title}: after the run the sample got ${after.outcome} (${after.bytes} B), expected ${load.rest.outcome}`);
+  }
+  const ms = (p: number) => percentile(result.latenciesUs, p) / 1000;
+  return { rate: result.rate, p50Ms: ms(0.5), p99Ms: ms(0.99), p999Ms: ms(0.999), cpuUsPerCheck: (cpu * 1e6) / requests, peakRssMb: peak };
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+/** Warm-up for each, then ROUNDS rounds that alternate between the targets; medians. */
+async function rounds(targets: Target[], requests = REQUESTS): Promise<Map<string, Figures>> {
+  for (const target of targets) await measure(target, await target.load(-1), WARMUP, false);
+  const runs = new Map<string, Run[]>(targets.map((t) => [t.key, []]));
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const target of targets) {
+      const run = await measure(target, await target.load(round), requests);
+      runs.get(target.key)!.push(run);
+      process.stdout.write(`  round ${round + 1}/${ROUNDS} ${target.title.padEnd(44)} ${Math.round(run.rate).toString().padStart(6)} checks/s  p99.9 ${run.p999Ms.toFixed(1)} ms\n`);
+    }
+  }
+  const figures = new Map<string, Figures>();
+  for (const [key, list] of runs) {
+    const pick = (field: keyof Run) => median(list.map((r) => r[field]));
+    figures.set(key, {
+      rate: pick('rate'), p50Ms: pick('p50Ms'), p99Ms: pick('p99Ms'), p999Ms: pick('p999Ms'),
+      cpuUsPerCheck: pick('cpuUsPerCheck'), peakRssMb: Math.max(...list.map((r) => r.peakRssMb)), rounds: list,
+    });
+  }
+  return figures;
+}
+
+/** A target whose every request is the same and gets the same outcome. */
+async function steadyTarget(key: string, title: string, server: ServerProcess, request: { message: Buffer; bodyFile: string }, outcome: Outcome, headers: Record<string, string> = {}): Promise<Target> {
+  const client = sampler(server);
+  const load = await steadyLoad(client, request, outcome, headers);
+  return { key, title, server, sampler: client, load: async () => load };
+}
+
+/**
+ * A one-time route: each round sends a token never used before, so exactly one check of the
+ * run is allowed and every other is token_replayed. Each of them pays the Redis round trip.
+ */
+async function oneTimeTarget(key: string, title: string, server: ServerProcess): Promise<Target> {
+  const client = sampler(server);
+  const payment = async () => fixtures.request(await fixtures.token(), { method: 'POST', path: '/payments' });
+  const probe = await payment();
+  const first = await client.send(probe.message);
+  const rest = await client.send(probe.message);
+  if (first.outcome !== 'allow' || rest.outcome !== 'token_replayed') throw new Error(`${title}: one-time route answered ${first.outcome}, then ${rest.outcome}`);
+  return { key, title, server, sampler: client, load: async () => ({ ...(await payment()), headers: {}, first, rest }) };
+}
+
+// ---------------------------------------------------------------------------------------
+// Sections.
+
+interface Row extends Figures {
+  key: string;
+  title: string;
+  ratio: number;
+  note?: string;
+}
+
+const results: Record<string, unknown> = {};
+const report: string[] = [];
+
+function say(line = ''): void {
+  process.stdout.write(`${line}\n`);
+  report.push(line);
+}
+
+function table(rows: Row[]): void {
+  say(`  ${'scenario'.padEnd(46)} ${'checks/s'.padStart(8)} ${'x floor'.padStart(7)} ${'p50 ms'.padStart(7)} ${'p99 ms'.padStart(7)} ${'p99.9 ms'.padStart(8)} ${'CPU µs/check'.padStart(12)} ${'peak RSS MB'.padStart(11)}`);
+  for (const r of rows) {
+    say(`  ${r.title.padEnd(46)} ${Math.round(r.rate).toString().padStart(8)} ${r.ratio.toFixed(2).padStart(7)} ${r.p50Ms.toFixed(2).padStart(7)} ${r.p99Ms.toFixed(2).padStart(7)} ${r.p999Ms.toFixed(2).padStart(8)} ${r.cpuUsPerCheck.toFixed(1).padStart(12)} ${r.peakRssMb.toFixed(0).padStart(11)}`);
+  }
+}
+
+async function otlpSink(): Promise<{ endpoint: string; spans: () => number; close: () => void }> {
+  let requests = 0;
+  const server = http.createServer((req, res) => {
+    req.resume();
+    req.on('end', () => {
+      requests++;
+      res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { endpoint: `http://127.0.0.1:${(server.address() as { port: number }).port}`, spans: () => requests, close: () => server.close() };
+}
+
+async function mainSection(redis: boolean): Promise<void> {
+  say(`\n== (a)-(e): checks/s, latency, CPU and memory, ${CONNECTIONS} connections x ${STREAMS} streams, ${REQUESTS} checks a run, median of ${ROUNDS} rounds`);
+  const sink = await otlpSink();
+  const floor = await noop('floor', WINDOW);
+  const cached = await hopguard('hopguard');
+  const uncached = await hopguard('hopguard-no-cache', { cache: 0 });
+  const prefix = `hopguard-bench-${process.pid}-${randomBytes(3).toString('hex')}:`;
+  redisPrefixes.add(prefix);
+  const oneTime = redis ? await hopguard('hopguard-redis', { store: REDIS_URL, redisPrefix: prefix }) : undefined;
+  const traced = await hopguard('hopguard-traced', {
+    telemetry: { tracing: true, endpoint: sink.endpoint, protocol: 'http/protobuf' },
+    audit: { output: path.join(fixtures.dir, 'audit.jsonl'), allows: 'all', signing_key_file: fixtures.auditKey },
+  });
+  const token = await fixtures.token();
+  const read = fixtures.request(token);
+  const traceparent = { traceparent: `00-${randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-01` };
+  const targets: Target[] = [
+    await steadyTarget('a', '(a) floor: no-op grpc-js server', floor, read, 'allow'),
+    await steadyTarget('b', '(b) hopguard, same token (cache hit)', cached, read, 'allow'),
+  ];
+  for (const alg of ['ES256', 'EdDSA', 'RS256'] as const) {
+    const request = fixtures.request(await fixtures.token(fixtures.keys[alg]));
+    targets.push(await steadyTarget(`c-${alg}`, `(c) hopguard, full verification, ${alg}`, uncached, request, 'allow'));
+  }
+  if (oneTime) targets.push(await oneTimeTarget('d', '(d) hopguard, one-time route on Redis', oneTime));
+  targets.push(await steadyTarget('e', '(e) hopguard, tracing + audit on', traced, read, 'allow', traceparent));
+
+  const figures = await rounds(targets);
+  const floorRate = figures.get('a')!.rate;
+  const notes: Record<string, string> = {
+    'c-ES256': 'cache off (cache.max_entries: 0): h2load sends one body, so every check verifies the same token in full',
+    d: 'each round: a fresh token, so 1 allow then token_replayed; every check does SET NX on Redis',
+    e: 'a span per check (sampled traceparent) to a local OTLP/HTTP sink; every decision audited to a file',
+  };
+  const rows: Row[] = targets.map((t) => ({ key: t.key, title: t.title, ...figures.get(t.key)!, ratio: figures.get(t.key)!.rate / floorRate, ...(notes[t.key] && { note: notes[t.key] }) }));
+  table(rows);
+  say('  notes:');
+  for (const row of rows) if (row.note) say(`    ${row.key}: ${row.note}`);
+  if (!oneTime) say(`    (d) skipped: no Redis at ${REDIS_URL} (set BENCH_REDIS)`);
+  say(`    (e): the OTLP sink received ${sink.spans()} export requests`);
+  results.main = rows;
+  writeFileSync(path.join(OUT, 'latency.svg'), latencySvg(
+    `hopguard check latency, ${CONNECTIONS}x${STREAMS} in flight (median of ${ROUNDS} rounds)`,
+    rows.map((r) => ({ label: r.title.replace(/^\((\w)\) /, '$1 ').replace('hopguard, ', ''), p50Ms: r.p50Ms, p99Ms: r.p99Ms, p999Ms: r.p999Ms })),
+  ));
+  await stop(floor, cached, uncached, traced, ...(oneTime ? [oneTime] : []));
+  sink.close();
+}
+
+async function windowSection(): Promise<void> {
+  say(`\n== HTTP/2 connection window: Node's 64 KB default (before) vs ${WINDOW / 1024} KB (after), at ${CONNECTIONS} x ${STREAMS} and at 1 connection x 64 streams`);
+  const read = fixtures.request(await fixtures.token());
+  const servers = {
+    floor64: await noop('floor 64K', 65_535),
+    floor1m: await noop('floor 1M', WINDOW),
+    hop64: await hopguard('hopguard-64k', { window: 65_535 }),
+    hop1m: await hopguard('hopguard-1m', { window: WINDOW }),
+  };
+  const variants: [string, ServerProcess, string][] = [
+    ['floor-64k', servers.floor64, 'floor, 64 KB'],
+    ['floor-1m', servers.floor1m, `floor, ${WINDOW / 1024} KB`],
+    ['hopguard-64k', servers.hop64, '(b) hopguard, 64 KB (before)'],
+    ['hopguard-1m', servers.hop1m, `(b) hopguard, ${WINDOW / 1024} KB (after)`],
+  ];
+  const targets: Target[] = [];
+  for (const shape of [[CONNECTIONS, STREAMS], [1, 64]] as [number, number][]) {
+    for (const [key, server, title] of variants) {
+      targets.push({ ...(await steadyTarget(`${key}-${shape.join('x')}`, `${title}, ${shape[0]} x ${shape[1]}`, server, read, 'allow')), shape });
+    }
+  }
+  const figures = await rounds(targets);
+  const rows = targets.map((t) => ({ key: t.key, title: t.title, ...figures.get(t.key)!, ratio: figures.get(t.key)!.rate / figures.get(`floor-1m-${t.shape!.join('x')}`)!.rate }));
+  say('  (x floor column: ratio to the floor with the larger window, same shape)');
+  table(rows);
+  results.window = rows;
+  await stop(...Object.values(servers));
+}
+
+async function workersSection(): Promise<void> {
+  say(`\n== workers: one listener, N processes (node:cluster), ${cpus().length} cores (h2load shares them)`);
+  const read = fixtures.request(await fixtures.token());
+  const full = fixtures.request(await fixtures.token(fixtures.keys.ES256));
+  // With store: memory, workers would each keep their own one-time records: no one-time route here.
+  const routes = ROUTES.filter((route) => !route.one_time);
+  const servers = {
+    one: await hopguard('hopguard-1-worker', { workers: 1, routes }),
+    two: await hopguard('hopguard-2-workers', { workers: 2, routes }),
+    oneFull: await hopguard('hopguard-1-worker-no-cache', { workers: 1, cache: 0, routes }),
+    twoFull: await hopguard('hopguard-2-workers-no-cache', { workers: 2, cache: 0, routes }),
+  };
+  const targets = [
+    await steadyTarget('b-1', '(b) cache hit, workers: 1', servers.one, read, 'allow'),
+    await steadyTarget('b-2', '(b) cache hit, workers: 2', servers.two, read, 'allow'),
+    await steadyTarget('c-1', '(c) ES256 full verification, workers: 1', servers.oneFull, full, 'allow'),
+    await steadyTarget('c-2', '(c) ES256 full verification, workers: 2', servers.twoFull, full, 'allow'),
+  ];
+  const figures = await rounds(targets);
+  const rows = targets.map((t) => ({ key: t.key, title: t.title, ...figures.get(t.key)!, ratio: figures.get(t.key)!.rate / figures.get(`${t.key[0]}-1`)!.rate }));
+  say('  (x floor column: ratio to the same scenario with workers: 1)');
+  table(rows);
+  results.workers = rows;
+  await stop(...Object.values(servers));
+}
+
+/**
+ * RSS at rest and its peak under load, with 0 and 100,000 revoked token ids in memory, and what
+ * a V8 heap cap (NODE_OPTIONS=--max-old-space-size) does to both and to throughput.
+ */
+async function memorySection(redis: boolean): Promise<void> {
+  say(`\n== memory: RSS at rest and peak under load (${CONNECTIONS} x ${STREAMS}, cache hits), with and without a V8 heap cap`);
+  const read = fixtures.request(await fixtures.token());
+  const cap = ['--max-old-space-size=96'];
+  const variants: [string, string, HopguardOptions, string[]][] = [
+    ['plain', '(b) memory store', {}, []],
+    ['plain-capped', '(b) memory store, --max-old-space-size=96', {}, cap],
+  ];
+  if (redis) {
+    const revoked = await revokedPrefix(100_000);
+    variants.push(
+      ['revoked', '(b) 100,000 revoked token ids (Redis)', { store: REDIS_URL, redisPrefix: revoked }, []],
+      ['revoked-capped', '(b) 100,000 revoked token ids, --max-old-space-size=96', { store: REDIS_URL, redisPrefix: revoked }, cap],
+    );
+  }
+  const targets: Target[] = [];
+  const atRest = new Map<string, { rssMb: number; readyMs: number }>();
+  for (const [key, title, options, flags] of variants) {
+    const server = await hopguard(`memory-${key}`, options, flags);
+    // Once started and settled, before any check.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    atRest.set(key, { rssMb: rssMb(processTree(server.child.pid!)), readyMs: server.readyMs });
+    targets.push(await steadyTarget(key, title, server, read, 'allow'));
+  }
+  const figures = await rounds(targets);
+  say(`  ${'server'.padEnd(58)} ${'at rest MB'.padStart(10)} ${'peak MB'.padStart(8)} ${'checks/s'.padStart(8)} ${'ready ms'.padStart(8)}`);
+  const rows = targets.map((t) => {
+    const f = figures.get(t.key)!;
+    const rest = atRest.get(t.key)!;
+    say(`  ${t.title.padEnd(58)} ${rest.rssMb.toFixed(0).padStart(10)} ${f.peakRssMb.toFixed(0).padStart(8)} ${Math.round(f.rate).toString().padStart(8)} ${rest.readyMs.toFixed(0).padStart(8)}`);
+    return { key: t.key, title: t.title, atRestRssMb: rest.rssMb, readyMs: rest.readyMs, ...f };
+  });
+  if (!redis) say(`  100,000 revoked token ids skipped: no Redis at ${REDIS_URL} (set BENCH_REDIS)`);
+  results.memory = rows;
+  await stop(...targets.map((t) => t.server));
+}
+
+async function startupSection(): Promise<void> {
+  say('\n== startup to ready (spawn to the first 200 from /readyz), local JWKS, memory store');
+  // Let the processes of the sections before finish exiting.
+  await new Promise((resolve) => setTimeout(resolve, 2000));
+  const times: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    const server = await hopguard(`startup-${i}`);
+    times.push(server.readyMs);
+    await stop(server);
+  }
+  say(`  median ${median(times).toFixed(0)} ms (runs: ${times.map((t) => t.toFixed(0)).join(', ')} ms)`);
+  results.startup = { medianMs: median(times), runsMs: times };
+}
+
+/** A fresh key prefix holding `count` revoked token ids, as `hopguard revoke --jti` writes them. */
+async function revokedPrefix(count: number): Promise<string> {
+  const prefix = `hopguard-bench-${process.pid}-${randomBytes(3).toString('hex')}:`;
+  redisPrefixes.add(prefix);
+  if (count > 0) await seedRevocations(prefix, count);
+  return prefix;
+}
+
+async function seedRevocations(prefix: string, count: number): Promise<void> {
+  const client = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+  try {
+    const expiresAtMs = Date.now() + 3 * 3600_000;
+    for (let start = 0; start < count; start += 5_000) {
+      const batch = client.pipeline();
+      for (let i = start; i < Math.min(count, start + 5_000); i++) {
+        const revocation = { kind: 'jti', fingerprint: fingerprint(ISSUER, randomUUID()) };
+        batch.hset(`${prefix}revocations`, `jti:${revocation.fingerprint}`, JSON.stringify({ revocation, expiresAtMs, reason: 'bench' }));
+      }
+      await batch.exec();
+    }
+    await client.incr(`${prefix}revocations:version`);
+  } finally {
+    client.disconnect();
+  }
+}
+
+async function flatSection(redis: boolean): Promise<void> {
+  say('\n== flat cost as the work grows: checks/s of each pair, same run, alternating');
+  const fillerRoutes = (n: number) => Array.from({ length: n }, (_, i) => (i % 2
+    ? { name: `filler-${i}`, methods: ['GET'], path: `/svc-${i}/items` }
+    : { name: `filler-${i}`, path_prefix: `/p${i}${'-'.repeat(i % 40)}/`, scopes: ['orders:read'] }));
+  const issuerKeys = await Promise.all(Array.from({ length: 100 }, (_, i) => createSigningKey('ES256', `issuer-${i}`)));
+  const issuers = issuerKeys.map((key, i) => {
+    const jwks = path.join(fixtures.dir, `jwks-${i}.json`);
+    writeJwks(jwks, [key]);
+    return { issuer: i === 99 ? ISSUER : `https://sts-${i}.bench.local`, jwks_file: jwks, algorithms: ['ES256'], max_ttl: '2h' };
+  });
+  const lastIssuerToken = await fixtures.token(issuerKeys[99]);
+  const pad = (length: number) => async () => {
+    const bare = await fixtures.token();
+    // base64url grows 4/3: pad the claims so the whole token is `length` characters.
+    const token = await fixtures.token(undefined, { claims: { pad: 'x'.repeat(Math.max(0, Math.floor(((length - bare.length) * 3) / 4) - 10)) } });
+    return token;
+  };
+  const token1k = await pad(1024)();
+  const token8k = await pad(8192)();
+  const read = fixtures.request(await fixtures.token());
+
+  type Side = [string, HopguardOptions, { message: Buffer; bodyFile: string }];
+  /** withFloor: the same two requests also against the no-op floor, to tell transport cost from hopguard's. */
+  const pairs: { name: string; a: Side; b: Side; withFloor?: boolean }[] = [
+    { name: 'routes', a: ['10 routes', { routes: [...fillerRoutes(7), ...ROUTES] }, read], b: ['10,000 routes', { routes: [...fillerRoutes(9_997), ...ROUTES] }, read] },
+    {
+      name: 'issuers (full verification, token from the last issuer)',
+      a: ['1 issuer', { cache: 0, issuers: [issuers[99]!] }, fixtures.request(lastIssuerToken)],
+      b: ['100 issuers', { cache: 0, issuers }, fixtures.request(lastIssuerToken)],
+    },
+    { name: 'token size', a: [`${token1k.length} B token`, {}, fixtures.request(token1k)], b: [`${token8k.length} B token`, {}, fixtures.request(token8k)], withFloor: true },
+  ];
+  if (redis) {
+    pairs.push({
+      name: 'revocations (Redis store)',
+      a: ['0 revoked token ids', { store: REDIS_URL, redisPrefix: await revokedPrefix(0) }, read],
+      b: ['100,000 revoked token ids', { store: REDIS_URL, redisPrefix: await revokedPrefix(100_000) }, read],
+    });
+  }
+  const rows: Record<string, unknown>[] = [];
+  say(`  ${'pair'.padEnd(58)} ${'A checks/s'.padStart(10)} ${'B checks/s'.padStart(10)} ${'B/A'.padStart(6)}  p99.9 A / B ms`);
+  for (const pair of pairs) {
+    const serverA = await hopguard(`flat-a-${pair.a[0]}`, pair.a[1]);
+    const serverB = await hopguard(`flat-b-${pair.b[0]}`, pair.b[1]);
+    const floor = pair.withFloor ? await noop('floor', WINDOW) : undefined;
+    const targets = [
+      await steadyTarget('A', pair.a[0], serverA, pair.a[2], 'allow'),
+      await steadyTarget('B', pair.b[0], serverB, pair.b[2], 'allow'),
+      ...(floor ? [await steadyTarget('floor A', `floor, ${pair.a[0]}`, floor, pair.a[2], 'allow'), await steadyTarget('floor B', `floor, ${pair.b[0]}`, floor, pair.b[2], 'allow')] : []),
+    ];
+    const figures = await rounds(targets);
+    const line = (name: string, a: Figures, b: Figures) => say(`  ${name.padEnd(58)} ${Math.round(a.rate).toString().padStart(10)} ${Math.round(b.rate).toString().padStart(10)} ${(b.rate / a.rate).toFixed(2).padStart(6)}  ${a.p999Ms.toFixed(1)} / ${b.p999Ms.toFixed(1)}`);
+    const [a, b] = [figures.get('A')!, figures.get('B')!];
+    line(`${pair.name}: ${pair.a[0]} vs ${pair.b[0]}`, a, b);
+    const row: Record<string, unknown> = { pair: pair.name, a: { label: pair.a[0], ...a }, b: { label: pair.b[0], ...b }, ratio: b.rate / a.rate };
+    if (floor) {
+      const [fa, fb] = [figures.get('floor A')!, figures.get('floor B')!];
+      line(`  the floor, same two requests`, fa, fb);
+      Object.assign(row, { floorA: fa, floorB: fb, floorRatio: fb.rate / fa.rate });
+    }
+    rows.push(row);
+    await stop(serverA, serverB, ...(floor ? [floor] : []));
+  }
+  if (!redis) say(`  revocations pair skipped: no Redis at ${REDIS_URL} (set BENCH_REDIS)`);
+  results.flat = rows;
+}
+
+/** --profile: each hopguard scenario under load with --cpu-prof, summarized. */
+async function profileSection(redis: boolean): Promise<void> {
+  mkdirSync(PROFILES, { recursive: true });
+  const sink = await otlpSink();
+  const prefix = `hopguard-bench-${process.pid}-${randomBytes(3).toString('hex')}:`;
+  redisPrefixes.add(prefix);
+  const read = fixtures.request(await fixtures.token());
+  const full = fixtures.request(await fixtures.token(fixtures.keys.ES256));
+  const traceparent = { traceparent: `00-${randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-01` };
+  const scenarios: [string, HopguardOptions, (server: ServerProcess) => Promise<Target>][] = [
+    ['b', {}, (s) => steadyTarget('b', '(b) cache hit', s, read, 'allow')],
+    ['c-ES256', { cache: 0 }, (s) => steadyTarget('c-ES256', '(c) ES256 full verification', s, full, 'allow')],
+    ...(redis ? [['d', { store: REDIS_URL, redisPrefix: prefix }, (s: ServerProcess) => oneTimeTarget('d', '(d) one-time on Redis', s)] as [string, HopguardOptions, (server: ServerProcess) => Promise<Target>]] : []),
+    ['e', {
+      telemetry: { tracing: true, endpoint: sink.endpoint, protocol: 'http/protobuf' },
+      audit: { output: path.join(fixtures.dir, 'audit-profile.jsonl'), allows: 'all', signing_key_file: fixtures.auditKey },
+    }, (s) => steadyTarget('e', '(e) tracing + audit', s, read, 'allow', traceparent)],
+  ];
+  for (const [key, options, makeTarget] of scenarios) {
+    const server = await hopguard(`profile-${key}`, options, ['--cpu-prof', `--cpu-prof-dir=${PROFILES}`, `--cpu-prof-name=${key}.cpuprofile`]);
+    const target = await makeTarget(server);
+    await measure(target, await target.load(-1), WARMUP, false);
+    const run = await measure(target, await target.load(0), REQUESTS);
+    await stop(server);
+    say(`\n== profile ${target.title}: ${Math.round(run.rate)} checks/s under the profiler, ${run.cpuUsPerCheck.toFixed(1)} µs CPU/check (all threads)`);
+    say(formatSummary(key, summarizeProfile(path.join(PROFILES, `${key}.cpuprofile`)), REQUESTS + WARMUP));
+  }
+  sink.close();
+  writeFileSync(path.join(PROFILES, 'summary.txt'), `${report.join('\n')}\n`);
+  say(`\nprofiles: ${PROFILES}`);
+}
+
+async function redisAvailable(): Promise<boolean> {
+  const client = new Redis(REDIS_URL, { lazyConnect: true, connectTimeout: 1000, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  try {
+    await client.connect();
+    await client.ping();
+    return true;
+  } catch {
+    return false;
+  } finally {
+    client.disconnect();
+  }
+}
+
+async function deleteRedisKeys(): Promise<void> {
+  if (redisPrefixes.size === 0 || !(await redisAvailable())) return;
+  const client = new Redis(REDIS_URL, { maxRetriesPerRequest: 1 });
+  try {
+    for (const prefix of redisPrefixes) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000);
+        if (keys.length > 0) await client.unlink(...keys);
+        cursor = next;
+      } while (cursor !== '0');
+    }
+  } finally {
+    client.disconnect();
+  }
+}
+
+async function main(): Promise<number> {
+  const h2load = h2loadVersion();
+  if (!h2load) {
+    process.stderr.write(`${H2LOAD_MISSING}\n`);
+    return 1;
+  }
+  mkdirSync(OUT, { recursive: true });
+  const load = loadavg()[0]!;
+  say(`hopguard check-path benchmark: node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${h2load}`);
+  say(`load average at start: ${loadavg().map((l) => l.toFixed(2)).join(' ')}${load > 0.7 ? '  (the machine is not quiet: figures will be noisy)' : ''}`);
+  const redis = await redisAvailable();
+  fixtures = await makeFixtures();
+  const wanted = (section: string) => !PROFILE && (!ONLY || ONLY.has(section));
+  Object.assign(results, {
+    machine: { node: process.version, cpus: cpus().length, model: cpus()[0]?.model, loadAverageAtStart: loadavg(), h2load },
+    settings: { requests: REQUESTS, warmup: WARMUP, rounds: ROUNDS, connections: CONNECTIONS, streamsPerConnection: STREAMS, redis: redis ? REDIS_URL : null },
+  });
+  try {
+    if (PROFILE) await profileSection(redis);
+    if (wanted('main')) await mainSection(redis);
+    if (wanted('window')) await windowSection();
+    if (wanted('workers')) await workersSection();
+    if (wanted('memory')) await memorySection(redis);
+    if (wanted('startup')) await startupSection();
+    if (wanted('flat')) await flatSection(redis);
+  } finally {
+    for (const client of samplers) client.close();
+    for (const server of [...running]) await server.stop();
+    await deleteRedisKeys();
+    fixtures.cleanup();
+  }
+  if (!PROFILE) {
+    writeFileSync(path.join(OUT, 'bench.json'), `${JSON.stringify(results, null, 2)}\n`);
+    say(`\nwrote ${path.join(OUT, 'bench.json')}${results.main ? ` and ${path.join(OUT, 'latency.svg')}` : ''}`);
+  }
+  return 0;
+}
+
+process.exitCode = await main();
