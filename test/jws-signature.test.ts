@@ -37,6 +37,17 @@ describe('verifyJwsSignature', () => {
     expect(await verifyJwsSignature(token, 'ES256', rsa.publicKey)).toBe('unusable_key');
   });
 
+  it('answers each of many concurrent checks (batched to one thread) with its own verdict', async () => {
+    const signers = await Promise.all((['ES256', 'EdDSA', 'RS256', 'PS256'] as Algorithm[]).map(async (alg) => ({ alg, ...(await signed(alg)) })));
+    const cases = Array.from({ length: 200 }, (_, i) => {
+      const { alg, token, publicKey } = signers[i % signers.length]!;
+      const valid = i % 3 !== 0;
+      return { alg, publicKey, valid, token: valid ? token : `${token.split('.').slice(0, 2).join('.')}.${signers[(i + 1) % signers.length]!.token.split('.')[2]}` };
+    });
+    const verdicts = await Promise.all(cases.map((c) => verifyJwsSignature(c.token, c.alg, c.publicKey)));
+    expect(verdicts).toEqual(cases.map((c) => (c.valid ? 'valid' : 'invalid')));
+  });
+
   it('refuses RSA keys under 2048 bits, as jose does', async () => {
     const { publicKey } = generateKeyPairSync('rsa', { modulusLength: 1024 });
     const weak = await importJWK({ ...(await exportJWK(publicKey)), alg: 'RS256' }, 'RS256') as CryptoKey;
