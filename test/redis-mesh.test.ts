@@ -25,13 +25,14 @@ interface RedisUnderTest {
   client(): Redis | Cluster;
 }
 
-function writeConfig(name: string, redis: RedisUnderTest, extraRedis = ''): string {
+/** `commandTimeout`: generous by default, so a loaded CI machine does not turn a slow SET into state_unavailable. */
+function writeConfig(name: string, redis: RedisUnderTest, extraRedis = '', commandTimeout = '2s'): string {
   const file = path.join(fixtures.dir, `${name}.yaml`);
   writeFileSync(file, `${authzYaml(fixtures)}store: ${redis.url}
 redis:
   key_prefix: "${redis.prefix}"
   resync_interval: 200ms
-  command_timeout: 200ms
+  command_timeout: ${commandTimeout}
 ${extraRedis}routes:
   - name: pay
     methods: [POST]
@@ -173,7 +174,7 @@ describe('Redis fault: killed mid-load, then restarted', () => {
     const server = new RedisProcess(await freePort());
     await server.start();
     const redis = { url: server.url, prefix: uniquePrefix(), client: () => new Redis(server.url) };
-    const sidecar = await startSidecar(writeConfig('fault', redis, '  max_staleness: 2s\n'));
+    const sidecar = await startSidecar(writeConfig('fault', redis, '  max_staleness: 2s\n', '200ms'));
     const readToken = await fixtures.token();
     const t0 = performance.now();
     const elapsed = () => performance.now() - t0;
