@@ -38,7 +38,7 @@ import { fingerprint } from '../src/token/access-token-verifier.js';
 import { H2LOAD_MISSING, h2loadVersion, percentile, runH2load } from './h2load.js';
 import { latencySvg } from './plot.js';
 import {
-  cpuSeconds, freePort, peakRssMb, processTree, resetPeakRss, rssMb, startHopguard, startNoop, type ServerProcess,
+  cpuSeconds, freePort, machineBusySeconds, peakRssMb, processTree, resetPeakRss, rssMb, startHopguard, startNoop, type ServerProcess,
 } from './processes.js';
 import { formatSummary, summarizeProfile } from './profile-summary.js';
 
@@ -256,6 +256,8 @@ interface Run {
   p999Ms: number;
   cpuUsPerCheck: number;
   peakRssMb: number;
+  /** Cores busy with anything but the server under test during the run: h2load, this driver, and whatever else runs. */
+  otherCores: number;
 }
 
 type Figures = Run & { rounds: Run[] };
@@ -275,6 +277,8 @@ async function measure(target: Target, load: Load, requests: number, withLatenci
   const pids = processTree(target.server.child.pid!);
   resetPeakRss(pids);
   const cpuBefore = cpuSeconds(pids);
+  const machineBefore = machineBusySeconds();
+  const started = performance.now();
   const result = await runH2load({
     url: `http://${target.server.address}${CHECK_PATH}`,
     bodyFile: load.bodyFile,
@@ -285,6 +289,7 @@ async function measure(target: Target, load: Load, requests: number, withLatenci
     ...(withLatencies && { logFile: path.join(fixtures.dir, `h2load-${target.key}.log`) }),
   });
   const cpu = cpuSeconds(pids) - cpuBefore;
+  const otherCores = (machineBusySeconds() - machineBefore - cpu) / ((performance.now() - started) / 1000);
   const peak = peakRssMb(pids);
 
   const expectedBytes = load.first ? load.first.bytes + (requests - 1) * load.rest.bytes : requests * load.rest.bytes;
@@ -300,7 +305,7 @@ async function measure(target: Target, load: Load, requests: number, withLatenci
     throw new Error(`${target.title}: after the run the sample got ${after.outcome} (${after.bytes} B), expected ${load.rest.outcome}`);
   }
   const ms = (p: number) => percentile(result.latenciesUs, p) / 1000;
-  return { rate: result.rate, p50Ms: ms(0.5), p99Ms: ms(0.99), p999Ms: ms(0.999), cpuUsPerCheck: (cpu * 1e6) / requests, peakRssMb: peak };
+  return { rate: result.rate, p50Ms: ms(0.5), p99Ms: ms(0.99), p999Ms: ms(0.999), cpuUsPerCheck: (cpu * 1e6) / requests, peakRssMb: peak, otherCores };
 }
 
 function median(values: number[]): number {
@@ -317,7 +322,7 @@ async function rounds(targets: Target[], requests = REQUESTS): Promise<Map<strin
     for (const target of targets) {
       const run = await measure(target, await target.load(round), requests);
       runs.get(target.key)!.push(run);
-      process.stdout.write(`  round ${round + 1}/${ROUNDS} ${target.title.padEnd(44)} ${Math.round(run.rate).toString().padStart(6)} checks/s  p99.9 ${run.p999Ms.toFixed(1)} ms\n`);
+      process.stdout.write(`  round ${round + 1}/${ROUNDS} ${target.title.padEnd(44)} ${Math.round(run.rate).toString().padStart(6)} checks/s  p99.9 ${run.p999Ms.toFixed(1)} ms  (other load: ${run.otherCores.toFixed(2)} cores)\n`);
     }
   }
   const figures = new Map<string, Figures>();
@@ -325,7 +330,7 @@ async function rounds(targets: Target[], requests = REQUESTS): Promise<Map<strin
     const pick = (field: keyof Run) => median(list.map((r) => r[field]));
     figures.set(key, {
       rate: pick('rate'), p50Ms: pick('p50Ms'), p99Ms: pick('p99Ms'), p999Ms: pick('p999Ms'),
-      cpuUsPerCheck: pick('cpuUsPerCheck'), peakRssMb: Math.max(...list.map((r) => r.peakRssMb)), rounds: list,
+      cpuUsPerCheck: pick('cpuUsPerCheck'), peakRssMb: Math.max(...list.map((r) => r.peakRssMb)), otherCores: pick('otherCores'), rounds: list,
     });
   }
   return figures;
@@ -371,10 +376,11 @@ function say(line = ''): void {
 }
 
 function table(rows: Row[]): void {
-  say(`  ${'scenario'.padEnd(46)} ${'checks/s'.padStart(8)} ${'x floor'.padStart(7)} ${'p50 ms'.padStart(7)} ${'p99 ms'.padStart(7)} ${'p99.9 ms'.padStart(8)} ${'CPU µs/check'.padStart(12)} ${'peak RSS MB'.padStart(11)}`);
+  say(`  ${'scenario'.padEnd(46)} ${'checks/s'.padStart(8)} ${'x floor'.padStart(7)} ${'p50 ms'.padStart(7)} ${'p99 ms'.padStart(7)} ${'p99.9 ms'.padStart(8)} ${'CPU µs/check'.padStart(12)} ${'peak RSS MB'.padStart(11)} ${'other cores'.padStart(11)}`);
   for (const r of rows) {
-    say(`  ${r.title.padEnd(46)} ${Math.round(r.rate).toString().padStart(8)} ${r.ratio.toFixed(2).padStart(7)} ${r.p50Ms.toFixed(2).padStart(7)} ${r.p99Ms.toFixed(2).padStart(7)} ${r.p999Ms.toFixed(2).padStart(8)} ${r.cpuUsPerCheck.toFixed(1).padStart(12)} ${r.peakRssMb.toFixed(0).padStart(11)}`);
+    say(`  ${r.title.padEnd(46)} ${Math.round(r.rate).toString().padStart(8)} ${r.ratio.toFixed(2).padStart(7)} ${r.p50Ms.toFixed(2).padStart(7)} ${r.p99Ms.toFixed(2).padStart(7)} ${r.p999Ms.toFixed(2).padStart(8)} ${r.cpuUsPerCheck.toFixed(1).padStart(12)} ${r.peakRssMb.toFixed(0).padStart(11)} ${r.otherCores.toFixed(2).padStart(11)}`);
   }
+  say('  (other cores: CPU the rest of the machine used during the runs, h2load and this driver included; median)');
 }
 
 async function otlpSink(): Promise<{ endpoint: string; spans: () => number; close: () => void }> {

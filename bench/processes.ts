@@ -152,3 +152,10 @@ export function peakRssMb(pids: number[]): number {
 export function rssMb(pids: number[]): number {
   return pids.reduce((sum, pid) => sum + statusKb(pid, 'VmRSS'), 0) / 1024;
 }
+
+/** Busy CPU seconds of the whole machine, all cores (from /proc/stat). */
+export function machineBusySeconds(): number {
+  const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = fields;
+  return (user + nice + system + irq + softirq + steal) / TICKS_PER_SECOND;
+}
