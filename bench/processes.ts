@@ -6,8 +6,10 @@
 
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 
 const CLI = new URL('../src/cli.js', import.meta.url).pathname;
 const NOOP = new URL('./noop-authz.js', import.meta.url).pathname;
@@ -47,6 +49,21 @@ function track(name: string, child: ChildProcess) {
     },
     failed: () => new Error(`${name} exited early (${child.exitCode ?? child.signalCode}):\n${err}`),
   };
+}
+
+/**
+ * The node flags the image runs hopguard with (the Dockerfile's ENV NODE_OPTIONS), so the bench
+ * measures hopguard as deployed.
+ */
+export const DEPLOYED_NODE_FLAGS: string[] = (/^ENV NODE_OPTIONS=(.+)$/m.exec(readFileSync(dockerfile(), 'utf8'))?.[1] ?? '')
+  .split(/\s+/).filter(Boolean);
+
+/** The project's Dockerfile, wherever tsc put this file under bench/out. */
+function dockerfile(): string {
+  for (let dir = path.dirname(fileURLToPath(import.meta.url)); dir !== path.dirname(dir); dir = path.dirname(dir)) {
+    if (existsSync(path.join(dir, 'Dockerfile'))) return path.join(dir, 'Dockerfile');
+  }
+  throw new Error('no Dockerfile above the bench');
 }
 
 /** `hopguard authz --config FILE`; resolves once /readyz answers 200. */
@@ -153,9 +170,12 @@ export function rssMb(pids: number[]): number {
   return pids.reduce((sum, pid) => sum + statusKb(pid, 'VmRSS'), 0) / 1024;
 }
 
-/** Busy CPU seconds of the whole machine, all cores (from /proc/stat). */
-export function machineBusySeconds(): number {
+/**
+ * CPU seconds of the whole machine, all cores (from /proc/stat): busy running anything, and
+ * stolen by the hypervisor (a virtual machine's cores run only part of the time it wants them).
+ */
+export function machineSeconds(): { busy: number; stolen: number } {
   const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
   const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = fields;
-  return (user + nice + system + irq + softirq + steal) / TICKS_PER_SECOND;
+  return { busy: (user + nice + system + irq + softirq) / TICKS_PER_SECOND, stolen: steal / TICKS_PER_SECOND };
 }

@@ -75,7 +75,7 @@ export function formatSummary(name: string, summary: ProfileSummary, checks: num
   const pct = (ms: number) => `${((ms / summary.busyMs) * 100).toFixed(1).padStart(5)}%`;
   const perCheck = (ms: number) => `${((ms * 1000) / checks).toFixed(2).padStart(7)} µs/check`;
   const lines = [
-    `${name}: ${summary.busyMs.toFixed(0)} ms busy over ${checks} checks (${((summary.busyMs * 1000) / checks).toFixed(1)} µs/check on the main thread), ${summary.idleMs.toFixed(0)} ms idle`,
+    `${name}: ${summary.busyMs.toFixed(0)} ms busy over ${checks} checks (${((summary.busyMs * 1000) / checks).toFixed(1)} µs/check on this thread), ${summary.idleMs.toFixed(0)} ms idle`,
     '  self time by owner:',
     ...summary.byOwner.filter(([, ms]) => ms / summary.busyMs >= 0.005).map(([owner, ms]) => `    ${pct(ms)} ${perCheck(ms)}  ${owner}`),
     '  top functions (self time):',
