@@ -1,4 +1,4 @@
-import { envoyAuthDefinition } from './envoy-protos.js';
+import { fieldNumbers as numbers } from './envoy-protos.js';
 import { readHopRequest, type CheckRequestMessage, type HopRequest } from './hop-request.js';
 
 /**
@@ -17,33 +17,6 @@ type Attributes = NonNullable<CheckRequestMessage['attributes']>;
 type Peer = NonNullable<Attributes['source']>;
 type HttpRequest = NonNullable<NonNullable<Attributes['request']>['http']>;
 type HeaderValue = NonNullable<NonNullable<HttpRequest['header_map']>['headers']>[number];
-
-interface Descriptor {
-  name: string;
-  field: { name: string; number: number }[];
-  nestedType?: Descriptor[];
-}
-
-/** A message descriptor by full name, nested types included ('…AttributeContext.HttpRequest'). */
-function descriptor(fullName: string): Descriptor {
-  const definition = envoyAuthDefinition() as Record<string, { type?: Descriptor }>;
-  const parts = fullName.split('.');
-  for (let split = parts.length; split > 0; split--) {
-    let found = definition[parts.slice(0, split).join('.')]?.type;
-    for (const name of parts.slice(split)) found = found?.nestedType?.find((nested) => nested.name === name);
-    if (found) return found;
-  }
-  throw new Error(`${fullName} is not in Envoy's protos`);
-}
-
-function numbers<const K extends string>(fullName: string, names: K[]): Record<K, number> {
-  const { field } = descriptor(fullName);
-  return Object.fromEntries(names.map((name) => {
-    const number = field.find((f) => f.name === name)?.number;
-    if (number === undefined) throw new Error(`${fullName} has no field ${name}`);
-    return [name, number];
-  })) as Record<K, number>;
-}
 
 const CHECK_REQUEST = numbers('envoy.service.auth.v3.CheckRequest', ['attributes']);
 const ATTRIBUTES = numbers('envoy.service.auth.v3.AttributeContext', ['source', 'request', 'context_extensions']);

@@ -1,13 +1,13 @@
 import type { RouteConfig } from '../config/authz-config.js';
 import type { VerifiedToken } from '../token/access-token-verifier.js';
+import { encodeCheckResponseMessage, type CheckResponseMessage, type HeaderValueOption, type Struct, type StructValue } from './check-response-encoder.js';
 import { DENY_CODES } from './deny-codes.js';
-import { authorizationService } from './envoy-protos.js';
 import type { Allow, Decision, Deny } from './decision.js';
 import type { HopRequest } from './hop-request.js';
 
 /**
- * Decision → envoy.service.auth.v3.CheckResponse, as plain objects that
- * @grpc/proto-loader serializes with the official message types.
+ * Decision → envoy.service.auth.v3.CheckResponse, as plain objects in the official messages'
+ * shape (proto-loader's, keepCase), encoded by check-response-encoder.
  */
 
 export const IDENTITY_HEADERS = {
@@ -21,15 +21,13 @@ const REALM = 'hopguard';
 
 // Current Envoy's default append_action appends: a client's forged x-hopguard-subject would
 // survive beside ours. Overwrite explicitly; `append: false` for Envoys before append_action.
-function setHeader(key: string, value: string) {
+function setHeader(key: string, value: string): HeaderValueOption {
   return { header: { key, value }, append: { value: false }, append_action: 'OVERWRITE_IF_EXISTS_OR_ADD' };
 }
 
-const serialize = authorizationService().service.Check!.responseSerialize;
-
 /** The service's response serializer: a Buffer is a response encoded before (see below). */
-export function encodeCheckResponse(response: object): Buffer {
-  return Buffer.isBuffer(response) ? response : serialize(response);
+export function encodeCheckResponse(response: CheckResponseMessage | Buffer): Buffer {
+  return Buffer.isBuffer(response) ? response : encodeCheckResponseMessage(response);
 }
 
 /**
@@ -40,13 +38,13 @@ export function encodeCheckResponse(response: object): Buffer {
  */
 const encodedAllows = new WeakMap<VerifiedToken, { route: RouteConfig; binding: Allow['binding']; bytes: Buffer }>();
 
-export function checkResponse(decision: Decision, request: HopRequest, traceId: string): object {
+export function checkResponse(decision: Decision, request: HopRequest, traceId: string): CheckResponseMessage | Buffer {
   if (!decision.allowed) return denyResponse(decision, traceId);
   const { token } = decision;
   if (!token || !decision.cacheHit || hasIdentityHeader(request)) return allowResponse(decision, request);
   const known = encodedAllows.get(token);
   if (known && known.route === decision.route && known.binding === decision.binding) return known.bytes;
-  const bytes = serialize(allowResponse(decision, request));
+  const bytes = encodeCheckResponseMessage(allowResponse(decision, request));
   encodedAllows.set(token, { route: decision.route, binding: decision.binding, bytes });
   return bytes;
 }
@@ -56,7 +54,7 @@ function hasIdentityHeader(request: HopRequest): boolean {
   return false;
 }
 
-function allowResponse(decision: Allow, request: HopRequest) {
+function allowResponse(decision: Allow, request: HopRequest): CheckResponseMessage {
   const { route, token } = decision;
   const set = [];
   const remove: string[] = [];
@@ -93,7 +91,7 @@ function allowResponse(decision: Allow, request: HopRequest) {
   };
 }
 
-function denyResponse(decision: Deny, traceId: string) {
+function denyResponse(decision: Deny, traceId: string): CheckResponseMessage {
   const spec = DENY_CODES[decision.code];
   const headers = [
     setHeader('content-type', 'application/json'),
@@ -134,13 +132,13 @@ type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
  * JSON → google.protobuf.Struct. protobufjs defines the well-known types itself, with
  * camelCase field names even under keepCase: `stringValue`, not `string_value`.
  */
-function struct(object: Record<string, unknown>) {
-  const fields: Record<string, unknown> = {};
+function struct(object: Record<string, unknown>): Struct {
+  const fields: Record<string, StructValue> = {};
   for (const [key, value] of Object.entries(object)) if (value !== undefined) fields[key] = protoValue(value as Json);
   return { fields };
 }
 
-function protoValue(value: Json): unknown {
+function protoValue(value: Json): StructValue {
   if (value === null) return { nullValue: 'NULL_VALUE' };
   if (typeof value === 'string') return { stringValue: value };
   if (typeof value === 'number') return { numberValue: value };

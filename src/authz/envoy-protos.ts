@@ -41,3 +41,42 @@ export function authorizationService(): grpc.ServiceClientConstructor {
   }
   return cached;
 }
+
+// ---------------------------------------------------------------------------------------
+// Field and enum numbers, looked up by name in the descriptors, for the hand-written codecs
+// (check-request-decoder, check-response-encoder): nothing of Envoy's messages is copied.
+
+interface Descriptor {
+  name: string;
+  field: { name: string; number: number }[];
+  nestedType?: Descriptor[];
+  enumType?: { name: string; value: { name: string; number: number }[] }[];
+}
+
+/** A message descriptor by full name, nested types included ('…AttributeContext.HttpRequest'). */
+function descriptor(fullName: string): Descriptor {
+  const definition = envoyAuthDefinition() as Record<string, { type?: Descriptor }>;
+  const parts = fullName.split('.');
+  for (let split = parts.length; split > 0; split--) {
+    let found = definition[parts.slice(0, split).join('.')]?.type;
+    for (const name of parts.slice(split)) found = found?.nestedType?.find((nested) => nested.name === name);
+    if (found) return found;
+  }
+  throw new Error(`${fullName} is not in Envoy's protos`);
+}
+
+export function fieldNumbers<const K extends string>(fullName: string, names: K[]): Record<K, number> {
+  const { field } = descriptor(fullName);
+  return Object.fromEntries(names.map((name) => {
+    const number = field.find((f) => f.name === name)?.number;
+    if (number === undefined) throw new Error(`${fullName} has no field ${name}`);
+    return [name, number];
+  })) as Record<K, number>;
+}
+
+/** The values of an enum declared inside a message: name → number. */
+export function nestedEnum(messageName: string, enumName: string): Map<string, number> {
+  const found = descriptor(messageName).enumType?.find((e) => e.name === enumName);
+  if (!found) throw new Error(`${messageName} has no enum ${enumName}`);
+  return new Map(found.value.map((v) => [v.name, v.number]));
+}
