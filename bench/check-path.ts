@@ -396,12 +396,13 @@ function say(line = ''): void {
 }
 
 function table(rows: Row[]): void {
-  say(`  ${'scenario'.padEnd(46)} ${'checks/s'.padStart(8)} ${'x floor'.padStart(7)} ${'p50 ms'.padStart(7)} ${'p99 ms'.padStart(7)} ${'p99.9 ms'.padStart(8)} ${'CPU µs/check'.padStart(12)} ${'CPU x floor'.padStart(11)} ${'peak RSS MB'.padStart(11)} ${'other cores'.padStart(11)} ${'stolen'.padStart(6)}`);
+  say(`  ${'scenario'.padEnd(46)} ${'checks/s'.padStart(8)} ${'x floor'.padStart(7)} ${'p50 ms'.padStart(7)} ${'p99 ms'.padStart(7)} ${'p99.9 ms'.padStart(8)} ${'CPU µs/check'.padStart(12)} ${'CPU x floor'.padStart(11)} ${'cores'.padStart(5)} ${'peak RSS MB'.padStart(11)} ${'other cores'.padStart(11)} ${'stolen'.padStart(6)}`);
   for (const r of rows) {
-    say(`  ${r.title.padEnd(46)} ${Math.round(r.rate).toString().padStart(8)} ${r.ratio.toFixed(2).padStart(7)} ${r.p50Ms.toFixed(2).padStart(7)} ${r.p99Ms.toFixed(2).padStart(7)} ${r.p999Ms.toFixed(2).padStart(8)} ${r.cpuUsPerCheck.toFixed(1).padStart(12)} ${r.cpuRatio.toFixed(2).padStart(11)} ${r.peakRssMb.toFixed(0).padStart(11)} ${r.otherCores.toFixed(2).padStart(11)} ${r.stolenCores.toFixed(2).padStart(6)}`);
+    say(`  ${r.title.padEnd(46)} ${Math.round(r.rate).toString().padStart(8)} ${r.ratio.toFixed(2).padStart(7)} ${r.p50Ms.toFixed(2).padStart(7)} ${r.p99Ms.toFixed(2).padStart(7)} ${r.p999Ms.toFixed(2).padStart(8)} ${r.cpuUsPerCheck.toFixed(1).padStart(12)} ${r.cpuRatio.toFixed(2).padStart(11)} ${((r.rate * r.cpuUsPerCheck) / 1e6).toFixed(2).padStart(5)} ${r.peakRssMb.toFixed(0).padStart(11)} ${r.otherCores.toFixed(2).padStart(11)} ${r.stolenCores.toFixed(2).padStart(6)}`);
   }
-  say('  (CPU x floor: checks per CPU-second of the server, over the reference\'s; other cores: CPU the rest of the machine used, h2load and');
-  say('   this driver included; stolen: cores the hypervisor took from this virtual machine, above ~0.1 every rate is noisy; medians)');
+  say('  (CPU x floor: checks per CPU-second of the server, over the reference\'s; cores: the server\'s CPU, all threads and workers;');
+  say('   other cores: CPU the rest of the machine used, h2load and this driver included; stolen: cores the hypervisor took from');
+  say('   this virtual machine, above ~0.1 every rate is noisy; medians)');
 }
 
 async function otlpSink(): Promise<{ endpoint: string; spans: () => number; close: () => void }> {
