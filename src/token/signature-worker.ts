@@ -3,7 +3,7 @@ import { Worker } from 'node:worker_threads';
 
 /**
  * Signature checks, done in one worker thread and in batches: the checks asked for during one
- * turn of the event loop go over in one message and come back in one. The event loop keeps
+ * turn of the event loop go over in messages of up to MAX_BATCH and come back the same way. The event loop keeps
  * answering other checks meanwhile, and the math runs on another core. Batching matters: waking
  * a sleeping thread costs tens of µs of the event loop's time on a virtual machine (~25–60 µs on
  * the 2-core VM of the benchmark), which libuv's thread pool pays for almost every token and a
@@ -50,14 +50,24 @@ let nextKeyId = 0;
 /** Keys the current worker has been sent. */
 let workerKeys = new Set<number>();
 
+/**
+ * Jobs per message at most. With one batch per turn, a burst of new tokens goes over as one
+ * batch that the worker verifies while the event loop, all its checks waiting, sits idle; then
+ * the event loop finishes them while the worker sits idle. Smaller batches, and the first job
+ * of a burst sent at once to an idle worker, let the two overlap.
+ */
+const MAX_BATCH = 16;
+
 export function verifyInWorker(job: SignatureJob): Promise<boolean> {
   return new Promise((resolve) => {
-    if (queued.length === 0) setImmediate(flush);
     queued.push({ ...job, resolve });
+    if (queued.length >= MAX_BATCH || (sent.length === 0 && worker)) flush();
+    else if (queued.length === 1) setImmediate(flush);
   });
 }
 
 function flush(): void {
+  if (queued.length === 0) return;
   const batch = queued;
   queued = [];
   const thread = worker ?? startWorker();
