@@ -40,7 +40,7 @@ export async function authorize(request: HopRequest, deps: AuthorizeDeps): Promi
   if (!route) return deny('no_route', 'no route matches the method and path');
 
   if (route.public) return { allowed: true, route, binding: 'none', cacheHit: false };
-  const credential = readCredential(request);
+  const credential = readCredential(request, (token) => deps.verifier.isCached(token));
   const dpopChallenge = { dpopAlgs: deps.config.dpop.algorithms };
   if (credential.kind === 'malformed') return deny('malformed_request', credential.reason, { route });
   if (credential.kind === 'none') {

@@ -70,6 +70,11 @@ export class AccessTokenVerifier {
     this.cacheSize = () => this.cache?.size ?? 0;
   }
 
+  /** Whether this exact token is in the cache (its verdict may still have expired). */
+  isCached(token: string): boolean {
+    return this.cache?.peek(signatureSegment(token))?.raw === token;
+  }
+
   /** Resolves the verified token, or rejects with a TokenError carrying the deny code. */
   async verify(token: string): Promise<{ token: VerifiedToken; cacheHit: boolean }> {
     const cached = this.cache?.get(signatureSegment(token));
