@@ -1,14 +1,10 @@
-import { writeFileSync } from 'node:fs';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mergePrometheusText } from '../src/authz/authz-workers.js';
 import { checkRequestMessage } from '../src/authz/envoy-client.js';
 import { authorizationService } from '../src/authz/envoy-protos.js';
 import { createSigningKey, type SigningKey } from '../src/devkit/signing-key.js';
-import { CHECKOUT, authzYaml, createFixtures, type Fixtures } from './support/harness.js';
+import { CHECKOUT, READ_ORDERS_ROUTES_YAML, authzYaml, createFixtures, jwksServer, writeConfigFile, type Fixtures } from './support/harness.js';
 import { runCli, spawnCli } from './support/process.js';
 
 /** `workers: N`: N processes behind one gRPC listener, one admin listener for all of them. */
@@ -16,32 +12,8 @@ let fixtures: Fixtures;
 beforeAll(async () => { fixtures = await createFixtures(); });
 afterAll(() => fixtures.cleanup());
 
-const ROUTES = `
-routes:
-  - name: read-orders
-    methods: [GET]
-    path_prefix: /orders/
-    scopes: [orders:read]
-`;
 
-function writeConfig(name: string, body: string): string {
-  const file = path.join(fixtures.dir, name);
-  writeFileSync(file, body);
-  return file;
-}
 
-/** A JWKS endpoint on loopback that can be told to answer slowly. */
-async function jwksServer(keys: () => SigningKey[]) {
-  const state = { delayMs: 0 };
-  const server = http.createServer((_req, res) => {
-    setTimeout(() => {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ keys: keys().map((k) => k.publicJwk) }));
-    }, state.delayMs);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  return { state, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/jwks.json`, close: () => server.close() };
-}
 
 /** A client on a connection of its own (grpc-js would otherwise share one between clients). */
 function connection(address: string) {
@@ -64,7 +36,7 @@ describe('hopguard authz with workers: 2', () => {
     const slowKey = await createSigningKey('ES256', 'slow-kid');
     let published: SigningKey[] = [fixtures.key];
     const jwks = await jwksServer(() => published);
-    const file = writeConfig('workers.yaml', `${authzYaml(fixtures, { jwks: `jwks_uri: ${jwks.url}` })}workers: 2\njwks:\n  refetch_interval: 1ms\n${ROUTES}`);
+    const file = writeConfigFile(fixtures, 'workers.yaml', `${authzYaml(fixtures, { jwks: `jwks_uri: ${jwks.url}` })}workers: 2\njwks:\n  refetch_interval: 1ms\n${READ_ORDERS_ROUTES_YAML}`);
     const proc = spawnCli(['authz', '--config', file]);
     const connections: ReturnType<typeof connection>[] = [];
     try {
@@ -101,12 +73,12 @@ describe('hopguard authz with workers: 2', () => {
   });
 
   it('refuses more than one worker with store: memory when one-time state would be split', async () => {
-    const oneTime = `${ROUTES}    one_time: true\n`;
-    const { code, stderr } = await runCli(['check-config', '--config', writeConfig('workers-memory.yaml', `${authzYaml(fixtures)}workers: 2\n${oneTime}`)]);
+    const oneTime = `${READ_ORDERS_ROUTES_YAML}    one_time: true\n`;
+    const { code, stderr } = await runCli(['check-config', '--config', writeConfigFile(fixtures, 'workers-memory.yaml', `${authzYaml(fixtures)}workers: 2\n${oneTime}`)]);
     expect(code).toBe(2);
     expect(stderr).toContain('workers');
     expect(stderr).toContain('redis');
-    const single = await runCli(['check-config', '--config', writeConfig('workers-one.yaml', `${authzYaml(fixtures)}workers: 1\n${oneTime}`)]);
+    const single = await runCli(['check-config', '--config', writeConfigFile(fixtures, 'workers-one.yaml', `${authzYaml(fixtures)}workers: 1\n${oneTime}`)]);
     expect(single.code).toBe(0);
   });
 });

@@ -1,35 +1,23 @@
-import { writeFileSync } from 'node:fs';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { service as healthService } from 'grpc-health-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EnvoyClient } from '../src/authz/envoy-client.js';
 import { createSigningKey, type SigningKey } from '../src/devkit/signing-key.js';
-import { AUDIENCE, CHECKOUT, ISSUER, authzYaml, createFixtures, type Fixtures } from './support/harness.js';
+import {
+  AUDIENCE, CHECKOUT, ISSUER, READ_ORDERS_ROUTES_YAML, authzYaml, createFixtures, jwksServer, writeConfigFile, type Fixtures,
+} from './support/harness.js';
 import { runCli, spawnCli } from './support/process.js';
 
 let fixtures: Fixtures;
 beforeAll(async () => { fixtures = await createFixtures(); });
 afterAll(() => fixtures.cleanup());
 
-function writeConfig(name: string, body: string): string {
-  const file = path.join(fixtures.dir, name);
-  writeFileSync(file, body);
-  return file;
-}
 
-const ROUTES = `
-routes:
-  - name: read-orders
-    methods: [GET]
-    path_prefix: /orders/
-    scopes: [orders:read]
-`;
 
 function config(listen: string, jwks: string, extra = ''): string {
-  return `${authzYaml(fixtures, { listen, jwks })}${extra}${ROUTES}`;
+  return `${authzYaml(fixtures, { listen, jwks })}${extra}${READ_ORDERS_ROUTES_YAML}`;
 }
 
 async function get(address: string, urlPath: string): Promise<{ status: number; body: string }> {
@@ -47,20 +35,6 @@ function grpcHealth(address: string): Promise<string> {
   }));
 }
 
-/** A JWKS endpoint on loopback that counts requests and can be told to answer slowly. */
-async function jwksServer(keys: () => SigningKey[]) {
-  const state = { requests: 0, delayMs: 0 };
-  const server = http.createServer((_req, res) => {
-    state.requests++;
-    setTimeout(() => {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify({ keys: keys().map((k) => k.publicJwk) }));
-    }, state.delayMs);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  const { port } = server.address() as AddressInfo;
-  return { state, url: `http://127.0.0.1:${port}/jwks.json`, close: () => server.close() };
-}
 
 describe('hopguard CLI', () => {
   it('--help explains every command and exits 0', async () => {
@@ -78,14 +52,14 @@ describe('hopguard CLI', () => {
   });
 
   it('check-config accepts a good file', async () => {
-    const file = writeConfig('good.yaml', config('127.0.0.1:0', `jwks_file: ${fixtures.jwksPath}`));
+    const file = writeConfigFile(fixtures, 'good.yaml', config('127.0.0.1:0', `jwks_file: ${fixtures.jwksPath}`));
     const { code, stdout } = await runCli(['check-config', '--config', file]);
     expect(code).toBe(0);
     expect(stdout).toContain(`audience ${AUDIENCE}`);
   });
 
   it('check-config and authz refuse a bad file, naming the key, and nothing starts', async () => {
-    const file = writeConfig('bad.yaml', config('127.0.0.1:0', `jwks_file: ${fixtures.jwksPath}`).replace('[ES256]', '[ES256, HS256]'));
+    const file = writeConfigFile(fixtures, 'bad.yaml', config('127.0.0.1:0', `jwks_file: ${fixtures.jwksPath}`).replace('[ES256]', '[ES256, HS256]'));
     for (const command of ['check-config', 'authz']) {
       const { code, stderr } = await runCli([command, '--config', file]);
       expect(code).toBe(2);
@@ -96,7 +70,7 @@ describe('hopguard CLI', () => {
   });
 
   it('authz refuses to start when its jwks_file cannot be read', async () => {
-    const file = writeConfig('nokeys.yaml', config('127.0.0.1:0', `jwks_file: ${fixtures.dir}/missing.json`));
+    const file = writeConfigFile(fixtures, 'nokeys.yaml', config('127.0.0.1:0', `jwks_file: ${fixtures.dir}/missing.json`));
     const { code, stderr } = await runCli(['authz', '--config', file]);
     expect(code).toBe(1);
     expect(stderr).toContain(ISSUER);
@@ -109,7 +83,7 @@ describe('hopguard authz, as a process', () => {
     let published: SigningKey[] = [fixtures.key];
     const jwks = await jwksServer(() => published);
     const socket = path.join(fixtures.dir, 'authz.sock');
-    const file = writeConfig('unix.yaml', config(`unix:${socket}`, `jwks_uri: ${jwks.url}`, 'jwks:\n  refetch_interval: 1ms\n'));
+    const file = writeConfigFile(fixtures, 'unix.yaml', config(`unix:${socket}`, `jwks_uri: ${jwks.url}`, 'jwks:\n  refetch_interval: 1ms\n'));
     const proc = spawnCli(['authz', '--config', file]);
     try {
       const started = await proc.logEvent('authz_started');
@@ -149,7 +123,7 @@ describe('hopguard authz, as a process', () => {
     const { url } = jwks;
     jwks.close();
     await new Promise((r) => setTimeout(r, 50));
-    const file = writeConfig('late.yaml', config('127.0.0.1:0', `jwks_uri: ${url}`, 'jwks:\n  refetch_interval: 200ms\n  fetch_timeout: 500ms\n'));
+    const file = writeConfigFile(fixtures, 'late.yaml', config('127.0.0.1:0', `jwks_uri: ${url}`, 'jwks:\n  refetch_interval: 200ms\n  fetch_timeout: 500ms\n'));
     const proc = spawnCli(['authz', '--config', file]);
     let revived: http.Server | undefined;
     try {
@@ -174,7 +148,7 @@ describe('hopguard authz, as a process', () => {
 
   it('refetches keys on an unknown kid at most once per refetch interval', async () => {
     const jwks = await jwksServer(() => [fixtures.key]);
-    const file = writeConfig('ratelimit.yaml', config('127.0.0.1:0', `jwks_uri: ${jwks.url}`, 'jwks:\n  refetch_interval: 1h\n'));
+    const file = writeConfigFile(fixtures, 'ratelimit.yaml', config('127.0.0.1:0', `jwks_uri: ${jwks.url}`, 'jwks:\n  refetch_interval: 1h\n'));
     const proc = spawnCli(['authz', '--config', file]);
     try {
       const started = await proc.logEvent('authz_started');

@@ -1,3 +1,7 @@
+import { writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import type { AuthzConfig, RouteConfig } from '../../src/config/authz-config.js';
 import { startAuthz, type RunningAuthz } from '../../src/authz/authz-service.js';
 import { EnvoyClient } from '../../src/authz/envoy-client.js';
@@ -74,6 +78,37 @@ export function authzConfig(fixtures: Fixtures, overrides: Partial<AuthzConfig> 
     audit: AUDIT_DEFAULTS,
     ...overrides,
   };
+}
+
+/** The routes section of an authz YAML file: one route, GET /orders/* with orders:read. */
+export const READ_ORDERS_ROUTES_YAML = `
+routes:
+  - name: read-orders
+    methods: [GET]
+    path_prefix: /orders/
+    scopes: [orders:read]
+`;
+
+/** Writes a config file into the fixtures' dir; returns its path. */
+export function writeConfigFile(fixtures: Fixtures, name: string, body: string): string {
+  const file = path.join(fixtures.dir, name);
+  writeFileSync(file, body);
+  return file;
+}
+
+/** A JWKS endpoint on loopback that counts requests and can be told to answer slowly. */
+export async function jwksServer(keys: () => SigningKey[]) {
+  const state = { requests: 0, delayMs: 0 };
+  const server = http.createServer((_req, res) => {
+    state.requests++;
+    setTimeout(() => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ keys: keys().map((k) => k.publicJwk) }));
+    }, state.delayMs);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const { port } = server.address() as AddressInfo;
+  return { state, url: `http://127.0.0.1:${port}/jwks.json`, close: () => server.close() };
 }
 
 /**
