@@ -94,8 +94,10 @@ export async function startAuthz(config: AuthzConfig, options: StartOptions): Pr
   server.setServing(readiness().ready);
   // gRPC health follows readiness, so Envoy's health checks see what /readyz sees.
   const healthTimer = setInterval(() => server.setServing(readiness().ready), 1000).unref();
-  log.info(options.worker === undefined ? 'authz_started' : 'worker_started', {
-    ...(options.worker !== undefined && { worker: options.worker }),
+  // A worker of `workers: N` logs as one; the primary logs authz_started/stopped for all.
+  const [role, who] = options.worker === undefined ? ['authz', {}] : ['worker', { worker: options.worker }];
+  log.info(`${role}_started`, {
+    ...who,
     grpc: grpcAddress,
     admin: admin?.address ?? 'off',
     audience: config.audience,
@@ -116,7 +118,7 @@ export async function startAuthz(config: AuthzConfig, options: StartOptions): Pr
       // Last, so the final records and spans of the drained checks are kept.
       await audit.close();
       await telemetry.shutdown();
-      log.info(options.worker === undefined ? 'authz_stopped' : 'worker_stopped', { ...(options.worker !== undefined && { worker: options.worker }) });
+      log.info(`${role}_stopped`, who);
     },
   };
 }
