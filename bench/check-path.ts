@@ -418,23 +418,31 @@ async function otlpSink(): Promise<{ endpoint: string; spans: () => number; clos
   return { endpoint: `http://127.0.0.1:${(server.address() as { port: number }).port}`, spans: () => requests, close: () => server.close() };
 }
 
+/** Scenario (e): a span per check to `sink`, every decision audited to `auditFile`. */
+function tracedAndAudited(sink: { endpoint: string }, auditFile: string): HopguardOptions {
+  return {
+    telemetry: { tracing: true, endpoint: sink.endpoint, protocol: 'http/protobuf' },
+    audit: { output: path.join(fixtures.dir, auditFile), allows: 'all', signing_key_file: fixtures.auditKey },
+  };
+}
+
+/** A W3C traceparent with the sampled flag, as Envoy forwards one from a traced caller. */
+function sampledTraceparent(): Record<string, string> {
+  return { traceparent: `00-${randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-01` };
+}
+
 async function mainSection(redis: boolean): Promise<void> {
   say(`\n== (a)-(e): checks/s, latency, CPU and memory, ${CONNECTIONS} connections x ${STREAMS} streams, ${REQUESTS} checks a run, median of ${ROUNDS} rounds`);
   const sink = await otlpSink();
   const floor = await noop('floor', WINDOW);
   const cached = await hopguard('hopguard');
   const uncached = await hopguard('hopguard-no-cache', { cache: 0 });
-  const prefix = `hopguard-bench-${process.pid}-${randomBytes(3).toString('hex')}:`;
-  redisPrefixes.add(prefix);
-  const oneTime = redis ? await hopguard('hopguard-redis', { store: REDIS_URL, redisPrefix: prefix }) : undefined;
-  const traced = await hopguard('hopguard-traced', {
-    telemetry: { tracing: true, endpoint: sink.endpoint, protocol: 'http/protobuf' },
-    audit: { output: path.join(fixtures.dir, 'audit.jsonl'), allows: 'all', signing_key_file: fixtures.auditKey },
-  });
+  const oneTime = redis ? await hopguard('hopguard-redis', { store: REDIS_URL, redisPrefix: await redisPrefix() }) : undefined;
+  const traced = await hopguard('hopguard-traced', tracedAndAudited(sink, 'audit.jsonl'));
   const token = await fixtures.token();
   const read = fixtures.request(token);
   say(`  each CheckRequest: ${read.message.length + 5} bytes on the wire (an ES256 token of ${token.length} characters, the client certificate, 10 headers, addresses, TLS session)`);
-  const traceparent = { traceparent: `00-${randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-01` };
+  const traceparent = sampledTraceparent();
   const targets: Target[] = [
     await steadyTarget('a', '(a) floor: no-op grpc-js server', floor, read, 'allow'),
     await steadyTarget('b', '(b) hopguard, same token (cache hit)', cached, read, 'allow'),
@@ -536,7 +544,7 @@ async function memorySection(redis: boolean): Promise<void> {
     ['plain-uncapped', '(b) memory store, no NODE_OPTIONS', { undeployedFlags: true }],
   ];
   if (redis) {
-    const revoked = await revokedPrefix(100_000);
+    const revoked = await redisPrefix(100_000);
     variants.push(
       ['revoked', '(b) 100,000 revoked token ids (Redis), as deployed', { store: REDIS_URL, redisPrefix: revoked }],
       ['revoked-uncapped', '(b) 100,000 revoked token ids, no NODE_OPTIONS', { store: REDIS_URL, redisPrefix: revoked, undeployedFlags: true }],
@@ -578,11 +586,11 @@ async function startupSection(): Promise<void> {
   results.startup = { medianMs: median(times), runsMs: times };
 }
 
-/** A fresh key prefix holding `count` revoked token ids, as `hopguard revoke --jti` writes them. */
-async function revokedPrefix(count: number): Promise<string> {
+/** A fresh key prefix (deleted at the end), holding `revoked` revoked token ids as `hopguard revoke --jti` writes them. */
+async function redisPrefix(revoked = 0): Promise<string> {
   const prefix = `hopguard-bench-${process.pid}-${randomBytes(3).toString('hex')}:`;
   redisPrefixes.add(prefix);
-  if (count > 0) await seedRevocations(prefix, count);
+  if (revoked > 0) await seedRevocations(prefix, revoked);
   return prefix;
 }
 
@@ -640,8 +648,8 @@ async function flatSection(redis: boolean): Promise<void> {
   if (redis) {
     pairs.push({
       name: 'revocations (Redis store)',
-      a: ['0 revoked token ids', { store: REDIS_URL, redisPrefix: await revokedPrefix(0) }, read],
-      b: ['100,000 revoked token ids', { store: REDIS_URL, redisPrefix: await revokedPrefix(100_000) }, read],
+      a: ['0 revoked token ids', { store: REDIS_URL, redisPrefix: await redisPrefix(0) }, read],
+      b: ['100,000 revoked token ids', { store: REDIS_URL, redisPrefix: await redisPrefix(100_000) }, read],
     });
   }
   const rows: Record<string, unknown>[] = [];
@@ -676,19 +684,15 @@ async function flatSection(redis: boolean): Promise<void> {
 async function profileSection(redis: boolean): Promise<void> {
   mkdirSync(PROFILES, { recursive: true });
   const sink = await otlpSink();
-  const prefix = `hopguard-bench-${process.pid}-${randomBytes(3).toString('hex')}:`;
-  redisPrefixes.add(prefix);
+  const prefix = await redisPrefix();
   const read = fixtures.request(await fixtures.token());
   const full = fixtures.request(await fixtures.token(fixtures.keys.ES256));
-  const traceparent = { traceparent: `00-${randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-01` };
+  const traceparent = sampledTraceparent();
   const scenarios: [string, HopguardOptions, (server: ServerProcess) => Promise<Target>][] = [
     ['b', {}, (s) => steadyTarget('b', '(b) cache hit', s, read, 'allow')],
     ['c-ES256', { cache: 0 }, (s) => steadyTarget('c-ES256', '(c) ES256 full verification', s, full, 'allow')],
     ...(redis ? [['d', { store: REDIS_URL, redisPrefix: prefix }, (s: ServerProcess) => oneTimeTarget('d', '(d) one-time on Redis', s)] as [string, HopguardOptions, (server: ServerProcess) => Promise<Target>]] : []),
-    ['e', {
-      telemetry: { tracing: true, endpoint: sink.endpoint, protocol: 'http/protobuf' },
-      audit: { output: path.join(fixtures.dir, 'audit-profile.jsonl'), allows: 'all', signing_key_file: fixtures.auditKey },
-    }, (s) => steadyTarget('e', '(e) tracing + audit', s, read, 'allow', traceparent)],
+    ['e', tracedAndAudited(sink, 'audit-profile.jsonl'), (s) => steadyTarget('e', '(e) tracing + audit', s, read, 'allow', traceparent)],
   ];
   for (const [key, options, makeTarget] of scenarios) {
     // One directory per scenario: every thread (main, signature worker, audit writer) writes its own profile there.
