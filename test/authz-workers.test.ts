@@ -81,6 +81,19 @@ describe('hopguard authz with workers: 2', () => {
     const single = await runCli(['check-config', '--config', writeConfigFile(fixtures, 'workers-one.yaml', `${authzYaml(fixtures)}workers: 1\n${oneTime}`)]);
     expect(single.code).toBe(0);
   });
+
+  it('refuses more than one worker with store: memory and binding: none, which still accepts DPoP-bound tokens', async () => {
+    // Each worker would remember used DPoP proof jtis on its own: a proof replayed on a new
+    // connection lands on the other worker and is accepted again.
+    const file = writeConfigFile(fixtures, 'workers-none.yaml', `${authzYaml(fixtures)}binding: none\nworkers: 2\n${READ_ORDERS_ROUTES_YAML}`);
+    for (const command of ['check-config', 'authz']) {
+      const { code, stderr } = await runCli([command, '--config', file]);
+      expect(code).toBe(2);
+      expect(stderr).toContain('workers: more than 1 needs a redis store');
+      expect(stderr).toContain('DPoP proofs (binding: none accepts DPoP-bound tokens)');
+      expect(stderr).toContain('use a redis store, or workers: 1, or binding: mtls');
+    }
+  });
 });
 
 describe('mergePrometheusText', () => {

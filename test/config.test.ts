@@ -393,6 +393,19 @@ describe('parseAuthzConfig: problems', () => {
     expect(parse(variant((c) => { c.workers = 2; c.store = 'redis://127.0.0.1:6379'; c.routes = [{ name: 'pay', path: '/pay', one_time: true }]; })).workers).toBe(2);
   });
 
+  it('refuses more than one worker with store: memory under every binding mode that accepts DPoP-bound tokens', () => {
+    // binding: none too: a DPoP-bound token is held to its proof whatever the mode, and each
+    // worker would remember used proofs on its own.
+    for (const binding of ['none', 'dpop', 'mtls_or_dpop']) {
+      const split = variant((c) => { c.workers = 2; c.binding = binding; });
+      expectProblem(split, 'workers', `DPoP proofs (binding: ${binding} accepts DPoP-bound tokens)`);
+      expectProblem(split, 'workers', 'use a redis store, or workers: 1, or binding: mtls');
+      expect(parse(variant((c) => { c.workers = 2; c.binding = binding; c.store = 'redis://127.0.0.1:6379'; })).workers).toBe(2);
+      expect(parse(variant((c) => { c.workers = 1; c.binding = binding; })).workers).toBe(1);
+    }
+    expect(parse(variant((c) => { c.workers = 2; c.binding = 'mtls'; })).workers).toBe(2);
+  });
+
   it('reads every binding mode and the dpop section, and refuses others', () => {
     for (const binding of ['mtls', 'dpop', 'mtls_or_dpop', 'none']) expect(parse(withTop('binding', binding)).binding).toBe(binding);
     expectProblem(variant((c) => { c.binding = 'tls'; }), 'binding', 'expected mtls, dpop, mtls_or_dpop, none');

@@ -254,18 +254,21 @@ const HTTP2_MAX_WINDOW = 2 ** 31 - 1;
 
 /**
  * Workers share the listener but not memory: with `store: memory`, each would keep its own
- * record of used one-time tokens and DPoP proofs, and accept each once per worker.
+ * record of used one-time tokens and DPoP proofs, and accept each once per worker. A DPoP-bound
+ * token is accepted under every binding mode but `mtls` (`none` too: a token carrying `cnf` is
+ * always held to it), so each of those modes has DPoP proofs to remember.
  */
 function workersShareOneTimeState(raw: Record<string, unknown>, ctx: z.RefinementCtx) {
   if (typeof raw.workers !== 'number' || raw.workers <= 1 || raw.store !== 'memory') return;
   const routes = Array.isArray(raw.routes) ? raw.routes : [];
   const oneTime = routes.some((route) => isRecord(route) && (route.oneTime === true || route.one_time === true));
-  const dpop = raw.binding === 'dpop' || raw.binding === 'mtls_or_dpop';
+  const dpop = raw.binding !== 'mtls' && BINDING_MODES.some((mode) => mode === raw.binding);
   if (oneTime || dpop) {
+    const used = oneTime ? 'one-time tokens' : `DPoP proofs (binding: ${String(raw.binding)} accepts DPoP-bound tokens)`;
     ctx.addIssue({
       code: 'custom',
       path: ['workers'],
-      message: `more than 1 needs a redis store: with store: memory each worker keeps its own record of used ${oneTime ? 'one-time tokens' : 'DPoP proofs'}, so each would be accepted once per worker`,
+      message: `more than 1 needs a redis store: with store: memory each worker keeps its own record of used ${used}, so each would be accepted once per worker; use a redis store, or workers: 1${oneTime ? '' : ', or binding: mtls'}`,
     });
   }
 }
