@@ -223,6 +223,19 @@ describe('revocation', () => {
     expectDenied(await getOrder(token), 'token_revoked', token);
   });
 
+  for (const kind of ['subject', 'client'] as const) {
+    // floor(iat) ≤ floor(T): a NumericDate iat with a fraction (T + 0.5) once outlived a revocation at T.
+    it(`by ${kind}, in the same second: iat T + 0.5 after a revocation at T dies; iat T + 1 lives`, async () => {
+      const value = `spiffe://test.local/ns/shop/sa/same-second-${kind}`;
+      const t = now() - 2;
+      await revoke({ kind, value, before: t });
+      const claims = kind === 'subject' ? { sub: value } : { clientId: value };
+      const sameSecond = await fixtures.token({ ...claims, iat: t + 0.5 });
+      expectDenied(await getOrder(sameSecond), 'token_revoked', sameSecond);
+      expect((await getOrder(await fixtures.token({ ...claims, iat: t + 1 }))).allowed).toBe(true);
+    });
+  }
+
   it('by certificate thumbprint', async () => {
     const token = await fixtures.token({ sub: STRANGER, certThumbprint: fixtures.stranger.thumbprint });
     const asStranger = { principal: STRANGER, certificatePem: fixtures.stranger.certPem };

@@ -58,8 +58,9 @@ export class RevocationIndex {
 
   private issuedBefore(map: Map<string, RevocationRecord>, key: string, iat: number): RevocationRecord | undefined {
     const record = this.live(map, key);
-    // iat has one-second resolution: a token issued in the same second as the revocation dies too.
-    return record && iat <= Math.floor(before(record)) ? record : undefined;
+    // Compared by the second: a token issued in the same second as the revocation dies too,
+    // whatever fraction either carries (a NumericDate may have one).
+    return record && Math.floor(iat) <= Math.floor(before(record)) ? record : undefined;
   }
 }
 
