@@ -22,6 +22,8 @@ const JWT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
 const REFRESH_TOKEN_TYP = 'rt+jwt';
 export const DPOP_ALGORITHMS = ['ES256', 'EdDSA', 'RS256', 'PS256'];
 const DPOP_MAX_AGE_MS = 60_000;
+/** Put in a family's set when it dies; members are `fingerprint exp`, so it is never one of them. */
+const DEAD_FAMILY_MARK = 'dead';
 
 /** cnf of an access token: the client certificate (RFC 8705) or a DPoP key (RFC 9449). */
 type Binding = { 'x5t#S256': string } | { jkt: string };
@@ -139,9 +141,14 @@ export class TokenService {
     const audience = target(client, params);
     const scope = narrowScope(params.get('scope'), client.scopes);
     const nowS = this.nowSeconds();
-    const issued = await this.issue({ client, cnf, subject: client.id, audience, scope, exp: nowS + this.ttlSeconds(), grant: 'client_credentials' });
-    if (client.grants.includes('refresh_token')) {
-      issued.response.refresh_token = await this.refreshToken(client, thumbprint, { fam: randomUUID(), exp: nowS + Math.floor(this.config.refreshTtlMs / 1000), scope, target: audience });
+    const exp = nowS + this.ttlSeconds();
+    const jti = randomUUID();
+    // The family starts with this access token: a reuse of any of its refresh tokens revokes it too.
+    const family = client.grants.includes('refresh_token') ? randomUUID() : undefined;
+    if (family !== undefined) await this.joinFamily(family, jti, exp);
+    const issued = await this.issue({ client, cnf, subject: client.id, audience, scope, exp, jti, grant: 'client_credentials' });
+    if (family !== undefined) {
+      issued.response.refresh_token = await this.refreshToken(client, thumbprint, { fam: family, exp: nowS + Math.floor(this.config.refreshTtlMs / 1000), scope, target: audience });
     }
     return issued;
   }
@@ -167,7 +174,7 @@ export class TokenService {
     const scope = narrowScope(params.get('scope'), available);
     const act = { sub: client.id, ...(subject.act && { act: subject.act }) };
     const exp = Math.min(this.nowSeconds() + this.ttlSeconds(), subject.exp);
-    const issued = await this.issue({ client, cnf: { 'x5t#S256': thumbprint }, subject: subject.sub, audience, scope, exp, act, grant: 'token_exchange' });
+    const issued = await this.issue({ client, cnf: { 'x5t#S256': thumbprint }, subject: subject.sub, audience, scope, exp, jti: randomUUID(), act, grant: 'token_exchange' });
     issued.response.issued_token_type = ACCESS_TOKEN_TYPE;
     return issued;
   }
@@ -187,7 +194,12 @@ export class TokenService {
     }
     const scope = narrowScope(params.get('scope'), claims.scope === '' ? [] : claims.scope.split(' '));
     const exp = Math.min(this.nowSeconds() + this.ttlSeconds(), claims.exp);
-    const issued = await this.issue({ client, cnf, subject: client.id, audience: claims.target, scope, exp, grant: 'refresh_token', family: claims.fam });
+    // Joined before it is signed, then the family checked: a reuse that kills the family after our
+    // markUsed either lists this token or marked the family before we look (revokeFamily).
+    const jti = randomUUID();
+    await this.joinFamily(claims.fam, jti, exp);
+    if (await this.familyDead(claims)) throw new OAuthError('invalid_grant', 'the refresh token has been revoked');
+    const issued = await this.issue({ client, cnf, subject: client.id, audience: claims.target, scope, exp, jti, grant: 'refresh_token' });
     issued.response.refresh_token = await this.refreshToken(client, thumbprint, { fam: claims.fam, exp: claims.exp, scope: claims.scope, target: claims.target });
     return issued;
   }
@@ -242,13 +254,13 @@ export class TokenService {
   }
 
   private async issue(input: {
-    client: IssuerClient; cnf: Binding; subject: string; audience: string; scope: string; exp: number;
-    grant: IssuedToken['grant']; act?: Record<string, unknown>; family?: string;
+    client: IssuerClient; cnf: Binding; subject: string; audience: string; scope: string; exp: number; jti: string;
+    grant: IssuedToken['grant']; act?: Record<string, unknown>;
   }): Promise<{ response: TokenResponse; issued: IssuedToken }> {
     const now = this.now();
     const key = this.keyring.signingKey(now);
     const iat = Math.floor(now / 1000);
-    const jti = randomUUID();
+    const { jti } = input;
     const accessToken = await new SignJWT({
       sub: input.subject,
       client_id: input.client.id,
@@ -264,9 +276,6 @@ export class TokenService {
       .setExpirationTime(input.exp)
       .sign(key.privateKey);
     const tokenFingerprint = fingerprint(this.config.issuer, jti);
-    if (input.family !== undefined) {
-      await this.stateful(() => this.store.addToSet(familySet(input.family!), `${tokenFingerprint} ${input.exp}`, (input.exp * 1000) + this.config.clockSkewMs));
-    }
     return {
       response: { access_token: accessToken, token_type: 'jkt' in input.cnf ? 'DPoP' : 'Bearer', expires_in: Math.max(0, input.exp - iat), scope: input.scope },
       issued: {
@@ -343,6 +352,17 @@ export class TokenService {
     }) !== undefined;
   }
 
+  /** An access token of the family, recorded before it is signed so the family's death always covers it. */
+  private async joinFamily(family: string, jti: string, exp: number): Promise<void> {
+    const member = `${fingerprint(this.config.issuer, jti)} ${exp}`;
+    await this.stateful(() => this.store.addToSet(familySet(family), member, (exp * 1000) + this.config.clockSkewMs));
+  }
+
+  /** Read from the shared set, not the revocation index: another replica's reuse may not have reached it yet. */
+  private async familyDead(claims: RefreshClaims): Promise<boolean> {
+    return (await this.stateful(() => this.store.members(familySet(claims.fam)))).includes(DEAD_FAMILY_MARK);
+  }
+
   /** The family's refresh tokens, and every access token minted from it, die together. */
   private async revokeFamily(claims: RefreshClaims): Promise<RevocationRecord> {
     const skew = this.config.clockSkewMs;
@@ -352,8 +372,11 @@ export class TokenService {
       reason: FAMILY_REVOKED,
     };
     await this.stateful(async () => {
+      // Marked before the members are listed: a refresh joining after the listing sees the mark.
+      await this.store.addToSet(familySet(claims.fam), DEAD_FAMILY_MARK, record.expiresAtMs);
       await this.store.revoke(record);
       for (const member of await this.store.members(familySet(claims.fam))) {
+        if (member === DEAD_FAMILY_MARK) continue;
         const [tokenFingerprint = '', exp = '0'] = member.split(' ');
         await this.store.revoke({ revocation: { kind: 'jti', fingerprint: tokenFingerprint }, expiresAtMs: (Number(exp) * 1000) + skew, reason: record.reason! });
       }
