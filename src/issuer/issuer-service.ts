@@ -6,7 +6,7 @@ import { openAuditLog } from '../audit/audit-log.js';
 import type { Logger } from '../telemetry/log.js';
 import { startTelemetry } from '../telemetry/telemetry.js';
 import { startIssuerServer } from './issuer-server.js';
-import { Keyring, createKeyFile, deleteKeyFiles } from './keyring.js';
+import { Keyring, createKeyFile, deleteKeyFiles, keyRetention } from './keyring.js';
 import { RateLimiter } from './rate-limiter.js';
 import { IssuerEvents } from './issuer-events.js';
 import { TokenService } from './token-service.js';
@@ -26,14 +26,16 @@ export interface IssuerStartOptions {
   now?: () => number;
 }
 
-/** Key files are re-read this often, so `hopguard keys rotate` takes effect without a restart. */
-const KEY_RELOAD_MS = 10_000;
+/**
+ * The key directory is listed this often (files are reread only when the listing changes), so
+ * `hopguard keys rotate` and `keys revoke` take effect within a second, without a restart.
+ */
+const KEY_RELOAD_MS = 1_000;
 
 export async function startIssuer(config: IssuerConfig, options: IssuerStartOptions): Promise<RunningIssuer> {
   const { log } = options;
   const now = options.now ?? Date.now;
-  // A retired key stays published while anything it signed (refresh tokens too) may be presented.
-  const keyring = new Keyring(config.keys.dir, Math.max(config.tokenTtlMs, config.refreshTtlMs) + config.clockSkewMs);
+  const keyring = new Keyring(config.keys.dir, keyRetention(config));
   await keyring.load();
   if (keyring.newestNotBefore() === undefined) {
     // The first key of a new issuer signs at once: no sidecar can hold a cached JWKS yet.
@@ -101,5 +103,5 @@ export async function rotateOnSchedule(config: IssuerConfig, keyring: Keyring, n
   const kid = await createKeyFile(config.keys.dir, config.keys.algorithm, now() + config.keys.publishAheadMs);
   log.info('signing_key_created', { kid, reason: 'scheduled rotation' });
   await keyring.load();
-  deleteKeyFiles(keyring.unpublishedFiles(now()));
+  deleteKeyFiles(keyring.expiredFiles(now()));
 }

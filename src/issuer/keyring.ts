@@ -2,16 +2,20 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { exportJWK, generateKeyPair, importJWK, type JWK } from 'jose';
-import type { SigningAlgorithm } from '../config/issuer-config.js';
+import type { IssuerConfig, SigningAlgorithm } from '../config/issuer-config.js';
 
 /**
  * The issuer's signing keys, one JSON file each in `keys.dir` (a plain directory or a
  * mounted Kubernetes Secret). A key's life:
  *
  *   created ──publish_ahead──▶ signs (not_before) ──replaced──▶ retired ──token_ttl+skew──▶ unpublished
+ *                                                                 ──refresh_ttl+skew──▶ deleted
  *
  * A new key is in the JWKS `publish_ahead` before it signs, so every sidecar has it before
- * the first token; a replaced key stays in the JWKS until every token it signed has expired.
+ * the first token; a replaced key stays in the JWKS until every access token it signed has
+ * expired, and no longer: a key replaced because it leaked is trusted by sidecars for
+ * token_ttl, not for a refresh token's life. The issuer alone keeps verifying the refresh
+ * tokens it signed until those expire. `hopguard keys revoke` deletes a key's file: gone at once.
  */
 
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth'];
@@ -32,6 +36,22 @@ export interface SigningKey {
   publicKey: CryptoKey;
   /** With kid, alg and use: what the JWKS publishes. */
   publicJwk: JWK;
+  file: string;
+}
+
+/** How long a replaced key is kept, from the moment its successor signs. */
+export interface KeyRetention {
+  /** In the JWKS: while access tokens it signed may be alive. */
+  publishedMs: number;
+  /** For the issuer's own verification: while refresh tokens it signed may be presented. */
+  verifiedMs: number;
+}
+
+export function keyRetention(config: Pick<IssuerConfig, 'tokenTtlMs' | 'refreshTtlMs' | 'clockSkewMs'>): KeyRetention {
+  return {
+    publishedMs: config.tokenTtlMs + config.clockSkewMs,
+    verifiedMs: Math.max(config.tokenTtlMs, config.refreshTtlMs) + config.clockSkewMs,
+  };
 }
 
 export class KeyringError extends Error {
@@ -44,7 +64,7 @@ export class Keyring {
   private keys: SigningKey[] = [];
   private fingerprint = '';
 
-  constructor(readonly dir: string, private readonly retainMs: number) {}
+  constructor(readonly dir: string, private readonly retention: KeyRetention) {}
 
   /** (Re)reads the key directory; a file that does not parse is an error, never skipped silently. */
   async load(): Promise<void> {
@@ -72,17 +92,23 @@ export class Keyring {
     return active;
   }
 
-  /** Next keys, the active key, and retired keys whose tokens may still be alive. */
+  /** What the JWKS lists: next keys, the active key, and retired keys whose access tokens may still be alive. */
   published(now: number): SigningKey[] {
-    return this.keys.filter((_key, i) => {
-      const successor = this.keys.slice(i + 1).find((k) => k.notBefore <= now);
-      return successor === undefined || successor.notBefore + this.retainMs > now;
-    });
+    return this.retainedFor(this.retention.publishedMs, now);
   }
 
-  /** A published key by kid and alg, for verifying tokens this issuer signed. */
+  /**
+   * A key by kid and alg for verifying tokens this issuer signed itself: the published keys
+   * and, past publication, retired keys whose refresh tokens may still be presented. An access
+   * token signed by a key no longer published has expired, so only refresh tokens gain.
+   */
   find(kid: string | undefined, alg: string, now: number): SigningKey | undefined {
-    return this.published(now).find((k) => k.kid === kid && k.alg === alg);
+    return this.retainedFor(this.retention.verifiedMs, now).find((k) => k.kid === kid && k.alg === alg);
+  }
+
+  /** Any key on disk by kid, whatever its state. */
+  byKid(kid: string): SigningKey | undefined {
+    return this.keys.find((k) => k.kid === kid);
   }
 
   /** The newest key's not_before, or undefined without keys: what a rotation schedule looks at. */
@@ -90,10 +116,18 @@ export class Keyring {
     return this.keys.at(-1)?.notBefore;
   }
 
-  /** Key files no longer published: safe to delete. */
-  unpublishedFiles(now: number): string[] {
-    const live = new Set(this.published(now).map((k) => k.kid));
-    return this.keys.filter((k) => !live.has(k.kid)).map((k) => path.join(this.dir, `${k.kid}.json`));
+  /** Key files nothing needs any more, not even a refresh token: safe to delete. */
+  expiredFiles(now: number): string[] {
+    const live = new Set(this.retainedFor(this.retention.verifiedMs, now));
+    return this.keys.filter((k) => !live.has(k)).map((k) => k.file);
+  }
+
+  /** Every key but those replaced by a signing successor more than `ms` ago. */
+  private retainedFor(ms: number, now: number): SigningKey[] {
+    return this.keys.filter((_key, i) => {
+      const successor = this.keys.slice(i + 1).find((k) => k.notBefore <= now);
+      return successor === undefined || successor.notBefore + ms > now;
+    });
   }
 }
 
@@ -136,6 +170,7 @@ async function readKey(file: string): Promise<SigningKey> {
       privateKey: (await importJWK(privateJwk, alg)) as CryptoKey,
       publicKey: (await importJWK(publicJwk, alg)) as CryptoKey,
       publicJwk,
+      file,
     };
   } catch {
     throw new KeyringError(`key file ${path.basename(file)} does not hold a usable ${alg} private key`);
