@@ -32,12 +32,15 @@ Usage:
   hopguard inject -f FILE [--config FILE] [--namespace NS]
                                         the same offline: print FILE's manifests with the
                                         sidecars added (FILE - reads stdin)
-  hopguard audit verify FILE --key PUB [--key PUB...] [--live]
-                                        check an audit log's hash chain and signed
-                                        checkpoints with public keys only; exit 1,
-                                        naming the lines, if a record was edited,
-                                        deleted, inserted, reordered or cut off
-                                        (--live: its writer is still running)
+  hopguard audit verify FILE --key PUB [--key PUB...] [--head H] [--writer W] [--live]
+                                        check an audit log's hash chain, runs and signed
+                                        checkpoints with public keys only, and print its
+                                        head; exit 1, naming the lines, if a record was
+                                        edited, deleted, inserted, reordered or cut off,
+                                        another log's run spliced in, the log does not
+                                        hold the head H anchored earlier, or a run is not
+                                        W's (--live: its writer is still running;
+                                        --allow-legacy: accept lines without runs)
   hopguard demo                         a self-contained walkthrough on embedded defaults:
                                         makes a key and certificates, starts a sidecar, and
                                         sends it checks as Envoy would (needs openssl)

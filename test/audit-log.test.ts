@@ -3,13 +3,13 @@ import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { GENESIS, lineHash, readEd25519Key } from '../src/audit/audit-chain.js';
+import { GENESIS, keyId, lineHash, readEd25519Key, signCheckpoint } from '../src/audit/audit-chain.js';
 import { AUDIT_DEFAULTS, type AuditConfig } from '../src/audit/audit-config.js';
 import type { AuditEvent } from '../src/audit/audit-event.js';
 import { openAuditLog } from '../src/audit/audit-log.js';
 import { verifyAuditLog, type AuditVerifyReport, type FindingKind } from '../src/audit/audit-verify.js';
 import { createLogger, silentLogger } from '../src/telemetry/log.js';
-import { spawnCli } from './support/process.js';
+import { runCli, spawnCli } from './support/process.js';
 
 let dir: string;
 let privatePath: string;
@@ -193,7 +193,7 @@ describe('the writer across restarts and overload', () => {
   it('refuses to append to a file that is not an audit log', async () => {
     const path = join(dir, 'not-a-log.txt');
     writeFileSync(path, 'hello\n');
-    await expect(openAuditLog(config(path), { log: silentLogger })).rejects.toThrow('does not end with an audit record');
+    await expect(openAuditLog(config(path), { log: silentLogger })).rejects.toThrow('holds no audit record');
   });
 
   it('never blocks: past its queue bound it drops records and says how many, in the chain', async () => {
@@ -211,7 +211,7 @@ describe('the writer across restarts and overload', () => {
     const report = await verify(path);
     expect(report.findings).toEqual([]);
     expect(report.notes).toEqual([expect.stringContaining('the writer dropped 10 records under overload')]);
-    expect(logged.map((l) => JSON.parse(l).event)).toEqual(['audit_records_dropped']);
+    expect(logged.map((l) => JSON.parse(l).event)).toEqual(['audit_log_opened', 'audit_records_dropped', 'audit_log_closed']);
   });
 });
 
@@ -231,5 +231,139 @@ describe('hopguard audit verify', () => {
     expect(await run.exited).toBe(2);
     expect(run.stderr()).toContain('this is a private key; give the public key');
     expect(run.stderr()).not.toContain('PRIVATE KEY');
+  });
+});
+
+describe('runs, writers and the anchored head', () => {
+  const cliVerify = (path: string, ...options: string[]) => runCli(['audit', 'verify', path, '--key', publicPath, ...options]);
+  const printedHead = (stdout: string) => /^head: ([A-Za-z0-9_-]{43}) /m.exec(stdout)?.[1];
+  const lines = (text: string) => text.trimEnd().split('\n');
+  const records = (text: string) => lines(text).map((l) => JSON.parse(l));
+  const lastLine = (text: string) => lines(text).at(-1)!;
+  let runOne: string;
+  let twoRuns: string;
+
+  beforeAll(async () => {
+    const path = join(dir, 'two-runs.jsonl');
+    runOne = await writeLog(path, 3, { writer: 'orders' });
+    twoRuns = await writeLog(path, 3, { writer: 'orders' });
+  });
+
+  it('names the log, its writer and the run in each run\'s first line and every checkpoint; run 2 chains to run 1\'s closing checkpoint', () => {
+    const all = records(twoRuns);
+    const opened = all.filter((r) => r.event === 'log_opened');
+    expect(opened.map((r) => [r.writer, r.run])).toEqual([['orders', 1], ['orders', 2]]);
+    expect(opened[0].log).toMatch(/^[A-Za-z0-9_-]{16}$/);
+    expect(opened[1].log).toBe(opened[0].log);
+    const runTwoStart = lines(runOne).length;
+    expect(all[runTwoStart]).toMatchObject({ event: 'log_opened', run: 2, previous_closed: true, prev: lineHash(lastLine(runOne)) });
+    expect(all[runTwoStart - 1]).toMatchObject({ event: 'checkpoint', closing: true, run: 1 });
+    for (const checkpoint of all.filter((r) => r.event === 'checkpoint')) {
+      expect(checkpoint).toMatchObject({ log: opened[0].log, writer: 'orders', run: checkpoint.seq <= runTwoStart ? 1 : 2 });
+    }
+  });
+
+  it('prints the head; a log cut back to the end of run 1 verifies alone but fails against the anchored head', async () => {
+    const full = await cliVerify(join(dir, 'two-runs.jsonl'));
+    expect(full.code).toBe(0);
+    const latest = printedHead(full.stdout);
+    expect(latest).toBe(lineHash(lastLine(twoRuns)));
+    expect(full.stdout).toContain(`(line ${lines(twoRuns).length}; log ${records(twoRuns)[0].log}, run 2, writer "orders")`);
+
+    const cutPath = join(dir, 'cut-to-run-1.jsonl');
+    writeFileSync(cutPath, runOne);
+    const cut = await cliVerify(cutPath);
+    expect(cut.code).toBe(0);
+    expect(printedHead(cut.stdout)).toBe(lineHash(lastLine(runOne)));
+    expect(printedHead(cut.stdout)).not.toBe(latest);
+
+    const anchored = await cliVerify(cutPath, '--head', latest!);
+    expect(anchored.code).toBe(1);
+    expect(anchored.stdout).toContain(`FAIL anchor: the expected head ${latest} is not in this log: it was cut back before that point`);
+    expect((await cliVerify(join(dir, 'two-runs.jsonl'), '--head', latest!)).code).toBe(0);
+    // A head anchored earlier is still in the grown log: what came after it is noted.
+    const grown = await cliVerify(join(dir, 'two-runs.jsonl'), '--head', lineHash(lastLine(runOne)));
+    expect(grown.code).toBe(0);
+    expect(grown.stdout).toContain(`note: the expected head is line ${lines(runOne).length}; lines ${lines(runOne).length + 1}–${lines(twoRuns).length} were written after it`);
+  });
+
+  it('refuses another writer\'s log signed with the same key, given the expected writer or head', async () => {
+    const otherPath = join(dir, 'other-writer.jsonl');
+    await writeLog(otherPath, 3, { writer: 'payments' });
+    expect((await cliVerify(otherPath)).code).toBe(0);
+    const byWriter = await cliVerify(otherPath, '--writer', 'orders');
+    expect(byWriter.code).toBe(1);
+    expect(byWriter.stdout).toMatch(/FAIL writer: line 1 opens run 1 of log "[A-Za-z0-9_-]{16}" \(writer "payments"\), not written by "orders"/);
+    const byHead = await cliVerify(otherPath, '--head', lineHash(lastLine(twoRuns)));
+    expect(byHead.code).toBe(1);
+    expect(byHead.stdout).toContain('FAIL anchor:');
+    expect((await cliVerify(join(dir, 'two-runs.jsonl'), '--writer', 'orders')).code).toBe(0);
+  });
+
+  it('detects run 1\'s closing lines deleted: run 2 no longer continues it', async () => {
+    const path = join(dir, 'run-1-end-deleted.jsonl');
+    const all = lines(twoRuns);
+    const runTwoStart = lines(runOne).length;
+    writeFileSync(path, `${[...all.slice(0, runTwoStart - 2), ...all.slice(runTwoStart)].join('\n')}\n`);
+    const run = await cliVerify(path);
+    expect(run.code).toBe(1);
+    expect(run.stdout).toContain(`FAIL spliced: line ${runTwoStart - 1} opens run 2 of log "${records(twoRuns)[0].log}" (writer "orders") but does not continue line ${runTwoStart - 2}: the end of the run before was deleted`);
+  });
+
+  it('detects another log\'s run spliced in, even behind a line that looks torn by a crash', async () => {
+    // Log B: same key, same record counts (so its seqs line up), another writer.
+    const otherPath = join(dir, 'other-two-runs.jsonl');
+    await writeLog(otherPath, 3, { writer: 'orders' });
+    const other = lines(await writeLog(otherPath, 3, { writer: 'orders' }));
+    const runTwoStart = lines(runOne).length;
+    const spliced = [...lines(runOne), '{"seq":', ...other.slice(runTwoStart)];
+    const path = join(dir, 'spliced.jsonl');
+    writeFileSync(path, `${spliced.join('\n')}\n`);
+    const run = await cliVerify(path);
+    expect(run.code).toBe(1);
+    expect(run.stdout).toContain(`FAIL malformed: line ${runTwoStart + 1} is not an audit record`);
+    expect(run.stdout).toMatch(new RegExp(`FAIL spliced: line ${runTwoStart + 2} opens run 2 of log "[^"]+" \\(writer "orders"\\) after run 1 of log "${records(runOne)[0].log}" \\(writer "orders"\\): another log's run was spliced in`));
+  });
+
+  it('after a crash that left a torn line and its newline, the next run goes on from the last record', async () => {
+    const path = join(dir, 'torn-then-newline.jsonl');
+    writeFileSync(path, `${lines(runOne).slice(0, -2).join('\n')}\n{"seq":${lines(runOne).length - 1},"ti\n`);
+    const text = await writeLog(path, 1, { writer: 'orders' });
+    // Line n-1 is the torn one; run 2 opens on line n, chained to line n-2.
+    const opened = JSON.parse(lines(text)[lines(runOne).length - 1]!);
+    expect(opened).toMatchObject({ event: 'log_opened', run: 2, previous_closed: false, prev: lineHash(lines(runOne).at(-3)!) });
+    const run = await cliVerify(path);
+    expect(run.stdout).toContain(`FAIL malformed: line ${lines(runOne).length - 1} is not an audit record`);
+    expect(run.stdout).toContain('NOT verified: 1 problem(s)');
+  });
+
+  it('refuses a log written before runs had identities unless told, and a new run on it starts run 1 of a new log id', async () => {
+    const path = join(dir, 'legacy.jsonl');
+    const key = readEd25519Key(privatePath, 'private');
+    const opened = JSON.stringify({ seq: 1, time: '2026-01-01T00:00:00.000Z', event: 'log_opened', prev: GENESIS });
+    const record = JSON.stringify({ seq: 2, time: '2026-01-01T00:00:01.000Z', event: 'validation', decision: 'deny', prev: lineHash(opened) });
+    const closing = signCheckpoint(JSON.stringify({
+      seq: 3, time: '2026-01-01T00:00:02.000Z', event: 'checkpoint', records: 2, key: keyId(key), closing: true, prev: lineHash(record),
+    }), key);
+    writeFileSync(path, `${opened}\n${record}\n${closing}\n`);
+    const refused = await cliVerify(path);
+    expect(refused.code).toBe(1);
+    expect(refused.stdout).toContain('FAIL legacy: lines 1–3 were written before audit logs named their log, writer and runs');
+    const accepted = await cliVerify(path, '--allow-legacy');
+    expect(accepted.code).toBe(0);
+    expect(accepted.stdout).toContain('note: lines 1–3 were written before audit logs named their log, writer and runs');
+
+    const resumed = records(await writeLog(path, 1, { writer: 'orders' }));
+    expect(resumed[3]).toMatchObject({ event: 'log_opened', writer: 'orders', run: 1, previous_closed: true, prev: lineHash(closing) });
+    const after = await cliVerify(path, '--allow-legacy');
+    expect(after.code).toBe(0);
+    expect(after.stdout).toContain(`run 1, writer "orders")`);
+    expect((await cliVerify(path, '--allow-legacy', '--writer', 'orders')).stdout).toContain('FAIL writer: lines 1–3 name no writer');
+  });
+
+  it('refuses a --head that is not a head, without reading the log', async () => {
+    const run = await cliVerify(join(dir, 'two-runs.jsonl'), '--head', 'not-a-head');
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain('--head expects a head as audit verify prints it');
   });
 });

@@ -8,7 +8,7 @@ import { verifyAuditLog } from '../src/audit/audit-verify.js';
 import { EnvoyClient } from '../src/authz/envoy-client.js';
 import { AUDIENCE, CHECKOUT, ISSUER, authzConfig, authzYaml, createFixtures, startServer, type Fixtures } from './support/harness.js';
 import { startOtlpHttpReceiver } from './support/otlp-receiver.js';
-import { spawnCli } from './support/process.js';
+import { runCli, spawnCli } from './support/process.js';
 
 let fixtures: Fixtures;
 let publicKeyPath: string;
@@ -121,6 +121,43 @@ audit:
     expect(receiver.spans.map((span) => [span.service, span.name])).toEqual([['cli-hopguard', 'hopguard.check']]);
     const verify = spawnCli(['audit', 'verify', join(fixtures.dir, 'cli-audit.jsonl'), '--key', publicKeyPath]);
     expect(await verify.exited).toBe(0);
-    expect(verify.stdout()).toMatch(/3 lines, 2 records, 1 checkpoint; signed through line 3 \(closed\)\nverified/);
+    expect(verify.stdout()).toMatch(/3 lines, 2 records, 1 checkpoint; signed through line 3 \(closed\)\nhead: [A-Za-z0-9_-]{43} \(line 3; log [A-Za-z0-9_-]{16}, run 1, writer "[^"]+"\)\nverified/);
+  });
+
+  it('a restart continues the file as run 2, logs each run\'s closing head on stderr, and that head, anchored, catches a cut back to run 1', async () => {
+    const config = join(fixtures.dir, 'authz-runs.yaml');
+    const auditFile = join(fixtures.dir, 'runs-audit.jsonl');
+    writeFileSync(config, `${authzYaml(fixtures)}routes:
+  - name: read-orders
+    path_prefix: /orders/
+audit:
+  output: runs-audit.jsonl
+  signing_key_file: audit.pem
+  writer: orders-sidecar
+`);
+    const runOnce = async () => {
+      const proc = spawnCli(['authz', '--config', config]);
+      const envoy = new EnvoyClient((await proc.logEvent('authz_started')).grpc);
+      expect((await envoy.check({ path: '/orders/1', headers: {}, principal: CHECKOUT, certificatePem: fixtures.checkout.certPem })).allowed).toBe(false);
+      envoy.close();
+      proc.child.kill('SIGTERM');
+      expect(await proc.exited).toBe(0);
+      return { closed: await proc.logEvent('audit_log_closed'), size: readFileSync(auditFile).length };
+    };
+    const first = await runOnce();
+    const second = await runOnce();
+    expect([first.closed.run, second.closed.run]).toEqual([1, 2]);
+    expect(second.closed).toMatchObject({ log: first.closed.log, writer: 'orders-sidecar' });
+
+    const verify = (...options: string[]) => runCli(['audit', 'verify', auditFile, '--key', publicKeyPath, ...options]);
+    const anchored = await verify('--head', second.closed.head, '--writer', 'orders-sidecar');
+    expect(anchored.code).toBe(0);
+    expect(anchored.stdout).toContain(`head: ${second.closed.head} (line `);
+
+    writeFileSync(auditFile, readFileSync(auditFile).subarray(0, first.size));
+    const cut = await verify('--head', second.closed.head);
+    expect(cut.code).toBe(1);
+    expect(cut.stdout).toContain(`head: ${first.closed.head} (line `);
+    expect(cut.stdout).toContain(`FAIL anchor: the expected head ${second.closed.head} is not in this log`);
   });
 });

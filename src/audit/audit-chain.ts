@@ -3,10 +3,12 @@
  *
  * One JSON object per line: `{"seq":N,"time":…,"event":…,…,"prev":H}` where `seq` counts
  * from 1 and H is base64url(SHA-256) of the previous line's bytes (GENESIS for the first).
- * A checkpoint is a line of the same chain, `{"seq":…,"event":"checkpoint","records":n,
- * "key":K,["closing":true,]"prev":H,"sig":S}`, where S is the Ed25519 signature of the line's
- * bytes without its trailing `,"sig":"…"` member, and K names the public key. As `prev`
- * commits to every line before it, one signature covers the whole prefix.
+ * Each writer run starts with `{"seq":…,"event":"log_opened","log":L,"writer":W,"run":R,…}`
+ * (audit-run.ts). A checkpoint is a line of the same chain, `{"seq":…,"event":"checkpoint",
+ * "log":L,"writer":W,"run":R,"records":n,"key":K,["closing":true,]"prev":H,"sig":S}`, where S
+ * is the Ed25519 signature of the line's bytes without its trailing `,"sig":"…"` member, and K
+ * names the public key. As `prev` commits to every line before it, one signature covers the
+ * whole prefix; the hash of the last line is the log's head.
  */
 
 import { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';

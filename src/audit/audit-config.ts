@@ -17,6 +17,8 @@ export interface AuditConfig {
   allows: 'none' | 'all' | 'sampled';
   /** With `allows: sampled`: the share of traces whose allows are recorded, from 0 to 1. */
   allowSampleRate: number;
+  /** Who writes this log, named in each run (audit-run.ts); undefined: the host name. */
+  writer?: string;
   /** Ed25519 private key (PKCS#8 PEM) that signs checkpoints. */
   signingKeyFile?: string;
   /** A signed checkpoint after this many records… */
@@ -57,6 +59,7 @@ export function auditSchema(baseDir: string) {
         }).prefault('off'),
         allows: parsedString(ALLOWS.join(' or '), parseAllows).prefault('none'),
         allow_sample_rate: z.number(expected('a number from 0 to 1')).gt(0, 'must be above 0').max(1, 'must be at most 1').optional(),
+        writer: nonEmptyString.optional(),
         signing_key_file: file.optional(),
         checkpoint_records: z.int(expected('a whole number')).min(1, 'must be at least 1').default(1000),
         checkpoint_interval: positiveDuration.prefault('10s'),
@@ -69,6 +72,7 @@ export function auditSchema(baseDir: string) {
       ...(raw.output !== undefined && { output: raw.output }),
       allows: raw.allows,
       allowSampleRate: raw.allow_sample_rate ?? 0.01,
+      ...(raw.writer !== undefined && { writer: raw.writer }),
       ...(raw.signing_key_file !== undefined && { signingKeyFile: raw.signing_key_file }),
       checkpointRecords: raw.checkpoint_records,
       checkpointIntervalMs: raw.checkpoint_interval,

@@ -12,14 +12,20 @@
  * since the last checkpoint's sync. Records after the last checkpoint are on disk but not
  * yet signed. If the writer falls MAX_QUEUED records behind, new records are dropped and a
  * `records_dropped` line with their count takes their place in the chain.
+ *
+ * Each process run appends a run to the file (audit-run.ts), continuing its chain, and logs
+ * the chain's head when it opens and closes the log.
  */
 
 import { open, type FileHandle } from 'node:fs/promises';
 import type { KeyObject } from 'node:crypto';
+import { hostname } from 'node:os';
 import type { Logger } from '../telemetry/log.js';
-import { GENESIS, keyId, lineHash, readEd25519Key, signCheckpoint } from './audit-chain.js';
+import { keyId, lineHash, readEd25519Key, signCheckpoint } from './audit-chain.js';
 import type { AuditConfig, AuditOutput } from './audit-config.js';
 import { auditFields, type AuditEvent } from './audit-event.js';
+import { NEW_LOG, readResume, type Resume } from './audit-resume.js';
+import { newLogId, type RunIdentity } from './audit-run.js';
 
 export interface AuditRecorder {
   /** Queues one event. Never blocks and never throws. */
@@ -40,19 +46,10 @@ export interface AuditLogDeps {
 const MAX_QUEUED = 100_000;
 /** A burst this large is written at once rather than at the next tick. */
 const FLUSH_AT = 4096;
-/** The newest records of a file are within this many bytes of its end. */
-const TAIL_BYTES = 1 << 20;
 
 interface Sink {
   write(text: string, sync: boolean): Promise<void>;
   close(): Promise<void>;
-}
-
-interface Resume {
-  seq: number;
-  head: string;
-  /** undefined for a new file. */
-  previousClosed?: boolean;
 }
 
 export async function openAuditLog(config: AuditConfig, deps: AuditLogDeps): Promise<AuditRecorder> {
@@ -69,6 +66,7 @@ class AuditWriter implements AuditRecorder {
   private seq: number;
   private head: string;
   private readonly keyId: string;
+  private readonly identity: RunIdentity;
   private sinceCheckpoint = 0;
   private lastCheckpointMs = Date.now();
   private writing: Promise<void> = Promise.resolve();
@@ -85,11 +83,15 @@ class AuditWriter implements AuditRecorder {
     this.seq = resume.seq;
     this.head = resume.head;
     this.keyId = keyId(key);
+    // A log written before run identities gets an id now: its older lines stay as they are.
+    this.identity = { log: resume.log ?? newLogId(), writer: config.writer ?? hostname(), run: resume.run + 1 };
     const opened = this.append({
       time: new Date().toISOString(),
       event: 'log_opened',
+      ...this.identity,
       ...(resume.previousClosed !== undefined && { previous_closed: resume.previousClosed }),
     });
+    this.announceHead('audit_log_opened');
     this.writing = this.write([opened], false);
     this.timer = setInterval(() => void this.flush(), config.flushIntervalMs).unref();
   }
@@ -111,6 +113,15 @@ class AuditWriter implements AuditRecorder {
     clearInterval(this.timer);
     await this.flush(true);
     await this.sink.close();
+    this.announceHead('audit_log_closed');
+  }
+
+  /**
+   * The chain's head on the operational log (stderr), which ships elsewhere: an anchor the
+   * audit file's writer cannot rewrite, for `audit verify --head`.
+   */
+  private announceHead(event: string): void {
+    this.deps.log.info(event, { ...this.identity, seq: this.seq, head: this.head });
   }
 
   /** One write at a time, in order: each flush waits for the one before. */
@@ -168,6 +179,7 @@ class AuditWriter implements AuditRecorder {
       seq: ++this.seq,
       time: new Date().toISOString(),
       event: 'checkpoint',
+      ...this.identity,
       records: this.sinceCheckpoint,
       key: this.keyId,
       ...(closing && { closing: true }),
@@ -188,7 +200,7 @@ async function openSink(output: AuditOutput): Promise<{ sink: Sink; resume: Resu
       write: (text) => new Promise((resolve, reject) => process.stdout.write(text, (err) => (err ? reject(err) : resolve()))),
       close: async () => undefined,
     };
-    return { sink, resume: { seq: 0, head: GENESIS } };
+    return { sink, resume: NEW_LOG };
   }
   const handle = await open(output.path, 'a+', 0o640);
   try {
@@ -209,31 +221,5 @@ function fileSink(handle: FileHandle): Sink {
       if (sync) await handle.datasync();
     },
     close: () => handle.close(),
-  };
-}
-
-/** Continues the chain of an existing file from its last complete line. */
-async function readResume(handle: FileHandle, path: string): Promise<{ resume: Resume; cutShort: boolean }> {
-  const { size } = await handle.stat();
-  if (size === 0) return { resume: { seq: 0, head: GENESIS }, cutShort: false };
-  const length = Math.min(size, TAIL_BYTES);
-  const tail = Buffer.alloc(length);
-  await handle.read(tail, 0, length, size - length);
-  const cutShort = tail[length - 1] !== 0x0a;
-  const end = tail.lastIndexOf(0x0a);
-  const start = end < 0 ? -1 : tail.lastIndexOf(0x0a, end - 1);
-  const lineBytes = end < 0 || (start < 0 && length < size) ? undefined : tail.subarray(start + 1, end);
-  let last: { seq?: unknown; event?: unknown; closing?: unknown } | undefined;
-  try {
-    last = lineBytes && JSON.parse(lineBytes.toString('utf8'));
-  } catch {
-    last = undefined;
-  }
-  if (!lineBytes || typeof last?.seq !== 'number') {
-    throw new Error(`${path} exists but does not end with an audit record: move it aside or choose another audit.output`);
-  }
-  return {
-    resume: { seq: last.seq, head: lineHash(lineBytes), previousClosed: last.event === 'checkpoint' && last.closing === true },
-    cutShort,
   };
 }

@@ -1,8 +1,22 @@
 import { createReadStream } from 'node:fs';
 import type { KeyObject } from 'node:crypto';
 import { GENESIS, checkpointSignatureValid, keyId, lineHash } from './audit-chain.js';
+import { describeRun, quoted, runIdentity, sameRun, type RunIdentity } from './audit-run.js';
 
-export type FindingKind = 'malformed' | 'edited' | 'inserted' | 'deleted' | 'reordered' | 'signature' | 'truncated';
+export type FindingKind =
+  | 'malformed' | 'edited' | 'inserted' | 'deleted' | 'reordered' | 'signature' | 'truncated'
+  | 'spliced' | 'writer' | 'anchor' | 'legacy';
+
+export interface AuditVerifyOptions {
+  /** The writer is still running: an unsigned tail is a note. */
+  live?: boolean;
+  /** A head recorded elsewhere earlier (anchored): the log must contain it. */
+  head?: string;
+  /** Every run must name this writer. */
+  writer?: string;
+  /** Accept lines written before runs had an identity, with a note. */
+  allowLegacy?: boolean;
+}
 
 export interface AuditFinding {
   /** 1-based line number the finding is about. */
@@ -19,6 +33,11 @@ export interface AuditVerifyReport {
   signedThrough: number;
   /** The log ends with a valid closing checkpoint. */
   closed: boolean;
+  /** The hash of the last record (GENESIS for none): what to anchor elsewhere and give back as `--head`. */
+  head: string;
+  headLine: number;
+  /** The last run's identity; undefined when no run has one. */
+  lastRun?: RunIdentity;
   findings: AuditFinding[];
   /** Facts that are not tampering (a restart after a crash, records dropped under load, an unsigned live tail). */
   notes: string[];
@@ -39,6 +58,9 @@ interface ChainRecord {
   closing?: unknown;
   previous_closed?: unknown;
   count?: unknown;
+  log?: unknown;
+  writer?: unknown;
+  run?: unknown;
 }
 
 /** How far back a moved record's `prev` is looked up, to tell a move from an edit. */
@@ -48,11 +70,15 @@ const RECENT_LINES = 4096;
  * Checks a log written by AuditRecorder with public keys only: the chain (`seq` and `prev`)
  * finds edited, deleted, inserted and reordered lines, the checkpoint signatures find a
  * rewritten chain, and a log that does not end with a closing checkpoint has lost its tail
- * (or its writer is still running: `live` then reports the unsigned tail as a note).
+ * (or its writer is still running: `live` then reports the unsigned tail as a note). Runs
+ * (audit-run.ts) must follow each other in one log; a log cut back to the end of an earlier
+ * run shows only against a head anchored elsewhere (`head`).
  */
-export async function verifyAuditLog(path: string, publicKeys: KeyObject[], options: { live?: boolean } = {}): Promise<AuditVerifyReport> {
+export async function verifyAuditLog(path: string, publicKeys: KeyObject[], options: AuditVerifyOptions = {}): Promise<AuditVerifyReport> {
   const keys = new Map(publicKeys.map((key) => [keyId(key), key]));
-  const report: AuditVerifyReport = { lines: 0, records: 0, checkpoints: 0, signedThrough: 0, closed: false, findings: [], notes: [] };
+  const report: AuditVerifyReport = {
+    lines: 0, records: 0, checkpoints: 0, signedThrough: 0, closed: false, head: GENESIS, headLine: 0, findings: [], notes: [],
+  };
   const find = (line: number, kind: FindingKind, message: string) => report.findings.push({ line, kind, message });
 
   let head = GENESIS;
@@ -66,6 +92,11 @@ export async function verifyAuditLog(path: string, publicKeys: KeyObject[], opti
   /** A malformed line just before: a mismatch after it is already reported. */
   let afterMalformed = false;
   let cutShort: number | undefined;
+  /** The run the lines belong to. */
+  let run: RunIdentity | undefined;
+  /** The last line before the first run with an identity. */
+  let legacyThrough: number | undefined;
+  let anchorLine: number | undefined;
 
   for await (const line of readLines(path)) {
     report.lines = line.number;
@@ -99,8 +130,20 @@ export async function verifyAuditLog(path: string, publicKeys: KeyObject[], opti
     expectSeq = Math.max(expectSeq, record.seq + 1);
     if (!seenSeq.has(record.seq)) seenSeq.set(record.seq, line.number);
 
+    // Runs: each follows the one before, in the same log (checked across any damage before it).
+    const runStart = record.event === 'log_opened' && headLine > 0;
+    if (record.event === 'log_opened') {
+      const opened = runIdentity(record);
+      if (opened && !run) legacyThrough = headLine;
+      for (const message of runStartProblems(line.number, opened, run, record.prev === head ? undefined : headLine)) find(line.number, 'spliced', message);
+      if (opened && options.writer !== undefined && opened.writer !== options.writer) {
+        find(line.number, 'writer', `line ${line.number} opens ${describeRun(opened)}, not written by ${quoted(options.writer)}`);
+      }
+      run = opened;
+    }
+
     // Chain: `prev` must be the hash of the line before.
-    if (record.prev !== head && !seqAnomaly && !afterMalformed) {
+    if (record.prev !== head && !seqAnomaly && !afterMalformed && !runStart) {
       const follows = recent.get(record.prev);
       if (follows === undefined) {
         const what = headLine === 0 ? 'the log\'s start was replaced' : `line ${headLine} was altered after it was written`;
@@ -110,6 +153,7 @@ export async function verifyAuditLog(path: string, publicKeys: KeyObject[], opti
       }
     }
     const hash = lineHash(line.bytes);
+    if (hash === options.head) anchorLine = line.number;
     recent.set(hash, line.number);
     if (recent.size > RECENT_LINES) recent.delete(recent.keys().next().value!);
     head = hash;
@@ -119,6 +163,10 @@ export async function verifyAuditLog(path: string, publicKeys: KeyObject[], opti
     report.closed = false;
     if (record.event === 'checkpoint') {
       report.checkpoints++;
+      const signer = runIdentity(record);
+      if (run ? !signer || !sameRun(signer, run) : signer !== undefined) {
+        find(line.number, 'spliced', `line ${line.number}: a checkpoint of ${signer ? describeRun(signer) : 'no run'} inside ${run ? describeRun(run) : 'lines of no run'}: lines of another log were spliced in`);
+      }
       const key = typeof record.key === 'string' ? keys.get(record.key) : undefined;
       if (!key) {
         find(line.number, 'signature', `line ${line.number}: checkpoint signed by key ${JSON.stringify(String(record.key)).slice(0, 24)}, which is not among the given keys`);
@@ -142,6 +190,23 @@ export async function verifyAuditLog(path: string, publicKeys: KeyObject[], opti
   for (const [from, to, at] of ranges(missing)) {
     find(at, 'deleted', `${from === to ? `record seq ${from} is` : `records seq ${from}–${to} are`} missing before line ${at}: deleted`);
   }
+  report.head = head;
+  report.headLine = headLine;
+  if (run) report.lastRun = run;
+  const legacyLines = legacyThrough ?? headLine;
+  if (legacyLines > 0) {
+    const legacy = `lines 1–${legacyLines} were written before audit logs named their log, writer and runs: there, a cut back to an earlier run or a swap for another log signed with the same key cannot be detected`;
+    if (options.allowLegacy) report.notes.push(legacy);
+    else find(1, 'legacy', `${legacy} (--allow-legacy accepts them)`);
+    if (options.writer !== undefined) find(1, 'writer', `lines 1–${legacyLines} name no writer: they cannot be shown to be ${quoted(options.writer)}'s`);
+  }
+  if (options.head !== undefined) {
+    if (anchorLine === undefined) {
+      find(headLine, 'anchor', `the expected head ${options.head} is not in this log: it was cut back before that point, or it is another log (its head is ${head}, line ${headLine})`);
+    } else if (anchorLine < headLine) {
+      report.notes.push(`the expected head is line ${anchorLine}; lines ${anchorLine + 1}–${headLine} were written after it`);
+    }
+  }
   if (report.lines === 0) find(0, 'truncated', 'the log is empty');
   if (cutShort !== undefined) {
     find(cutShort, 'truncated', `line ${cutShort} is cut short (no end of line): the file was truncated, or its writer died mid-write`);
@@ -153,6 +218,23 @@ export async function verifyAuditLog(path: string, publicKeys: KeyObject[], opti
   }
   report.findings.sort((a, b) => a.line - b.line);
   return report;
+}
+
+/**
+ * What is wrong with a run opening at `line` after the run `before` (undefined: none, or one
+ * without an identity). `brokenAfter`: the line whose hash the opening line's `prev` is not.
+ */
+function runStartProblems(line: number, opened: RunIdentity | undefined, before: RunIdentity | undefined, brokenAfter: number | undefined): string[] {
+  const problems: string[] = [];
+  const what = opened ? describeRun(opened) : 'a run without a log id';
+  if (!opened && before) problems.push(`line ${line} opens ${what} after ${describeRun(before)}: lines of an older log were spliced in`);
+  if (opened && !before && opened.run !== 1) problems.push(`line ${line} opens ${what}, but no run of that log comes before it: its earlier runs were cut`);
+  if (opened && before && opened.log !== before.log) problems.push(`line ${line} opens ${what} after ${describeRun(before)}: another log's run was spliced in`);
+  else if (opened && before && opened.run !== before.run + 1) problems.push(`line ${line} opens ${what} after run ${before.run}: runs were cut or spliced`);
+  if (brokenAfter !== undefined && brokenAfter > 0) {
+    problems.push(`line ${line} opens ${what} but does not continue line ${brokenAfter}: the end of the run before was deleted, or this run comes from another log`);
+  }
+  return problems;
 }
 
 function parseRecord(text: string): ChainRecord | undefined {

@@ -8,7 +8,8 @@ import { Worker } from 'node:worker_threads';
  * a sleeping thread costs tens of µs of the event loop's time on a virtual machine (~25–60 µs on
  * the 2-core VM of the benchmark), which libuv's thread pool pays for almost every token and a
  * batch pays once. If the worker fails, what it owed and what follows is checked inline until the
- * next batch starts a new one.
+ * next batch starts a new one. Each batch has an id its reply must carry: a reply that comes late
+ * from a worker that failed or was replaced, or out of step, never answers another batch.
  */
 
 export interface SignatureJob {
@@ -24,27 +25,39 @@ interface Pending extends SignatureJob {
   resolve(valid: boolean): void;
 }
 
+interface Batch {
+  id: number;
+  jobs: Pending[];
+}
+
+/** What the worker posts back for one batch. */
+interface BatchReply {
+  batch: number;
+  results: boolean[];
+}
+
 // The worker's side, as source: it runs as CommonJS, wherever this module was loaded from.
 const WORKER_SOURCE = `
 const { parentPort } = require('node:worker_threads');
 const { verify } = require('node:crypto');
 const keys = new Map();
-parentPort.on('message', ({ newKeys, jobs }) => {
+parentPort.on('message', ({ batch, newKeys, jobs }) => {
   for (const [id, key] of newKeys) keys.set(id, key);
-  parentPort.postMessage(jobs.map(({ hash, keyId, options, data, signature }) => {
+  parentPort.postMessage({ batch, results: jobs.map(({ hash, keyId, options, data, signature }) => {
     try {
       return verify(hash, data, { ...options, key: keys.get(keyId) }, signature);
     } catch {
       return false;
     }
-  }));
+  }) });
 });
 `;
 
 let worker: Worker | undefined;
 let queued: Pending[] = [];
 /** Batches sent, in order: the worker answers them in the same order. */
-const sent: Pending[][] = [];
+const sent: Batch[] = [];
+let nextBatchId = 0;
 const keyIds = new WeakMap<KeyObject, number>();
 let nextKeyId = 0;
 /** Keys the current worker has been sent. */
@@ -83,8 +96,9 @@ function flush(): void {
     return { hash, keyId, options, data, signature };
   });
   if (sent.length === 0) thread.ref();
-  sent.push(batch);
-  thread.postMessage({ newKeys, jobs });
+  const id = nextBatchId++;
+  sent.push({ id, jobs: batch });
+  thread.postMessage({ batch: id, newKeys, jobs });
 }
 
 function startWorker(): Worker | undefined {
@@ -97,19 +111,25 @@ function startWorker(): Worker | undefined {
   worker = thread;
   workerKeys = new Set();
   thread.unref();
-  thread.on('message', (results: boolean[]) => {
-    sent.shift()?.forEach((job, i) => job.resolve(results[i] === true));
+  thread.on('message', ({ batch, results }: BatchReply) => {
+    // A worker that failed may still deliver what it posted before: its batches were checked inline.
+    if (worker !== thread) return;
+    const oldest = sent[0];
+    if (oldest?.id !== batch || results?.length !== oldest.jobs.length) return void retire();
+    sent.shift();
+    oldest.jobs.forEach((job, i) => job.resolve(results[i] === true));
     // Idle: the worker must not keep the process alive.
     if (sent.length === 0) thread.unref();
   });
-  const failed = () => {
+  /** Failed, or out of step: what it still owed is checked here instead; the next batch starts a new one. */
+  const retire = () => {
     if (worker !== thread) return;
     worker = undefined;
-    // What the worker still owed is checked here instead; the next batch starts a new one.
-    for (const batch of sent.splice(0)) batch.forEach(verifyInline);
+    for (const batch of sent.splice(0)) batch.jobs.forEach(verifyInline);
+    void thread.terminate();
   };
-  thread.on('error', failed);
-  thread.on('exit', failed);
+  thread.on('error', retire);
+  thread.on('exit', retire);
   return thread;
 }
 
