@@ -3,6 +3,7 @@ import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from '../telemetry/log.js';
+import { serverTlsOptions } from '../tls/server-tls.js';
 import { admit } from './admission.js';
 import type { InjectConfig, OnError } from './inject-config.js';
 import type { InjectionSettings } from './sidecar-injection.js';
@@ -35,7 +36,7 @@ export async function startWebhook(
   const readTls = () => ({ cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) });
   let tls = readTls();
   const server: Server = createServer(
-    { ...tls, minVersion: 'TLSv1.2' },
+    serverTlsOptions(tls),
     (req, res) => {
       handle(req, res, config.onError, settingsFor, log).catch((err: unknown) => {
         log.error('inject_failed', { error: err instanceof Error ? err.message : 'unknown' });
@@ -55,7 +56,7 @@ export async function startWebhook(
     try {
       const next = readTls();
       if (next.cert.equals(tls.cert) && next.key.equals(tls.key)) return;
-      server.setSecureContext({ ...next, minVersion: 'TLSv1.2' });
+      server.setSecureContext(serverTlsOptions(next));
       tls = next;
       log.info('inject_tls_reloaded');
     } catch (err) {

@@ -5,7 +5,9 @@ import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { IssuerClient, IssuerConfig } from '../config/issuer-config.js';
 import type { Logger } from '../telemetry/log.js';
-import { authenticateClient } from './client-auth.js';
+import { serverTlsOptions } from '../tls/server-tls.js';
+import { readCertificateBundle } from '../tls/certificate-chain.js';
+import { authenticateClient, type ClientTrust } from './client-auth.js';
 import { readForm } from './form-body.js';
 import type { Keyring } from './keyring.js';
 import { OAuthError } from './oauth-error.js';
@@ -27,20 +29,22 @@ export interface IssuerServerDeps {
 /**
  * The issuer over HTTPS (node's TLS). Client certificates are requested on every connection
  * and checked per request, so discovery needs none and /token answers invalid_client
- * (not a failed handshake) when one is missing.
+ * (not a failed handshake) when one is missing. Certificate validity is checked against the
+ * wall clock, as the handshake checks it, not `deps.now`.
  */
 export async function startIssuerServer(deps: IssuerServerDeps): Promise<{ url: string; close: () => Promise<void> }> {
   const { config } = deps;
-  const clients = new Map<string, IssuerClient>(config.clients.map((c) => [c.id, c]));
+  const clientCa = readFileSync(config.tls.clientCaFile);
+  const trust: ClientTrust = {
+    clients: new Map<string, IssuerClient>(config.clients.map((c) => [c.id, c])),
+    clientCas: readCertificateBundle(clientCa.toString('utf8')),
+  };
   const server = https.createServer({
-    cert: readFileSync(config.tls.certFile),
-    key: readFileSync(config.tls.keyFile),
-    ca: readFileSync(config.tls.clientCaFile),
+    ...serverTlsOptions({ cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile), ca: clientCa }),
     requestCert: true,
     rejectUnauthorized: false,
-    minVersion: 'TLSv1.2',
   }, (req, res) => {
-    handle(req, res, deps, clients).catch((err: unknown) => {
+    handle(req, res, deps, trust).catch((err: unknown) => {
       deps.log.error('issuer_request_failed', { error: err instanceof Error ? err.name : 'unknown' });
       if (!res.headersSent) json(res, 500, { error: 'server_error' });
     });
@@ -60,7 +64,7 @@ export async function startIssuerServer(deps: IssuerServerDeps): Promise<{ url: 
   };
 }
 
-async function handle(req: IncomingMessage, res: ServerResponse, deps: IssuerServerDeps, clients: Map<string, IssuerClient>) {
+async function handle(req: IncomingMessage, res: ServerResponse, deps: IssuerServerDeps, trust: ClientTrust) {
   const path = (req.url ?? '').split('?')[0];
   const route = `${req.method} ${path}`;
   try {
@@ -71,7 +75,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: IssuerSer
         return json(res, 200, metadata(deps.config), { 'cache-control': 'public, max-age=3600' });
       case 'POST /token':
         return await deps.events.observe('token', req, async (outcome) => {
-          const auth = authenticateClient(req.socket as TLSSocket, clients);
+          const auth = authenticateClient(req.socket as TLSSocket, trust, Date.now());
           outcome.caller = auth.client.id;
           const wait = deps.rateLimiter.take(auth.client.id);
           if (wait > 0) throw new RateLimited(wait);
@@ -83,7 +87,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: IssuerSer
         });
       case 'POST /revoke':
         return await deps.events.observe('revoke', req, async (outcome) => {
-          const auth = authenticateClient(req.socket as TLSSocket, clients);
+          const auth = authenticateClient(req.socket as TLSSocket, trust, Date.now());
           outcome.caller = auth.client.id;
           const record = await deps.tokens.revoke(auth, await readForm(req));
           if (record) outcome.revoked = record;

@@ -1,0 +1,66 @@
+import path from 'node:path';
+import { parseIssuerConfig } from '../../src/config/load-issuer-config.js';
+import { issueCert, type IssuedCert } from '../../src/devkit/pki.js';
+import { createTrustDomain, type TrustDomain } from '../../src/devkit/trust-domain.js';
+import { startIssuer, type RunningIssuer } from '../../src/issuer/issuer-service.js';
+import { MemoryStore } from '../../src/store/memory-store.js';
+import { silentLogger } from '../../src/telemetry/log.js';
+
+/** The issuer's ISS and its clients: one per kind of client (plain, admin, DPoP), and two that are only audiences. */
+export const ISS = 'https://sts.test.local';
+export const MESH_ID = {
+  frontend: 'spiffe://test.local/ns/shop/sa/frontend',
+  orders: 'spiffe://test.local/ns/shop/sa/orders',
+  ledger: 'spiffe://test.local/ns/shop/sa/ledger',
+  admin: 'spiffe://test.local/ns/ops/sa/admin',
+  mobile: 'spiffe://test.local/ns/edge/sa/mobile-gateway',
+} as const;
+export type MeshWorkload = keyof typeof MESH_ID;
+
+export interface MeshIssuer {
+  mesh: TrustDomain<MeshWorkload>;
+  /** The server certificate the issuer serves (127.0.0.1). */
+  serverCert: IssuedCert;
+  issuer: RunningIssuer;
+  /** The issuer's store, for asserting what was (not) revoked. */
+  store: MemoryStore;
+  stop(): Promise<void>;
+}
+
+/**
+ * An issuer over real TLS on 127.0.0.1 with the mesh CA as client CA and a memory store.
+ * `serverCert` replaces the mesh-issued ECDSA server certificate (e.g. with an RSA one).
+ */
+export async function startMeshIssuer(label: string, serverCert?: (mesh: TrustDomain<MeshWorkload>) => IssuedCert): Promise<MeshIssuer> {
+  const mesh = await createTrustDomain(label, MESH_ID);
+  const cert = serverCert?.(mesh) ?? issueCert(mesh.ca, mesh.dir, { name: 'issuer-server', ipSans: ['127.0.0.1'], serverAuth: true });
+  const store = new MemoryStore();
+  const issuer = await startIssuer(parseIssuerConfig(`
+listen: 127.0.0.1:0
+admin: off
+issuer: ${ISS}
+tls: { cert: ${cert.certPath}, key: ${cert.keyPath}, client_ca: ${mesh.ca.certPath} }
+keys: { dir: ${path.join(mesh.dir, 'keys')}, publish_ahead: 2s }
+clients:
+  - id: ${MESH_ID.frontend}
+    grants: [client_credentials]
+    audiences: [${MESH_ID.orders}]
+    scopes: [orders:read]
+  - id: ${MESH_ID.admin}
+    grants: [client_credentials]
+    admin: true
+  - id: ${MESH_ID.mobile}
+    grants: [client_credentials]
+    audiences: [${MESH_ID.orders}]
+    scopes: [orders:read]
+    dpop: true
+`, { baseDir: mesh.dir }), { log: silentLogger, store });
+  return {
+    mesh, serverCert: cert, issuer, store,
+    async stop() {
+      await issuer.stop();
+      await store.close();
+      mesh.cleanup();
+    },
+  };
+}
