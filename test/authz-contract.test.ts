@@ -139,6 +139,16 @@ describe('deny codes', () => {
     expectDenied(await server.envoy.check({ path: '/orders/42', ...asCheckout(), ...input } as CheckInput), 'malformed_request');
   });
 
+  // Tomcat, Jetty and Spring strip ";params" before resolving dot segments: each of these is
+  // /admin/users to them, and was allowed here as read-orders.
+  it.each([
+    '/orders/..;/admin/users', '/orders/..;x=1/admin/users', '/orders/%2e%2e;/admin/users', '/orders/%2E%2e;/admin/users',
+    '/orders/.%2e;/admin/users', '/orders/..%3b/admin/users', '/orders/.;x/../admin/users', '/orders;/../admin/users',
+  ])('malformed_request: a dot segment behind ";params", %s, even with a valid token', async (path) => {
+    const token = await fixtures.token();
+    expectDenied(await getOrder(token, { path }), 'malformed_request', token);
+  });
+
   it.each([
     ['audience_mismatch', { aud: 'spiffe://test.local/ns/shop/sa/payments' }],
     ['token_expired', { iat: now() - 400, ttl: 300 }],
@@ -381,6 +391,30 @@ describe('binding: none', () => {
       const bound = await fixtures.token();
       expectDenied(await other.envoy.check({ path: '/x', headers: bearer(bound) }), 'binding_mismatch', bound);
       expect((await other.envoy.check({ path: '/x', headers: bearer(bound), ...asCheckout() })).allowed).toBe(true);
+    } finally {
+      await other.stop();
+    }
+  });
+});
+
+describe('a path that the application could read as another route', () => {
+  it('is refused when ";params" or case change the route, and matched when they do not', async () => {
+    // A stricter route before a looser one: Tomcat reads /orders/admin;x/users as /orders/admin/users,
+    // ASP.NET reads /orders/ADMIN/users as it too.
+    const other = await startServer(authzConfig(fixtures, {
+      routes: [
+        route('admin', { pathPrefix: '/orders/admin/', scopes: ['orders:admin'] }),
+        route('read-orders', { pathPrefix: '/orders/', scopes: ['orders:read'] }),
+      ],
+    }), new MemoryStore());
+    try {
+      const token = await fixtures.token();
+      const check = (path: string) => other.envoy.check({ path, headers: bearer(token), ...asCheckout() });
+      for (const path of ['/orders/admin;x/users', '/orders/admin%3Bx/users', '/orders/ADMIN/users', '/orders/Admin;x/users']) {
+        expectDenied(await check(path), 'malformed_request', token);
+      }
+      expectDenied(await check('/orders/admin/users'), 'insufficient_scope', token);
+      for (const path of ['/orders/42;v=2', '/orders/42%3bv=2', '/orders/ABC-42']) expect((await check(path)).allowed).toBe(true);
     } finally {
       await other.stop();
     }

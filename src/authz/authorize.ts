@@ -29,14 +29,13 @@ export interface AuthorizeDeps {
  * Deny by default: every path that does not reach the end returns a denial.
  */
 export async function authorize(request: HopRequest, deps: AuthorizeDeps): Promise<Decision> {
-  let path: string;
+  let route;
   try {
-    path = normalizeRequestPath(request.path);
+    route = deps.routes.match(request.method, normalizeRequestPath(request.path));
   } catch (err) {
     if (err instanceof RequestPathError) return deny('malformed_request', err.message);
     throw err;
   }
-  const route = deps.routes.match(request.method, path);
   if (!route) return deny('no_route', 'no route matches the method and path');
 
   if (route.public) return { allowed: true, route, binding: 'none', cacheHit: false };

@@ -97,7 +97,9 @@ function parseMethod(text: string): string {
  */
 function parseRoutePath(text: string): string {
   if (!text.startsWith('/')) throw new Error('must start with "/"');
-  for (const bad of ['?', '#', '//', '/./', '/../', '\\', '%']) {
+  // No ";": a request is matched both as written and without its ";params" (route-table.ts),
+  // and a route with one could only ever match one of the two.
+  for (const bad of ['?', '#', '//', '/./', '/../', '\\', '%', ';']) {
     if (text.includes(bad)) throw new Error(`must not contain "${bad}": write the plain, normalized path`);
   }
   if (text.endsWith('/.') || text.endsWith('/..')) throw new Error('must not end with "/." or "/.."');

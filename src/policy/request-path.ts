@@ -8,7 +8,10 @@
  *   keep their bytes with upper-case hex (§6.2.2.1);
  * - refused: `.` or `..` segments (raw or encoded), empty segments (`//`), encoded `/`
  *   or `\`, a raw `\`, bytes outside visible ASCII, broken escapes, a target not
- *   starting with `/`.
+ *   starting with `/`;
+ * - a segment is also judged by its name, the part before its `;` parameters (RFC 3986 §3.3):
+ *   Tomcat, Jetty and Spring strip `;params` before resolving dot segments, so `..;x` is `..`
+ *   to them. `%3B` counts as `;` here, since a decoding proxy on the way turns it into one.
  */
 
 export class RequestPathError extends Error {
@@ -44,8 +47,16 @@ export function normalizeRequestPath(target: string): string {
   return checkSegments(out);
 }
 
+/** `;` or its escape (upper-case hex once normalized), and the rest of the segment after it. */
+const PATH_PARAMETERS = /(?:;|%3B)[^/]*/g;
+
+/** The path as a server that strips `;params` reads it: `/orders/1;v=2` is `/orders/1`. */
+export function withoutPathParameters(path: string): string {
+  return path.includes(';') || path.includes('%3B') ? path.replace(PATH_PARAMETERS, '') : path;
+}
+
 function checkSegments(path: string): string {
-  const segments = path.split('/');
+  const segments = withoutPathParameters(path).split('/');
   // segments[0] is the empty string before the leading "/"; the last may be empty (trailing "/").
   for (let i = 1; i < segments.length; i++) {
     const s = segments[i];
