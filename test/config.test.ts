@@ -351,6 +351,7 @@ describe('parseAuthzConfig: problems', () => {
     ['/a/..', 'must not end with "/." or "/.."'],
     ['/a\\b', 'must not contain "\\"'],
     ['/a%2Fb', 'must not contain "%"'],
+    ['/a;v=1', 'must not contain ";"'],
     ['/a b', 'visible ASCII'],
   ])('refuses route path %j', (path, fragment) => {
     expectProblem(variant((c) => { c.routes[0] = { name: 'r', path }; }), 'routes[0].path', fragment);
