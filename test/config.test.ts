@@ -190,6 +190,26 @@ describe('parseAuthzConfig: valid files', () => {
     });
   });
 
+  it('reads a client certificate for rediss://, and wants its key with it', () => {
+    const withCert = (redis: Record<string, string>) => variant((c) => { c.store = 'rediss://hopguard-sidecar@redis.shop:6380'; c.redis = redis; });
+    const config = parse(withCert({ tls_ca_file: 'redis/ca.crt', tls_cert_file: 'redis/tls.crt', tls_key_file: 'redis/tls.key' }));
+    expect(config.redis).toMatchObject({
+      tlsCaFile: '/etc/hopguard/redis/ca.crt', tlsCertFile: '/etc/hopguard/redis/tls.crt', tlsKeyFile: '/etc/hopguard/redis/tls.key',
+    });
+    expect(problems(withCert({ tls_cert_file: 'redis/tls.crt' }))).toEqual([{ path: 'redis.tls_key_file', message: 'is required with tls_cert_file' }]);
+    expect(problems(withCert({ tls_key_file: 'redis/tls.key' }))).toEqual([{ path: 'redis.tls_cert_file', message: 'is required with tls_key_file' }]);
+  });
+
+  it('refuses redis TLS files with a store URL that is not rediss://', () => {
+    for (const store of ['redis://redis.shop:6379', 'redis-sentinel://s1:26379/master']) {
+      const found = problems(variant((c) => { c.store = store; c.redis = { tls_ca_file: '/etc/ca.pem' }; }));
+      expect(found).toEqual([{ path: 'store', message: expect.stringContaining('not rediss://') }]);
+    }
+    // Reported beside another problem of the same section, too.
+    const found = problems(variant((c) => { c.store = 'redis://redis.shop:6379'; c.redis = { tls_ca_file: '/etc/ca.pem', command_timeout: 'soon' }; }));
+    expect(found.map((p) => p.path).sort()).toEqual(['redis.command_timeout', 'store']);
+  });
+
   it('refuses an unknown key in the redis section, and a password in it', () => {
     const found = problems(variant((c) => { c.redis = { password: 'hunter2' }; }));
     expect(found.some((p) => p.path === 'redis.password' && p.message.includes('unknown key'))).toBe(true);

@@ -78,6 +78,9 @@ export interface RedisOptions {
   passwordFile?: string;
   /** CA bundle for rediss:// servers with a private CA. */
   tlsCaFile?: string;
+  /** A client certificate and its key, for a rediss:// server that asks for one (both or neither). */
+  tlsCertFile?: string;
+  tlsKeyFile?: string;
   /** No check waits longer than this on Redis. */
   commandTimeoutMs: number;
   /** With the revocation feed lost, tokens are still checked against the last known state this long, then denied. */

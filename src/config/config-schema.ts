@@ -127,6 +127,27 @@ export function exactlyOneOf(a: string, b: string) {
   };
 }
 
+function bothOrNeither(a: string, b: string) {
+  return (value: Record<string, unknown>, ctx: z.RefinementCtx) => {
+    const [set, unset] = value[a] === undefined ? [b, a] : [a, b];
+    if (value[set] !== undefined && value[unset] === undefined) {
+      ctx.addIssue({ code: 'custom', path: [unset], message: `is required with ${set}` });
+    }
+  };
+}
+
+/**
+ * The redis section's TLS files only mean something to a rediss:// store; on a plain redis://
+ * URL they would be ignored and the password would cross the network in clear.
+ */
+export function redisTlsNeedsRediss(raw: Record<string, unknown>, ctx: z.RefinementCtx) {
+  // Parsed (tlsCaFile) or, when another key of the section is invalid, as written (tls_ca_file).
+  const redis = isRecord(raw.redis) ? raw.redis : {};
+  const tls = Object.keys(redis).some((key) => key.startsWith('tls') && redis[key] !== undefined);
+  if (!tls || typeof raw.store !== 'string' || /^rediss:/i.test(raw.store)) return;
+  ctx.addIssue({ code: 'custom', path: ['store'], message: 'redis.tls_* files are set, but the store URL is not rediss://: use rediss:// so the connection (and the password) goes over TLS' });
+}
+
 /** `key` is spelled the same in YAML and in the parsed item, so this reads either. */
 export function uniqueBy(list: string, key: string) {
   return (items: unknown[], ctx: z.RefinementCtx) => {
@@ -204,16 +225,20 @@ export function redisSchema(baseDir: string) {
         key_prefix: z.string(expected('a string')).regex(/^[\x21-\x7e]{1,64}$/, 'expected 1 to 64 visible ASCII characters').default('hopguard:'),
         password_file: file.optional(),
         tls_ca_file: file.optional(),
+        tls_cert_file: file.optional(),
+        tls_key_file: file.optional(),
         command_timeout: duration.prefault('250ms'),
         max_staleness: duration.prefault('30s'),
         resync_interval: duration.prefault('10s'),
       },
       expected('a mapping'),
     )
+    .superRefine(bothOrNeither('tls_cert_file', 'tls_key_file'), onObjects)
     .transform((raw): RedisOptions => ({
       keyPrefix: raw.key_prefix,
       ...(raw.password_file !== undefined && { passwordFile: raw.password_file }),
       ...(raw.tls_ca_file !== undefined && { tlsCaFile: raw.tls_ca_file }),
+      ...(raw.tls_cert_file !== undefined && { tlsCertFile: raw.tls_cert_file, tlsKeyFile: raw.tls_key_file }),
       commandTimeoutMs: raw.command_timeout,
       maxStalenessMs: raw.max_staleness,
       resyncIntervalMs: raw.resync_interval,

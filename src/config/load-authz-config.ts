@@ -22,7 +22,7 @@ import {
 } from './authz-config.js';
 import {
   duration, exactlyOneOf, expected, flag, isRecord, loadConfigFile, nonEmptyString, onLists, onObjects, parseAdmin, parseConfig,
-  parseListen, parseStore, parsedString, positiveDuration, quoteValue, redisSchema, uniqueBy,
+  parseListen, parseStore, parsedString, positiveDuration, quoteValue, redisSchema, redisTlsNeedsRediss, uniqueBy,
 } from './config-schema.js';
 import { parseDuration } from './duration.js';
 
@@ -310,6 +310,7 @@ function authzConfigSchema(baseDir: string) {
       expected('a mapping with listen, audience, issuers and routes'),
     )
     .superRefine(workersShareOneTimeState, onObjects)
+    .superRefine(redisTlsNeedsRediss, onObjects)
     .transform(
       (raw): AuthzConfig => ({
         listen: raw.listen,

@@ -6,8 +6,8 @@
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import {
-  duration, expected, flag, loadConfigFile, nonEmptyString, onLists, parseAdmin, parseConfig, parseHostPort,
-  parseStore, parsedString, positiveDuration, redisSchema, uniqueBy,
+  duration, expected, flag, loadConfigFile, nonEmptyString, onLists, onObjects, parseAdmin, parseConfig, parseHostPort,
+  parseStore, parsedString, positiveDuration, redisSchema, redisTlsNeedsRediss, uniqueBy,
 } from './config-schema.js';
 import { auditSchema } from '../audit/audit-config.js';
 import { telemetrySchema } from '../telemetry/telemetry-config.js';
@@ -96,6 +96,7 @@ function issuerConfigSchema(baseDir: string) {
       },
       expected('a mapping with listen, issuer, tls, keys and clients'),
     )
+    .superRefine(redisTlsNeedsRediss, onObjects)
     .transform((raw): IssuerConfig => ({
       listen: raw.listen,
       admin: raw.admin,

@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
+import type { ConnectionOptions } from 'node:tls';
 import { Cluster, Redis, type RedisOptions as IoRedisOptions } from 'ioredis';
 import type { RedisOptions } from '../config/authz-config.js';
+import { createLogger, type Logger } from '../telemetry/log.js';
 
 export type RedisClient = Redis | Cluster;
 
@@ -12,9 +14,18 @@ export const PASSWORD_ENV = 'HOPGUARD_REDIS_PASSWORD';
  *   redis-sentinel://[user@]h1:p1,h2:p2/master[/db]
  *   redis-cluster://[user@]h1:p1,h2:p2
  * The password never comes from the URL (config load refuses one there): it is read from
- * HOPGUARD_REDIS_PASSWORD, else `redis.password_file`.
+ * HOPGUARD_REDIS_PASSWORD, else `redis.password_file`. A server that refuses the credentials or
+ * whose certificate does not verify is logged once per outage, naming the setting to check.
  */
-export function createRedisClient(url: string, options: RedisOptions, role: 'commands' | 'subscriber'): RedisClient {
+export function createRedisClient(
+  url: string, options: RedisOptions, role: 'commands' | 'subscriber', log: Logger = createLogger(),
+): RedisClient {
+  const client = connect(url, options, role);
+  reportRefusals(client, role, log);
+  return client;
+}
+
+function connect(url: string, options: RedisOptions, role: 'commands' | 'subscriber'): RedisClient {
   const match = /^(redis|rediss|redis-sentinel|redis-cluster):\/\/(?:([^@/]*)@)?([^/?#]+)(?:\/([^?#]*))?/i.exec(url);
   if (!match) throw new Error('store URL is not a redis URL');
   const [, scheme = '', username, hostList = '', pathPart = ''] = match;
@@ -23,9 +34,9 @@ export function createRedisClient(url: string, options: RedisOptions, role: 'com
   const common: IoRedisOptions = {
     ...(username && { username: decodeURIComponent(username) }),
     ...(password !== undefined && { password }),
-    ...(scheme.toLowerCase() === 'rediss' && {
-      tls: options.tlsCaFile !== undefined ? { ca: readFileSync(options.tlsCaFile) } : {},
-    }),
+    ...(scheme.toLowerCase() === 'rediss' && { tls: tlsOptions(options) }),
+    // CLIENT SETINFO on every connect: a command the Redis ACL need not grant a sidecar.
+    disableClientInfo: true,
     connectTimeout: Math.max(1000, options.commandTimeoutMs),
     // A check must never wait for a reconnect: with no offline queue, a command on a
     // broken connection fails at once, and commandTimeout bounds one on a live but slow one.
@@ -65,9 +76,47 @@ function readPassword(options: RedisOptions): string | undefined {
   const fromEnv = process.env[PASSWORD_ENV];
   if (fromEnv) return fromEnv;
   if (options.passwordFile === undefined) return undefined;
+  const password = readSetting(options.passwordFile, 'redis.password_file').toString('utf8').trim();
+  if (password === '') throw new Error('redis.password_file is empty');
+  return password;
+}
+
+function tlsOptions(options: RedisOptions): ConnectionOptions {
+  return {
+    ...(options.tlsCaFile !== undefined && { ca: readSetting(options.tlsCaFile, 'redis.tls_ca_file') }),
+    ...(options.tlsCertFile !== undefined && { cert: readSetting(options.tlsCertFile, 'redis.tls_cert_file') }),
+    ...(options.tlsKeyFile !== undefined && { key: readSetting(options.tlsKeyFile, 'redis.tls_key_file') }),
+  };
+}
+
+/** The error names the setting, never the file's content. */
+function readSetting(file: string, key: string): Buffer {
   try {
-    return readFileSync(options.passwordFile, 'utf8').trim();
+    return readFileSync(file);
   } catch (err) {
-    throw new Error(`cannot read redis.password_file (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
+    throw new Error(`cannot read ${key} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
   }
+}
+
+/** Redis error replies that mean "these credentials may not do this", by their first word. */
+const REFUSED_CREDENTIALS = new Set(['WRONGPASS', 'NOAUTH', 'NOPERM']);
+
+/**
+ * ioredis retries for ever, and the store fails closed meanwhile; this says why, once until the
+ * connection is ready again. Only the reply's code or the TLS error code is logged: the reply
+ * text is the server's, and nothing here ever holds the password.
+ */
+function reportRefusals(client: RedisClient, role: string, log: Logger): void {
+  let reported = false;
+  client.on('ready', () => { reported = false; });
+  client.on('error', (err: NodeJS.ErrnoException) => {
+    const code = /^[A-Z]+/.exec(err.message)?.[0] ?? '';
+    const refused = REFUSED_CREDENTIALS.has(code);
+    const tls = typeof err.code === 'string' && /CERT|TLS|SSL|SIGNATURE|ISSUER/.test(err.code);
+    if (reported || (!refused && !tls)) return;
+    reported = true;
+    log.error('redis_refused', refused
+      ? { connection: role, reply: code, check: `the user in the store URL and redis.password_file (or ${PASSWORD_ENV})` }
+      : { connection: role, tls_error: err.code, check: 'redis.tls_ca_file, tls_cert_file and tls_key_file, and the server certificate\'s names' });
+  });
 }

@@ -70,7 +70,9 @@ function requireBinary(name: string): void {
 async function waitForPing(port: number, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (spawnSync('redis-cli', ['-h', '127.0.0.1', '-p', String(port), 'ping']).stdout?.toString().trim() === 'PONG') return;
+    // NOAUTH: a server whose default user is off (an ACL file) is up all the same.
+    const reply = spawnSync('redis-cli', ['-h', '127.0.0.1', '-p', String(port), 'ping']).stdout?.toString().trim() ?? '';
+    if (reply === 'PONG' || reply.startsWith('NOAUTH')) return;
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`redis-server on port ${port} did not start`);
