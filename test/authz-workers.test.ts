@@ -3,9 +3,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mergePrometheusText } from '../src/authz/authz-workers.js';
 import { checkRequestMessage } from '../src/authz/envoy-client.js';
 import { authorizationService } from '../src/authz/envoy-protos.js';
+import { createDpopKey, dpopProof } from '../src/devkit/dpop-client.js';
 import { createSigningKey, type SigningKey } from '../src/devkit/signing-key.js';
 import { CHECKOUT, READ_ORDERS_ROUTES_YAML, authzYaml, createFixtures, jwksServer, writeConfigFile, type Fixtures } from './support/harness.js';
 import { runCli, spawnCli } from './support/process.js';
+import { SHARED_REDIS_URL, deleteKeysUnder, requireSharedRedis, uniquePrefix } from './support/redis.js';
 
 /** `workers: N`: N processes behind one gRPC listener, one admin listener for all of them. */
 let fixtures: Fixtures;
@@ -19,12 +21,15 @@ afterAll(() => fixtures.cleanup());
 function connection(address: string) {
   const Authorization = authorizationService();
   const client = new Authorization(address, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }) as grpc.Client & Record<string, any>;
-  const check = (token: string) => new Promise<number>((resolve, reject) => {
+  /** The gRPC status: code 0 is an allow; a denial's message is its deny code. */
+  const send = (headers: Record<string, string>) => new Promise<{ code: number; message: string }>((resolve, reject) => {
     client.Check(checkRequestMessage({
-      path: '/orders/1', headers: { authorization: `Bearer ${token}` }, principal: CHECKOUT, certificatePem: fixtures.checkout.certPem,
-    }), (err: Error | null, response: { status?: { code?: number } }) => (err ? reject(err) : resolve(response.status?.code ?? 0)));
+      path: '/orders/1', headers, principal: CHECKOUT, certificatePem: fixtures.checkout.certPem,
+    }), (err: Error | null, response: { status?: { code?: number; message?: string } }) =>
+      (err ? reject(err) : resolve({ code: response.status?.code ?? 0, message: response.status?.message ?? '' })));
   });
-  return { check, close: () => client.close() };
+  const check = async (token: string) => (await send({ authorization: `Bearer ${token}` })).code;
+  return { check, send, close: () => client.close() };
 }
 
 function samples(metrics: string, name: string): string[] {
@@ -80,6 +85,38 @@ describe('hopguard authz with workers: 2', () => {
     expect(stderr).toContain('redis');
     const single = await runCli(['check-config', '--config', writeConfigFile(fixtures, 'workers-one.yaml', `${authzYaml(fixtures)}workers: 1\n${oneTime}`)]);
     expect(single.code).toBe(0);
+  });
+
+  it('with a redis store, accepts a DPoP proof once across workers, also under binding: none', async () => {
+    await requireSharedRedis();
+    const prefix = uniquePrefix();
+    const file = writeConfigFile(fixtures, 'workers-dpop-redis.yaml',
+      `${authzYaml(fixtures)}binding: none\nstore: ${SHARED_REDIS_URL}\nredis:\n  key_prefix: "${prefix}"\nworkers: 2\n${READ_ORDERS_ROUTES_YAML}`);
+    const proc = spawnCli(['authz', '--config', file]);
+    const connections: ReturnType<typeof connection>[] = [];
+    try {
+      const started = await proc.logEvent('authz_started');
+      expect((await fetch(`http://${started.admin}/readyz`)).status).toBe(200);
+      const client = await createDpopKey();
+      const token = await fixtures.token({ certThumbprint: undefined, claims: { cnf: { jkt: client.jkt } } });
+      const proof = await dpopProof(client, { htm: 'GET', htu: 'https://service.local/orders/1', accessToken: token });
+      // The same proof on fresh connections, which go to the workers in turn.
+      for (let i = 0; i < 4; i++) connections.push(connection(started.grpc));
+      const answers: string[] = [];
+      for (const c of connections) {
+        const { code, message } = await c.send({ authorization: `DPoP ${token}`, dpop: proof });
+        answers.push(code === 0 ? 'allowed' : message);
+      }
+      expect(answers).toEqual(['allowed', 'dpop_invalid', 'dpop_invalid', 'dpop_invalid']);
+      // Both workers answered: the replays reached the worker that had not seen the proof, and were refused there too.
+      const metrics = await (await fetch(`http://${started.admin}/metrics`)).text();
+      const workers = samples(metrics, 'hopguard_decisions_total').map((line) => /worker="(\d+)"/.exec(line)![1]);
+      expect([...new Set(workers)].sort()).toEqual(['1', '2']);
+    } finally {
+      for (const c of connections) c.close();
+      proc.child.kill('SIGKILL');
+      await deleteKeysUnder(SHARED_REDIS_URL, prefix);
+    }
   });
 
   it('refuses more than one worker with store: memory and binding: none, which still accepts DPoP-bound tokens', async () => {
