@@ -1,7 +1,8 @@
 import type { RedisOptions } from '../config/authz-config.js';
 import type { Logger } from '../telemetry/log.js';
 import { createRedisClient, type RedisClient } from './redis-connection.js';
-import { RevocationIndex, parseRevocationRecord, revocationKey } from './revocation-index.js';
+import { RevocationIndex, mergeRevocation, parseRevocationRecord, revocationKey } from './revocation-index.js';
+import { defineRevocationScripts } from './revocation-scripts.js';
 import {
   StoreUnavailableError, type RevocationRecord, type RevocationSubject, type Store, type StoreHealth,
 } from './store.js';
@@ -17,8 +18,11 @@ import {
  * and the channel <prefix>revocations carries each new record to every sidecar.
  *
  * Each sidecar mirrors the revocations in memory (checks never wait on Redis for them),
- * fed by pub/sub and a periodic resync. Revocations only grow until they expire, so a
- * resync merges, and writes back whatever Redis lost (a restart without persistence).
+ * fed by pub/sub and a periodic resync. Revocations only grow until they expire: every write
+ * is a merge in Redis (revocation-scripts.ts), every record read or received merges into the
+ * index, and a resync merges both ways, writing back whatever Redis lost (a restart without
+ * persistence) or had shortened (a hostile writer). Records that are not revocations are
+ * ignored and counted, never logged.
  */
 export class RedisStore implements Store {
   private readonly index: RevocationIndex;
@@ -30,6 +34,11 @@ export class RedisStore implements Store {
   /** When the feed was last seen broken; undefined while it is whole. */
   private feedLostAtMs: number | undefined;
   private seenVersion: string | null | undefined;
+  /** Resyncs since the last full read: one in FULL_READ_EVERY reads the hash even if the version did not move. */
+  private resyncsSinceFullRead = 0;
+  /** Records read or received that were not revocations, and how many of them were logged. */
+  private ignored = 0;
+  private ignoredLogged = 0;
   private closed = false;
 
   private constructor(
@@ -48,6 +57,7 @@ export class RedisStore implements Store {
   static async open(url: string, options: RedisOptions, log: Logger, now: () => number = Date.now): Promise<RedisStore> {
     const commands = createRedisClient(url, options, 'commands');
     const subscriber = createRedisClient(url, options, 'subscriber');
+    defineRevocationScripts(commands);
     const store = new RedisStore(commands, subscriber, options, log, now);
     store.watch();
     await Promise.all([whenReady(commands, options.commandTimeoutMs * 4), whenReady(subscriber, options.commandTimeoutMs * 4)]);
@@ -70,11 +80,8 @@ export class RedisStore implements Store {
   }
 
   async revoke(record: RevocationRecord): Promise<void> {
-    const text = JSON.stringify(record);
     try {
-      await this.commands.hset(this.keys.hash, revocationKey(record.revocation), text);
-      await this.commands.incr(this.keys.version);
-      await this.commands.publish(this.keys.channel, text);
+      await this.mergeIntoRedis([record]);
     } catch {
       throw new StoreUnavailableError('redis did not record the revocation');
     }
@@ -113,6 +120,11 @@ export class RedisStore implements Store {
     return this.index.size;
   }
 
+  /** Records read from Redis or received that were not revocations (for metrics and tests). */
+  get ignoredRecordCount(): number {
+    return this.ignored;
+  }
+
   async close(): Promise<void> {
     this.closed = true;
     clearInterval(this.resyncTimer);
@@ -127,6 +139,7 @@ export class RedisStore implements Store {
       if (channel !== this.keys.channel) return;
       const record = parseRevocationRecord(text);
       if (record) this.index.add(record);
+      else this.ignored++;
     });
     // Messages sent while the subscriber was away are lost: a resync fills the gap.
     sub.on('ready', () => {
@@ -155,11 +168,15 @@ export class RedisStore implements Store {
     try {
       const version = await this.commands.get(this.keys.version);
       // No version key: shared state is empty or was lost, so merge (and write back) whatever is known here.
-      if (full || !this.synced || this.feedLostAtMs !== undefined || version === null || version !== this.seenVersion) {
+      // A writer that does not bump the version (one that shortened a record) is caught by the periodic full read.
+      if (full || !this.synced || this.feedLostAtMs !== undefined || version === null || version !== this.seenVersion
+        || ++this.resyncsSinceFullRead >= FULL_READ_EVERY) {
+        this.resyncsSinceFullRead = 0;
         await this.mergeAll();
         this.seenVersion = await this.commands.get(this.keys.version);
       }
       this.index.sweep();
+      this.logIgnored();
       this.synced = true;
       if (this.feedLostAtMs !== undefined && this.subscriber.status === 'ready') {
         this.log.info('revocation_feed_restored', { lost_ms: this.now() - this.feedLostAtMs });
@@ -173,38 +190,64 @@ export class RedisStore implements Store {
   /**
    * Reads the shared hash in HSCAN pages rather than one HGETALL: with 100,000 revocations an
    * HGETALL reply takes longer than command_timeout (so the sync never succeeded) and holds
-   * Redis for its whole length; each page is small and quick.
+   * Redis for its whole length; each page is small and quick. Every record read merges into the
+   * index; every live record the hash does not hold in full (missing, shortened, not a
+   * revocation) is merged back into it.
    */
   private async mergeAll(): Promise<void> {
     const now = this.now();
-    const shared = new Set<string>();
+    const whole = new Set<string>();
     const expired: string[] = [];
     let cursor = '0';
     do {
       const [next, page] = await this.commands.hscan(this.keys.hash, cursor, 'COUNT', SCAN_PAGE);
       for (let i = 0; i + 1 < page.length; i += 2) {
         const key = page[i]!;
-        shared.add(key);
-        const record = parseRevocationRecord(page[i + 1]!);
-        if (!record || record.expiresAtMs <= now) expired.push(key);
-        else this.index.add(record);
+        const text = page[i + 1]!;
+        const record = parseRevocationRecord(text, key);
+        if (!record) this.ignored++;
+        else if (record.expiresAtMs <= now) expired.push(key, text);
+        else if (mergeRevocation(record, this.index.add(record)) === record) whole.add(key);
       }
       cursor = next;
     } while (cursor !== '0');
-    const missing = [...this.index.records()].filter((r) => !shared.has(revocationKey(r.revocation)));
-    for (let i = 0; i < expired.length; i += SCAN_PAGE) await this.commands.hdel(this.keys.hash, ...expired.slice(i, i + SCAN_PAGE));
-    if (missing.length > 0) {
-      const restore = this.commands.pipeline();
-      for (const record of missing) restore.hsetnx(this.keys.hash, revocationKey(record.revocation), JSON.stringify(record));
-      restore.incr(this.keys.version);
-      await restore.exec();
-      this.log.warn('revocations_restored', { count: missing.length });
+    for (let i = 0; i < expired.length; i += 2 * SCAN_PAGE) {
+      await this.commands.deleteRevocationsUnchanged(this.keys.hash, ...expired.slice(i, i + 2 * SCAN_PAGE));
     }
+    const behind = [...this.index.records()].filter((r) => !whole.has(revocationKey(r.revocation)));
+    const restored = await this.mergeIntoRedis(behind);
+    if (restored > 0) this.log.warn('revocations_restored', { count: restored });
+  }
+
+  /** Merges each record into the hash; bumps the version if any grew. Resolves to how many grew. */
+  private async mergeIntoRedis(records: RevocationRecord[]): Promise<number> {
+    let grown = 0;
+    for (let i = 0; i < records.length; i += SCAN_PAGE) {
+      const batch = this.commands.pipeline();
+      for (const record of records.slice(i, i + SCAN_PAGE)) {
+        batch.mergeRevocation(this.keys.hash, revocationKey(record.revocation), JSON.stringify(record), this.keys.channel);
+      }
+      for (const [err, written] of (await batch.exec()) ?? []) {
+        if (err) throw err;
+        if (written !== null) grown++;
+      }
+    }
+    if (grown > 0) await this.commands.incr(this.keys.version);
+    return grown;
+  }
+
+  private logIgnored(): void {
+    if (this.ignored === this.ignoredLogged) return;
+    this.log.warn('revocation_records_ignored', { count: this.ignored - this.ignoredLogged });
+    this.ignoredLogged = this.ignored;
   }
 }
 
-/** Revocations read, or expired ones deleted, per command. */
+/** Revocations read, merged or deleted per command. */
 const SCAN_PAGE = 1000;
+
+/** Resyncs between two full reads of the hash when its version does not move (the periodic one). */
+const FULL_READ_EVERY = 10;
 
 /** Waits for the first connection, but not for long: a Redis that is down at start must not hold up the sidecar. */
 function whenReady(client: RedisClient, timeoutMs: number): Promise<void> {

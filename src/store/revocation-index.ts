@@ -3,7 +3,8 @@ import type { Revocation, RevocationRecord, RevocationSubject } from './store.js
 /**
  * Revocations held in memory, so a lookup on the check path is a few map reads.
  * Every store keeps one: the memory store as its truth, the Redis store as its mirror.
- * Entries are dropped once no token they cover can still be valid (`expiresAtMs`).
+ * Records only grow (mergeRevocation); entries are dropped once no token they cover can
+ * still be valid (`expiresAtMs`).
  */
 export class RevocationIndex {
   private readonly byJti = new Map<string, RevocationRecord>();
@@ -17,14 +18,14 @@ export class RevocationIndex {
     return this.byJti.size + this.bySubject.size + this.byClient.size + this.byCert.size;
   }
 
-  add(record: RevocationRecord): void {
+  /** Merges `record` into what is held for the same thing; returns the record held now. */
+  add(record: RevocationRecord): RevocationRecord {
     const r = record.revocation;
     switch (r.kind) {
-      case 'jti': return keepLonger(this.byJti, r.fingerprint, record);
-      case 'cert': return keepLonger(this.byCert, r.thumbprint, record);
-      // "revoked before T": a later T covers everything an earlier one did.
-      case 'subject': return keepLater(this.bySubject, r.value, record);
-      case 'client': return keepLater(this.byClient, r.value, record);
+      case 'jti': return merge(this.byJti, r.fingerprint, record);
+      case 'cert': return merge(this.byCert, r.thumbprint, record);
+      case 'subject': return merge(this.bySubject, r.value, record);
+      case 'client': return merge(this.byClient, r.value, record);
     }
   }
 
@@ -64,7 +65,7 @@ export class RevocationIndex {
   }
 }
 
-/** One name per revoked thing: a later revocation of the same thing replaces the earlier one. */
+/** One name per revoked thing: records of the same thing merge (mergeRevocation). */
 export function revocationKey(revocation: Revocation): string {
   switch (revocation.kind) {
     case 'jti': return `jti:${revocation.fingerprint}`;
@@ -74,8 +75,29 @@ export function revocationKey(revocation: Revocation): string {
   }
 }
 
-/** A record read back from shared state, checked field by field; undefined if it is not one. */
-export function parseRevocationRecord(text: string): RevocationRecord | undefined {
+/**
+ * The one rule for two records of the same thing (same revocationKey): the merged record
+ * covers both, with the later `before` and the later expiry, so no record can shorten or
+ * lift a revocation. Returns `held` itself when `incoming` adds nothing; the reason is the
+ * one of the record that grew it. REVOCATION_MERGE_LUA in redis-store.ts is this rule in Redis.
+ */
+export function mergeRevocation(held: RevocationRecord | undefined, incoming: RevocationRecord): RevocationRecord {
+  if (!held) return incoming;
+  const expiresAtMs = Math.max(held.expiresAtMs, incoming.expiresAtMs);
+  const latest = Math.max(before(held), before(incoming));
+  if (expiresAtMs === held.expiresAtMs && latest === before(held)) return held;
+  const r = held.revocation;
+  const revocation: Revocation = r.kind === 'subject' || r.kind === 'client' ? { ...r, before: latest } : r;
+  const reason = incoming.reason ?? held.reason;
+  return { revocation, expiresAtMs, ...(reason !== undefined && { reason }) };
+}
+
+/**
+ * A record read back from shared state (a hash field or a published message), checked field by
+ * field and rebuilt from the known fields only; undefined if it is not one, or (given `key`) if
+ * it is not the record of that hash field.
+ */
+export function parseRevocationRecord(text: string, key?: string): RevocationRecord | undefined {
   let value: any;
   try {
     value = JSON.parse(text);
@@ -83,12 +105,19 @@ export function parseRevocationRecord(text: string): RevocationRecord | undefine
     return undefined;
   }
   const r = value?.revocation;
-  if (typeof value?.expiresAtMs !== 'number' || typeof r !== 'object' || r === null) return undefined;
-  const ok = (r.kind === 'jti' && typeof r.fingerprint === 'string')
-    || (r.kind === 'cert' && typeof r.thumbprint === 'string')
-    || ((r.kind === 'subject' || r.kind === 'client') && typeof r.value === 'string' && typeof r.before === 'number');
-  if (!ok) return undefined;
-  return { revocation: r as Revocation, expiresAtMs: value.expiresAtMs, ...(typeof value.reason === 'string' && { reason: value.reason }) };
+  if (!Number.isFinite(value?.expiresAtMs) || typeof r !== 'object' || r === null) return undefined;
+  const revocation = parseRevocation(r);
+  if (!revocation || (key !== undefined && revocationKey(revocation) !== key)) return undefined;
+  return { revocation, expiresAtMs: value.expiresAtMs, ...(typeof value.reason === 'string' && { reason: value.reason }) };
+}
+
+function parseRevocation(r: any): Revocation | undefined {
+  if (r.kind === 'jti' && typeof r.fingerprint === 'string') return { kind: 'jti', fingerprint: r.fingerprint };
+  if (r.kind === 'cert' && typeof r.thumbprint === 'string') return { kind: 'cert', thumbprint: r.thumbprint };
+  if ((r.kind === 'subject' || r.kind === 'client') && typeof r.value === 'string' && Number.isFinite(r.before)) {
+    return { kind: r.kind, value: r.value, before: r.before };
+  }
+  return undefined;
 }
 
 function before(record: RevocationRecord): number {
@@ -96,12 +125,9 @@ function before(record: RevocationRecord): number {
   return r.kind === 'subject' || r.kind === 'client' ? r.before : Number.NEGATIVE_INFINITY;
 }
 
-function keepLonger(map: Map<string, RevocationRecord>, key: string, record: RevocationRecord): void {
-  const old = map.get(key);
-  if (!old || old.expiresAtMs < record.expiresAtMs) map.set(key, record);
-}
-
-function keepLater(map: Map<string, RevocationRecord>, key: string, record: RevocationRecord): void {
-  const old = map.get(key);
-  if (!old || before(old) <= before(record)) map.set(key, record);
+function merge(map: Map<string, RevocationRecord>, key: string, record: RevocationRecord): RevocationRecord {
+  const held = map.get(key);
+  const merged = mergeRevocation(held, record);
+  if (merged !== held) map.set(key, merged);
+  return merged;
 }
