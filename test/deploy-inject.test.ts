@@ -112,7 +112,18 @@ describe('admission: an annotated pod', () => {
       { name: 'scratch', emptyDir: {} },
       { name: 'hopguard-tls', secret: { secretName: 'hopguard-orders-tls' } },
       { name: 'hopguard-authz-config', configMap: { name: 'hopguard-orders' } },
+      { name: 'hopguard-redis', secret: { secretName: 'hopguard-redis-sidecar', optional: true } },
     ]);
+  });
+
+  it('mounts the Redis credentials into hopguard authz only: never the application, nor Envoy', () => {
+    const redisVolumes = (pod.spec.volumes as Obj[]).filter((v) => v.secret?.secretName === 'hopguard-redis-sidecar').map((v) => v.name);
+    expect(redisVolumes).toEqual(['hopguard-redis']);
+    const mounting = (pod.spec.containers as Obj[]).filter((c) => (c.volumeMounts ?? []).some((m: Obj) => redisVolumes.includes(m.name)));
+    expect(mounting.map((c) => c.name)).toEqual(['hopguard-authz']);
+    expect(container(pod, 'hopguard-authz').volumeMounts).toContainEqual({ name: 'hopguard-redis', mountPath: '/etc/hopguard/redis', readOnly: true });
+    // Nor through the environment, which a shared process namespace would show.
+    expect(JSON.stringify(pod.spec.containers)).not.toContain('HOPGUARD_REDIS_PASSWORD');
   });
 
   it('gives Envoy a bootstrap for this pod that is a valid Envoy Bootstrap', () => {
@@ -146,7 +157,7 @@ describe('admission: other pods', () => {
     expect(kubernetesProblems(result)).toEqual([]);
     expect(result.metadata.annotations['hopguard.dev/identity']).toBe('spiffe://cluster.local/ns/payments/sa/default');
     expect(result.metadata.labels).toEqual({ 'hopguard.dev/sidecar': 'injected' });
-    expect(result.spec.volumes).toHaveLength(2);
+    expect(result.spec.volumes).toHaveLength(3);
     const app = (envoyBootstrapOf(result).static_resources.clusters as Obj[]).find((c) => c.name === 'local_app')!;
     expect(app.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value).toBe(3000);
   });
@@ -154,7 +165,7 @@ describe('admission: other pods', () => {
   it('honours the trust domain, images and resource names it is configured with', () => {
     const custom = parseInjectConfig('trust_domain: prod.example\nimages: { hopguard: registry.example/hopguard:1.2.3 }\n', { baseDir: '/' });
     const plan = planInjection(
-      { ...orderPod({ 'hopguard.dev/inject': 'true', 'hopguard.dev/tls-secret': 'orders-cert', 'hopguard.dev/authz-config': 'orders-policy' }) },
+      { ...orderPod({ 'hopguard.dev/inject': 'true', 'hopguard.dev/tls-secret': 'orders-cert', 'hopguard.dev/authz-config': 'orders-policy', 'hopguard.dev/redis-secret': 'orders-redis' }) },
       injectionSettings(custom, loadEnvoyTemplate(custom.envoyTemplate))('shop'),
     );
     expect(plan).toMatchObject({ injected: true, identity: 'spiffe://prod.example/ns/shop/sa/orders' });
@@ -164,7 +175,16 @@ describe('admission: other pods', () => {
     expect(pod.spec.volumes.slice(1)).toEqual([
       { name: 'hopguard-tls', secret: { secretName: 'orders-cert' } },
       { name: 'hopguard-authz-config', configMap: { name: 'orders-policy' } },
+      { name: 'hopguard-redis', secret: { secretName: 'orders-redis', optional: true } },
     ]);
+  });
+
+  it('a pod that shares its process namespace is refused: the application would see hopguard\'s credentials', () => {
+    const pod = orderPod();
+    pod.spec.shareProcessNamespace = true;
+    expect(answered(review(pod))).toMatchObject({
+      allowed: false, status: { message: expect.stringContaining('shareProcessNamespace') },
+    });
   });
 });
 

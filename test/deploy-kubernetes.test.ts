@@ -142,6 +142,67 @@ describe('k8s/: workloads run restricted, bounded and probed', () => {
   });
 });
 
+describe('k8s/: Redis takes credentials and TLS, and is not reachable by a label anyone can set', () => {
+  const redis = named('Deployment', 'hopguard-redis').spec.template.spec;
+  const args = redis.containers[0].args as string[];
+  const arg = (name: string) => (args.includes(name) ? args[args.indexOf(name) + 1] : undefined);
+  const mountedSecret = (dir: string) => {
+    const mount = (redis.containers[0].volumeMounts as Obj[]).find((m) => dir.startsWith(`${m.mountPath}/`))!;
+    return (redis.volumes as Obj[]).find((v) => v.name === mount.name)!.secret?.secretName;
+  };
+  const aclRules = readFileSync(path.join(K8S, 'base/redis-users.acl'), 'utf8').split('\n').filter((line) => line.startsWith('user '));
+
+  it('runs with protected mode on, TLS only, and the ACL file from a Secret', () => {
+    expect(arg('--protected-mode')).toBe('yes');
+    expect(arg('--port')).toBe('0');
+    expect(arg('--tls-port')).toBe('6379');
+    expect(mountedSecret(arg('--aclfile')!)).toBe('hopguard-redis-acl');
+    for (const file of ['--tls-cert-file', '--tls-key-file', '--tls-ca-cert-file']) expect(mountedSecret(arg(file)!)).toBe('hopguard-redis-tls');
+    expect(arg('--maxmemory-policy')).toBe('noeviction');
+  });
+
+  it('requires an ACL user: the default user is off, and every other user has a password', () => {
+    expect(aclRules.find((rule) => rule.startsWith('user default '))).toMatch(/^user default off resetpass /);
+    for (const rule of aclRules.filter((r) => !r.startsWith('user default '))) {
+      expect(rule).toMatch(/^user [\w-]+ on #[A-Z_]+_PASSWORD_SHA256 resetkeys resetchannels -@all /);
+      expect(rule).not.toMatch(/nopass|allkeys|allchannels|allcommands|\+@all|~\*|&\*/);
+    }
+  });
+
+  it('the issuer and every sidecar connect over rediss:// as a user the ACL file defines, with a password file, never inline', () => {
+    const users = aclRules.map((rule) => rule.split(' ')[1]);
+    const configs = byKind('ConfigMap').flatMap((map) => Object.entries(map.data as Record<string, string>)
+      .filter(([key]) => key === 'issuer.yaml' || key === 'authz.yaml').map(([key, text]) => ({ key, name: map.metadata.name, text })));
+    expect(configs.length).toBeGreaterThanOrEqual(3);
+    for (const { key, name, text } of configs) {
+      const config = key === 'issuer.yaml' ? parseIssuerConfig(text, { baseDir: '/' }) : parseAuthzConfig(text, { baseDir: '/' });
+      expect(config.store, name).toMatch(/^rediss:\/\/hopguard-(issuer|sidecar)@hopguard-redis\.hopguard-system\.svc:6379$/);
+      expect(users).toContain(/^rediss:\/\/([^@]+)@/.exec(config.store)![1]);
+      expect(config.redis, name).toMatchObject({ passwordFile: '/etc/hopguard/redis/password', tlsCaFile: '/etc/hopguard/redis/ca.crt' });
+    }
+    const issuerPod = named('Deployment', 'hopguard-issuer').spec.template.spec;
+    const mount = (issuerPod.containers[0].volumeMounts as Obj[]).find((m) => m.mountPath === '/etc/hopguard/redis')!;
+    expect((issuerPod.volumes as Obj[]).find((v) => v.name === mount.name).secret.secretName).toBe('hopguard-redis-issuer');
+  });
+
+  it.each(['hopguard-redis', 'hopguard-issuer'])('NetworkPolicy %s never admits by a pod label alone: other namespaces by the name the API server sets', (name) => {
+    const policy = named('NetworkPolicy', name);
+    const peers = (policy.spec.ingress as Obj[]).flatMap((rule) => rule.from as Obj[]);
+    expect(peers.length).toBeGreaterThan(0);
+    for (const peer of peers) {
+      if (peer.namespaceSelector === undefined) {
+        // Only pods of the policy's own namespace, hopguard-system, which only its operators write to.
+        expect(policy.metadata.namespace).toBe('hopguard-system');
+        continue;
+      }
+      const { matchLabels = {}, matchExpressions = [] } = peer.namespaceSelector as Obj;
+      const keys = [...Object.keys(matchLabels), ...(matchExpressions as Obj[]).map((e) => e.key)];
+      expect(keys).toEqual(['kubernetes.io/metadata.name']);
+      expect((matchExpressions as Obj[]).every((e) => e.operator === 'In' && e.values.length > 0)).toBe(true);
+    }
+  });
+});
+
 describe('k8s/: the configs inside the ConfigMaps are valid hopguard configs that agree', () => {
   const configText = (name: string, key: string) => named('ConfigMap', name).data[key] as string;
 
@@ -199,6 +260,11 @@ describe('hopguard inject -f on the example app', () => {
     const args = pod.spec.containers[1].args as string[];
     const bootstrap = JSON.parse(args[args.indexOf('--config-yaml') + 1]!) as Obj;
     expect(loadEnvoySchema([bootstrap]).check(bootstrap)).toEqual([]);
+    // The sidecar's Redis credentials: mounted by hopguard authz, by no other container.
+    const redisVolumes = (pod.spec.volumes as Obj[]).filter((v) => v.secret?.secretName === 'hopguard-redis-sidecar').map((v) => v.name);
+    expect(redisVolumes).toHaveLength(1);
+    const mounting = (pod.spec.containers as Obj[]).filter((c) => (c.volumeMounts ?? []).some((m: Obj) => redisVolumes.includes(m.name)));
+    expect(mounting.map((c) => c.name)).toEqual(['hopguard-authz']);
     // Everything but the workload came through unchanged.
     expect(out.filter((doc) => doc.kind !== 'Deployment')).toEqual(documents(text).filter((doc) => doc.kind !== 'Deployment'));
     expect(result.notes).toEqual([`Deployment/${deployment.metadata.name}: injected as spiffe://cluster.local/ns/shop/sa/${deployment.metadata.name}`]);

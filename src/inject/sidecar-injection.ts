@@ -22,6 +22,8 @@ export const ANNOTATIONS = {
   authzConfig: 'hopguard.dev/authz-config',
   /** Secret with tls.crt, tls.key, ca.crt: the workload certificate (default: hopguard-<serviceAccount>-tls). */
   tlsSecret: 'hopguard.dev/tls-secret',
+  /** Secret with the sidecar's Redis password and CA (default: hopguard-redis-sidecar); hopguard authz alone mounts it. */
+  redisSecret: 'hopguard.dev/redis-secret',
 } as const;
 
 /** On injected pods, for NetworkPolicies: only sidecars reach the issuer and Redis. */
@@ -31,6 +33,9 @@ export const ENVOY_CONTAINER = 'hopguard-envoy';
 export const AUTHZ_CONTAINER = 'hopguard-authz';
 const TLS_VOLUME = 'hopguard-tls';
 const AUTHZ_CONFIG_VOLUME = 'hopguard-authz-config';
+const REDIS_VOLUME = 'hopguard-redis';
+/** Where hopguard authz finds the Redis credentials: redis.password_file: /etc/hopguard/redis/password. */
+const REDIS_CREDENTIALS_DIR = '/etc/hopguard/redis';
 
 /** Ports the sidecars take in the pod's network namespace (see envoy/sidecar.yaml). */
 export const SIDECAR_PORTS = { inbound: 15443, outbound: 15001, health: 15021, envoyAdmin: 15000, authz: 9191, authzAdmin: 9192 };
@@ -77,7 +82,11 @@ export function planInjection(pod: unknown, settings: InjectionSettings): Inject
   }
   if (spec.volumes !== undefined && !Array.isArray(spec.volumes)) throw new InjectionError('spec.volumes is not a list');
   const volumeNames = (spec.volumes ?? []).map((v) => (isRecord(v) ? v.name : undefined));
-  for (const name of [TLS_VOLUME, AUTHZ_CONFIG_VOLUME]) {
+  // The application would see the sidecars' processes, and with them their files and environment.
+  if (spec.shareProcessNamespace === true) {
+    throw new InjectionError('spec.shareProcessNamespace: true would let the application read hopguard\'s Redis credentials: remove it');
+  }
+  for (const name of [TLS_VOLUME, AUTHZ_CONFIG_VOLUME, REDIS_VOLUME]) {
     if (volumeNames.includes(name)) throw new InjectionError(`a volume is already named ${name}`);
   }
 
@@ -91,11 +100,15 @@ export function planInjection(pod: unknown, settings: InjectionSettings): Inject
   const appPort = applicationPort(annotations[ANNOTATIONS.appPort], containers);
   const authzConfigMap = resourceName(annotations[ANNOTATIONS.authzConfig], `hopguard-${serviceAccount}`, ANNOTATIONS.authzConfig);
   const tlsSecret = resourceName(annotations[ANNOTATIONS.tlsSecret], `hopguard-${serviceAccount}-tls`, ANNOTATIONS.tlsSecret);
+  const redisSecret = resourceName(annotations[ANNOTATIONS.redisSecret], 'hopguard-redis-sidecar', ANNOTATIONS.redisSecret);
 
   const bootstrap = renderBootstrap(settings.envoyTemplate, { identity, serviceName: `${serviceAccount}.${namespace}`, appPort });
   const volumes = [
     { name: TLS_VOLUME, secret: { secretName: tlsSecret } },
     { name: AUTHZ_CONFIG_VOLUME, configMap: { name: authzConfigMap } },
+    // Optional: a sidecar with store: memory needs none; one whose config names the file fails
+    // with "cannot read redis.password_file" rather than the pod never starting.
+    { name: REDIS_VOLUME, secret: { secretName: redisSecret, optional: true } },
   ];
   const add = (path: string, value: unknown): Operation => ({ op: 'add', path, value });
   const patch: Operation[] = [
@@ -183,9 +196,11 @@ function authzContainer(image: string): Record<string, unknown> {
     readinessProbe: { httpGet: { path: '/readyz', port: SIDECAR_PORTS.authzAdmin }, periodSeconds: 5 },
     resources: { requests: { cpu: '50m', memory: '96Mi' }, limits: { memory: '256Mi' } },
     securityContext: { ...RESTRICTED, runAsUser: 10001, runAsGroup: 10001 },
+    // The only container that mounts the Redis credentials: not Envoy, never the application.
     volumeMounts: [
       { name: AUTHZ_CONFIG_VOLUME, mountPath: '/etc/hopguard/authz', readOnly: true },
       TLS_MOUNT,
+      { name: REDIS_VOLUME, mountPath: REDIS_CREDENTIALS_DIR, readOnly: true },
     ],
   };
 }
