@@ -360,7 +360,7 @@ describe('verification cache', () => {
     const rotated = await createSigningKey('ES256', 'rotated');
     const config = authzConfig(fixtures, {
       issuers: [{ issuer: ISSUER, jwksFile: `${fixtures.dir}/rotating-jwks.json`, algorithms: ['ES256'], maxTtlMs: 600_000 }],
-      jwks: { refreshIntervalMs: 300_000, refetchIntervalMs: 1, fetchTimeoutMs: 2000 },
+      jwks: { refreshIntervalMs: 300_000, refetchIntervalMs: 1, fetchTimeoutMs: 2000, checkWaitMs: 250 },
     });
     writeJwks(`${fixtures.dir}/rotating-jwks.json`, [fixtures.key]);
     const other = await startServer(config, new MemoryStore());

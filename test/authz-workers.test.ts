@@ -41,7 +41,7 @@ describe('hopguard authz with workers: 2', () => {
     const slowKey = await createSigningKey('ES256', 'slow-kid');
     let published: SigningKey[] = [fixtures.key];
     const jwks = await jwksServer(() => published);
-    const file = writeConfigFile(fixtures, 'workers.yaml', `${authzYaml(fixtures, { jwks: `jwks_uri: ${jwks.url}` })}workers: 2\njwks:\n  refetch_interval: 1ms\n${READ_ORDERS_ROUTES_YAML}`);
+    const file = writeConfigFile(fixtures, 'workers.yaml', `${authzYaml(fixtures, { jwks: `jwks_uri: ${jwks.url}` })}workers: 2\njwks:\n  refetch_interval: 1ms\n  check_wait: 500ms\n${READ_ORDERS_ROUTES_YAML}`);
     const proc = spawnCli(['authz', '--config', file]);
     const connections: ReturnType<typeof connection>[] = [];
     try {
@@ -61,10 +61,11 @@ describe('hopguard authz with workers: 2', () => {
 
       // A token under a new kid makes its worker refetch the JWKS, which now answers slowly:
       // that check is in flight when SIGTERM arrives, and must still be answered.
-      jwks.state.delayMs = 1500;
+      // Slow, but within check_wait (a check waits no longer on a refetch).
+      jwks.state.delayMs = 300;
       published = [fixtures.key, slowKey];
       const inFlight = connections[0]!.check(await fixtures.token({}, slowKey));
-      await new Promise((r) => setTimeout(r, 300));
+      await new Promise((r) => setTimeout(r, 100));
       proc.child.kill('SIGTERM');
       expect(await inFlight).toBe(0);
       expect(await proc.exited).toBe(0);

@@ -1,13 +1,12 @@
 import http from 'node:http';
 import path from 'node:path';
-import * as grpc from '@grpc/grpc-js';
-import { service as healthService } from 'grpc-health-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EnvoyClient } from '../src/authz/envoy-client.js';
 import { createSigningKey, type SigningKey } from '../src/devkit/signing-key.js';
 import {
   AUDIENCE, CHECKOUT, ISSUER, READ_ORDERS_ROUTES_YAML, authzYaml, createFixtures, jwksServer, writeConfigFile, type Fixtures,
 } from './support/harness.js';
+import { grpcHealth } from './support/grpc-health.js';
 import { runCli, spawnCli } from './support/process.js';
 
 let fixtures: Fixtures;
@@ -25,15 +24,6 @@ async function get(address: string, urlPath: string): Promise<{ status: number; 
   return { status: res.status, body: await res.text() };
 }
 
-function grpcHealth(address: string): Promise<string> {
-  const Health = grpc.makeClientConstructor(healthService, 'Health');
-  const client = new Health(address, grpc.credentials.createInsecure()) as grpc.Client & Record<string, any>;
-  return new Promise((resolve, reject) => client.Check({ service: '' }, (err: Error | null, res: { status: string }) => {
-    client.close();
-    if (err) reject(err);
-    else resolve(res.status);
-  }));
-}
 
 
 describe('hopguard CLI', () => {
@@ -83,7 +73,7 @@ describe('hopguard authz, as a process', () => {
     let published: SigningKey[] = [fixtures.key];
     const jwks = await jwksServer(() => published);
     const socket = path.join(fixtures.dir, 'authz.sock');
-    const file = writeConfigFile(fixtures, 'unix.yaml', config(`unix:${socket}`, `jwks_uri: ${jwks.url}`, 'jwks:\n  refetch_interval: 1ms\n'));
+    const file = writeConfigFile(fixtures, 'unix.yaml', config(`unix:${socket}`, `jwks_uri: ${jwks.url}`, 'jwks:\n  refetch_interval: 1ms\n  check_wait: 500ms\n'));
     const proc = spawnCli(['authz', '--config', file]);
     try {
       const started = await proc.logEvent('authz_started');
@@ -102,10 +92,11 @@ describe('hopguard authz, as a process', () => {
 
       // A token under a new kid makes hopguard refetch the JWKS, which now answers slowly:
       // that check is in flight when SIGTERM arrives, and must still be answered.
-      jwks.state.delayMs = 1500;
+      // Slow, but within check_wait (a check waits no longer on a refetch).
+      jwks.state.delayMs = 300;
       published = [fixtures.key, slowKey];
       const inFlight = request(await fixtures.token({}, slowKey));
-      await new Promise((r) => setTimeout(r, 300));
+      await new Promise((r) => setTimeout(r, 100));
       proc.child.kill('SIGTERM');
       expect((await inFlight).allowed).toBe(true);
       expect(await proc.exited).toBe(0);
@@ -154,16 +145,16 @@ describe('hopguard authz, as a process', () => {
       const started = await proc.logEvent('authz_started');
       const envoy = new EnvoyClient(started.grpc);
       const afterStart = jwks.state.requests;
-      for (let i = 0; i < 5; i++) {
-        const out = await envoy.check({
-          path: '/orders/1', headers: { authorization: `Bearer ${await fixtures.token({ header: { kid: `unknown-${i}` } })}` },
-          principal: CHECKOUT, certificatePem: fixtures.checkout.certPem,
-        });
-        expect(out.body?.code).toBe('unknown_key');
-      }
+      const token = await fixtures.token({ header: { kid: 'unknown' } });
+      const check = async () => (await envoy.check({
+        path: '/orders/1', headers: { authorization: `Bearer ${token}` }, principal: CHECKOUT, certificatePem: fixtures.checkout.certPem,
+      })).body?.code;
+      expect(await check()).toBe('unknown_key');
+      // The kid is looked for once (as soon as the 1 s fetch floor allows), then not within the hour.
+      await expect.poll(() => jwks.state.requests - afterStart, { timeout: 5_000 }).toBe(1);
+      for (let i = 0; i < 5; i++) expect(await check()).toBe('unknown_key');
       envoy.close();
-      // The first load counts as the last fetch: within the hour, unknown kids cause no request.
-      expect(jwks.state.requests - afterStart).toBe(0);
+      expect(jwks.state.requests - afterStart).toBe(1);
     } finally {
       proc.child.kill('SIGTERM');
       await proc.exited;

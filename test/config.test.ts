@@ -147,7 +147,7 @@ describe('parseAuthzConfig: valid files', () => {
           forwardToken: false,
         },
       ],
-      jwks: { refreshIntervalMs: 300_000, refetchIntervalMs: 30_000, fetchTimeoutMs: 5_000 },
+      jwks: { refreshIntervalMs: 300_000, refetchIntervalMs: 30_000, fetchTimeoutMs: 5_000, checkWaitMs: 250 },
       cache: { maxEntries: 10_000 },
       dpop: DPOP_DEFAULTS,
       redis: REDIS_DEFAULTS,
@@ -170,7 +170,7 @@ describe('parseAuthzConfig: valid files', () => {
       name: 'orders', methods: [], pathPrefix: '/orders/', scopes: [], callers: [],
       public: false, oneTime: false, forwardToken: false,
     });
-    expect(config.jwks).toEqual({ refreshIntervalMs: 300_000, refetchIntervalMs: 30_000, fetchTimeoutMs: 5_000 });
+    expect(config.jwks).toEqual({ refreshIntervalMs: 300_000, refetchIntervalMs: 30_000, fetchTimeoutMs: 5_000, checkWaitMs: 250 });
     expect(config.cache).toEqual({ maxEntries: 10_000 });
     expect(config.redis).toEqual(REDIS_DEFAULTS);
     expect(config.telemetry).toEqual(TELEMETRY_DEFAULTS);
@@ -222,7 +222,7 @@ describe('parseAuthzConfig: valid files', () => {
       c.binding = 'none';
       c.store = 'redis-sentinel://user@s1:26379,s2:26379/mymaster';
       c.clock_skew = '5m';
-      c.jwks = { refresh_interval: '1h', refetch_interval: '10s', fetch_timeout: '250ms' };
+      c.jwks = { refresh_interval: '1h', refetch_interval: '10s', fetch_timeout: '250ms', check_wait: '0s' };
       c.cache = { max_entries: 0 };
       c.shutdown_grace = '0s';
       c.issuers[0] = {
@@ -234,7 +234,7 @@ describe('parseAuthzConfig: valid files', () => {
     expect(config.binding).toBe('none');
     expect(config.store).toBe('redis-sentinel://user@s1:26379,s2:26379/mymaster');
     expect(config.clockSkewMs).toBe(300_000);
-    expect(config.jwks).toEqual({ refreshIntervalMs: 3_600_000, refetchIntervalMs: 10_000, fetchTimeoutMs: 250 });
+    expect(config.jwks).toEqual({ refreshIntervalMs: 3_600_000, refetchIntervalMs: 10_000, fetchTimeoutMs: 250, checkWaitMs: 0 });
     expect(config.cache.maxEntries).toBe(0);
     expect(config.shutdownGraceMs).toBe(0);
     expect(config.issuers[0]).toEqual({
@@ -398,6 +398,7 @@ describe('parseAuthzConfig: problems', () => {
   it('refuses a malformed duration', () => {
     expectProblem(withTop('clock_skew', '5 minutes'), 'clock_skew', 'expected a duration such as "30s" or "5m"');
     expectProblem(withTop('jwks', { fetch_timeout: 5 }), 'jwks.fetch_timeout', 'expected a duration such as');
+    expectProblem(withTop('jwks', { check_wait: '2s' }), 'jwks.check_wait', 'must be at most 500ms: a check must answer well before Envoy gives up (1s)');
     expectProblem(variant((c) => { c.jwks = { refresh_interval: '0s' }; }), 'jwks.refresh_interval', 'greater than 0');
   });
 

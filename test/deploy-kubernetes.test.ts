@@ -182,7 +182,7 @@ describe('k8s/: Redis takes credentials and TLS, and is not reachable by a label
     }
     const issuerPod = named('Deployment', 'hopguard-issuer').spec.template.spec;
     const mount = (issuerPod.containers[0].volumeMounts as Obj[]).find((m) => m.mountPath === '/etc/hopguard/redis')!;
-    expect((issuerPod.volumes as Obj[]).find((v) => v.name === mount.name).secret.secretName).toBe('hopguard-redis-issuer');
+    expect((issuerPod.volumes as Obj[]).find((v) => v.name === mount.name)?.secret.secretName).toBe('hopguard-redis-issuer');
   });
 
   it.each(['hopguard-redis', 'hopguard-issuer'])('NetworkPolicy %s never admits by a pod label alone: other namespaces by the name the API server sets', (name) => {

@@ -90,6 +90,8 @@ function issuerKeys(overrides: Partial<IssuerKeysOptions> = {}): IssuerKeys {
     refreshIntervalMs: 3_600_000,
     refetchIntervalMs: REFETCH_MS,
     fetchTimeoutMs: 2_000,
+    // Generous: these tests are about what is fetched, not how long a check waits for it.
+    checkWaitMs: 2_000,
     onFetch: (outcome, detail) => outcomes.push([outcome, detail]),
     now: () => clock,
     ...overrides,
@@ -142,11 +144,11 @@ describe('createIssuerKeys over jwks_uri', () => {
     expect(requests).toBe(2);
   });
 
-  it('does not refetch for an unknown kid within the refetch interval, and does after it', async () => {
+  it('does not refetch a kid looked for within the refetch interval, and does after it', async () => {
     const keys = issuerKeys();
     await keys.start();
     clock += REFETCH_MS;
-    expect(await keys.resolve('nope-1', 'ES256')).toBeUndefined();
+    expect(await keys.resolve('es-3', 'ES256')).toBeUndefined();
     expect(requests).toBe(2);
 
     clock += REFETCH_MS - 1;
@@ -159,20 +161,39 @@ describe('createIssuerKeys over jwks_uri', () => {
     expect(requests).toBe(3);
   });
 
-  it('counts the first load as the last attempt', async () => {
+  it('looks for a new kid at once, however recently another kid was looked for', async () => {
     const keys = issuerKeys();
     await keys.start();
-    expect(await keys.resolve('nope', 'ES256')).toBeUndefined();
-    expect(requests).toBe(1);
+    clock += REFETCH_MS;
+    expect(await keys.resolve('made-up', 'ES256')).toBeUndefined();
+    expect(requests).toBe(2);
+    // The issuer rotates: its new kid must not wait out the made-up kid's refetch interval.
+    serve(es1.publicJwk, es3.publicJwk);
+    clock += 1_000;
+    expect(await verifies(await keys.resolve('es-3', 'ES256'), es3, 'ES256')).toBe(true);
+    expect(requests).toBe(3);
   });
 
-  it('refetches after a real interval with the default clock', async () => {
-    const keys = issuerKeys({ now: undefined, refetchIntervalMs: 200 });
+  it('shares one fetch per second among all new kids, and remembers each', async () => {
+    const keys = issuerKeys({ now: Date.now });
+    await keys.start();
+    const kids = Array.from({ length: 20 }, (_, i) => `made-up-${i}`);
+    // Right after the first load: all wait for the one fetch the floor allows next.
+    expect(await Promise.all(kids.map((kid) => keys.resolve(kid, 'ES256')))).toEqual(kids.map(() => undefined));
+    expect(requests).toBe(2);
+    expect(await Promise.all(kids.map((kid) => keys.resolve(kid, 'ES256')))).toEqual(kids.map(() => undefined));
+    expect(requests).toBe(2);
+  });
+
+  it('answers within the check wait and lets the refetch finish in the background', async () => {
+    const keys = issuerKeys({ now: undefined, refetchIntervalMs: 200, checkWaitMs: 20 });
     await keys.start();
     serve(es2.publicJwk);
+    // The fetch floor (here the 200 ms refetch interval) has not passed since the first load.
     expect(await keys.resolve('es-2', 'ES256')).toBeUndefined();
     expect(requests).toBe(1);
-    await new Promise((resolve) => setTimeout(resolve, 250));
+    await expect.poll(() => keys.generation, { timeout: 2_000 }).toBe(2);
+    expect(requests).toBe(2);
     expect(await keys.resolve('es-2', 'ES256')).toBeDefined();
     expect(requests).toBe(2);
   });

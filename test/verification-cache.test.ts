@@ -17,7 +17,7 @@ let verifier: AccessTokenVerifier;
 beforeAll(async () => {
   key = await createSigningKey('ES256');
   const publicKey = await importJWK(key.publicJwk, 'ES256') as CryptoKey;
-  const keys: IssuerKeys = { resolve: async () => publicKey, loaded: true, generation: 1, start: async () => {}, stop: () => {} };
+  const keys: IssuerKeys = { resolve: async () => publicKey, loaded: true, usable: true, generation: 1, start: async () => {}, stop: () => {} };
   verifier = new AccessTokenVerifier({
     audience: AUDIENCE,
     issuers: [{ config: { issuer: ISSUER, algorithms: ['ES256'], maxTtlMs: 3_600_000 }, keys }],

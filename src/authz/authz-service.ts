@@ -53,6 +53,7 @@ export async function startAuthz(config: AuthzConfig, options: StartOptions): Pr
       refreshIntervalMs: config.jwks.refreshIntervalMs,
       refetchIntervalMs: config.jwks.refetchIntervalMs,
       fetchTimeoutMs: config.jwks.fetchTimeoutMs,
+      checkWaitMs: config.jwks.checkWaitMs,
       onFetch: (outcome, detail) => {
         metrics.recordJwksFetch(issuer.issuer, outcome);
         if (outcome === 'error') log.warn('jwks_fetch_failed', { issuer: issuer.issuer, detail });
@@ -73,7 +74,10 @@ export async function startAuthz(config: AuthzConfig, options: StartOptions): Pr
   const deps = { config, routes, verifier, store, ...(nonce && { dpopNonces: new DpopNonces(readFileSync(nonce.secretFile), nonce.lifetimeMs) }) };
 
   const readiness = (): Readiness => {
-    const reasons = issuers.filter((i) => !i.keys.loaded).map((i) => `keys not loaded for issuer ${i.config.issuer}`);
+    const reasons = issuers.flatMap(({ keys, config: { issuer } }) => {
+      if (!keys.loaded) return [`keys not loaded for issuer ${issuer}`];
+      return keys.usable ? [] : [`no usable key for issuer ${issuer}: none has an allowed algorithm, a supported type and imports`];
+    });
     const { state } = store.health();
     if (state === 'unavailable') reasons.push('shared state unavailable');
     return { ready: reasons.length === 0, reasons, store: state };

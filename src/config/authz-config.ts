@@ -50,10 +50,12 @@ export interface RouteConfig {
 export interface JwksOptions {
   /** Background refresh period for every key set. */
   refreshIntervalMs: number;
-  /** An unknown `kid` triggers at most one refetch per this interval, per issuer. */
+  /** An unknown `kid` is refetched at most once per this interval, per kid. */
   refetchIntervalMs: number;
-  /** Timeout of one jwks_uri fetch. */
+  /** Total timeout of one jwks_uri fetch, connect to last byte. */
   fetchTimeoutMs: number;
+  /** How long a check with an unknown `kid` waits on its refetch before answering unknown_key. */
+  checkWaitMs: number;
 }
 
 export interface DpopOptions {

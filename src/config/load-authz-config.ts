@@ -201,12 +201,17 @@ const routeSchema = z
     }),
   );
 
+/** A check answers unknown_key after waiting this long at most on its kid's refetch. */
+const MAX_CHECK_WAIT_MS = 500;
+
 const jwksSchema = z
   .strictObject(
     {
       refresh_interval: positiveDuration.prefault('5m'),
       refetch_interval: positiveDuration.prefault('30s'),
       fetch_timeout: positiveDuration.prefault('5s'),
+      // Envoy's ext_authz timeout is 1s here (README): an answer after it is no answer.
+      check_wait: duration.refine((ms) => ms <= MAX_CHECK_WAIT_MS, 'must be at most 500ms: a check must answer well before Envoy gives up (1s)').prefault('250ms'),
     },
     expected('a mapping'),
   )
@@ -214,6 +219,7 @@ const jwksSchema = z
     refreshIntervalMs: raw.refresh_interval,
     refetchIntervalMs: raw.refetch_interval,
     fetchTimeoutMs: raw.fetch_timeout,
+    checkWaitMs: raw.check_wait,
   }));
 
 const dpopSchema = (baseDir: string) => z

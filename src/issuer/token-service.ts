@@ -415,6 +415,7 @@ function keyringKeys(keyring: Keyring, now: () => number): IssuerKeys {
   return {
     resolve: async (kid, alg) => keyring.find(kid, alg, now())?.publicKey,
     loaded: true,
+    usable: true,
     get generation() {
       return keyring.generation;
     },

@@ -5,6 +5,8 @@ import https from 'node:https';
 import { importJWK } from 'jose';
 import type { Algorithm } from '../config/authz-config.js';
 import type { IssuerKeys } from './issuer-keys.js';
+import { keyFitsAlgorithm } from './jws-signature.js';
+import { KidRefetch } from './kid-refetch.js';
 
 export interface IssuerKeysOptions {
   issuer: string;
@@ -14,7 +16,10 @@ export interface IssuerKeysOptions {
   algorithms: Algorithm[];
   refreshIntervalMs: number;
   refetchIntervalMs: number;
+  /** Connect to last byte: a fetch still going at this point is aborted. */
   fetchTimeoutMs: number;
+  /** How long a check waits on a refetch for its unknown kid; the fetch goes on after it. */
+  checkWaitMs: number;
   /** PEM bundle trusted for an https jwksUri (a private mesh CA); the system roots otherwise. */
   caFile?: string;
   /** Called after every load attempt (for metrics and logs); must not throw. */
@@ -32,6 +37,9 @@ export class JwksLoadError extends Error {
 
 /** A JWKS bigger than this is refused: real ones are a few KB. */
 const MAX_JWKS_BYTES = 1024 * 1024;
+
+/** At most one fetch per issuer this often, whatever kids tokens carry (never longer than refetch_interval). */
+const FETCH_FLOOR_MS = 1000;
 
 /** Members that only a private or symmetric key has (RFC 7518 §6.2.2, §6.3.2, §6.4; RFC 8037 §2). */
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k', 'priv'];
@@ -75,6 +83,8 @@ interface KeySet {
   keys: JwksKey[];
   /** Canonical JSON of the public keys: equal strings mean an unchanged set. */
   canonical: string;
+  /** Some key imports, with an allowed algorithm that fits it: a token could verify. */
+  usable: boolean;
 }
 
 export function createIssuerKeys(opts: IssuerKeysOptions): IssuerKeys {
@@ -93,6 +103,14 @@ export function createIssuerKeys(opts: IssuerKeysOptions): IssuerKeys {
   let inFlight: Promise<string | undefined> | undefined;
   let timer: NodeJS.Timeout | undefined;
   let started = false;
+  const refetch = new KidRefetch({
+    intervalMs: opts.refetchIntervalMs,
+    floorMs: Math.min(FETCH_FLOOR_MS, opts.refetchIntervalMs),
+    now,
+    load,
+    inFlight: () => inFlight,
+    lastStart: () => lastAttempt,
+  });
 
   /** One load at a time; resolves the failure reason, or undefined on success. */
   function load(): Promise<string | undefined> {
@@ -116,9 +134,10 @@ export function createIssuerKeys(opts: IssuerKeysOptions): IssuerKeys {
     try {
       const fetched = await fetchText();
       scheduleRefresh(fetched.maxAgeMs);
-      const next = parseJwks(fetched.text);
-      if (next.canonical !== current?.canonical) {
-        current = next;
+      const keys = parseJwks(fetched.text);
+      const canonical = JSON.stringify(keys.map(canonicalKey).sort());
+      if (canonical !== current?.canonical) {
+        current = { keys, canonical, usable: await anyUsable(keys) };
         generation++;
       }
       opts.onFetch?.('ok');
@@ -133,12 +152,15 @@ export function createIssuerKeys(opts: IssuerKeysOptions): IssuerKeys {
   }
 
   function candidates(kid: string | undefined, alg: Algorithm): JwksKey[] {
-    const want = KEY_TYPE_FOR[alg];
-    return (current?.keys ?? []).filter((key) =>
-      (kid === undefined || key.kid === kid)
-      && (key.alg === undefined || key.alg === alg)
-      && key.jwk.kty === want.kty
-      && (!('crv' in want) || ('crv' in key.jwk && key.jwk.crv === want.crv)));
+    return (current?.keys ?? []).filter((key) => (kid === undefined || key.kid === kid) && fitsType(key, alg));
+  }
+
+  async function anyUsable(keys: JwksKey[]): Promise<boolean> {
+    const tries = keys.flatMap((key) => [...allowed].filter((alg) => fitsType(key, alg)).map(async (alg) => {
+      const imported = await importFor(key, alg);
+      return imported !== undefined && keyFitsAlgorithm(imported, alg);
+    }));
+    return (await Promise.all(tries)).includes(true);
   }
 
   function importFor(key: JwksKey, alg: Algorithm): Promise<CryptoKey | undefined> {
@@ -156,11 +178,11 @@ export function createIssuerKeys(opts: IssuerKeysOptions): IssuerKeys {
       if (!allowed.has(alg)) return undefined;
       let found = candidates(kid, alg);
       if (found.length === 0) {
-        // A new kid usually means the issuer rotated: look again, but no more than once
-        // per interval, so tokens with made-up kids cannot hammer the JWKS endpoint.
-        if (inFlight) await inFlight;
-        else if (now() - lastAttempt >= opts.refetchIntervalMs) await load();
-        else return undefined;
+        // A new kid usually means the issuer rotated: look again (kid-refetch.ts says when),
+        // but answer within the check wait, well before Envoy gives up; the fetch goes on.
+        const fetched = refetch.request(kid);
+        if (!fetched) return undefined;
+        await withinMs(fetched, opts.checkWaitMs);
         found = candidates(kid, alg);
       }
       // Several fitting keys for a kid-less token (or a duplicated kid) are ambiguous.
@@ -169,6 +191,9 @@ export function createIssuerKeys(opts: IssuerKeysOptions): IssuerKeys {
     },
     get loaded() {
       return current !== undefined;
+    },
+    get usable() {
+      return current?.usable === true;
     },
     get generation() {
       return generation;
@@ -186,8 +211,30 @@ export function createIssuerKeys(opts: IssuerKeysOptions): IssuerKeys {
       started = false;
       clearTimeout(timer);
       timer = undefined;
+      refetch.stop();
     },
   };
+}
+
+/** The key's type (and curve) is the one `alg` needs, and its own `alg`, if any, is `alg`. */
+function fitsType(key: JwksKey, alg: Algorithm): boolean {
+  const want = KEY_TYPE_FOR[alg];
+  return (key.alg === undefined || key.alg === alg)
+    && key.jwk.kty === want.kty
+    && (!('crv' in want) || ('crv' in key.jwk && key.jwk.crv === want.crv));
+}
+
+/** Waits for `promise`, but no longer than `ms`. */
+async function withinMs(promise: Promise<void>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const elapsed = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms);
+  });
+  try {
+    await Promise.race([promise, elapsed]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /** The file path, or the URL without any userinfo; fit for logs. */
@@ -217,36 +264,50 @@ async function readJwksFile(path: string): Promise<string> {
 }
 
 /**
- * One GET of a JWKS URL with node's http(s): no redirects (a key source must not move), a
- * timeout, a size cap, and the mesh CA when `caFile` names one. Returns the body and the
- * response's max-age, which decides when to look again.
+ * One GET of a JWKS URL with node's http(s): no redirects (a key source must not move), one
+ * deadline for the whole exchange (connect to last byte), a size cap, and the mesh CA when
+ * `caFile` names one. Returns the body and the response's max-age, which decides when to look again.
  */
 function fetchJwks(url: string, timeoutMs: number, ca: Buffer | undefined): Promise<Fetched> {
   const get = url.startsWith('https:') ? https.get : http.get;
   return new Promise((resolve, reject) => {
-    const req = get(url, { timeout: timeoutMs, headers: { accept: 'application/jwk-set+json, application/json' }, ...(ca && { ca }) }, (res) => {
+    // Not the socket `timeout` option: that restarts with every byte, so a server dribbling one
+    // byte at a time could hold a fetch (and the checks waiting on it) for ever.
+    const deadline = setTimeout(() => fail(new Error(`no complete answer within ${timeoutMs} ms`)), timeoutMs);
+    const fail = (err: Error) => {
+      clearTimeout(deadline);
+      reject(err);
+      req.destroy();
+    };
+    // A connection of its own (agent: false): fetches are rare, and a pooled socket the server
+    // has since closed would fail the fetch.
+    const options = { agent: false, headers: { accept: 'application/jwk-set+json, application/json' }, ...(ca && { ca }) };
+    const req = get(url, options, (res) => {
       if (res.statusCode !== 200) {
-        res.resume();
         const status = res.statusCode ?? 0;
-        reject(new Error(status >= 300 && status < 400 ? `HTTP ${status}: a key source's redirect is not followed` : `HTTP ${status}`));
+        fail(new Error(status >= 300 && status < 400 ? `HTTP ${status}: a key source's redirect is not followed` : `HTTP ${status}`));
         return;
       }
-      // Count bytes as they arrive: Content-Length may be absent or wrong.
+      const tooLarge = new Error(`JWKS is larger than ${MAX_JWKS_BYTES} bytes`);
+      if (Number(res.headers['content-length'] ?? 0) > MAX_JWKS_BYTES) {
+        fail(tooLarge);
+        return;
+      }
+      // Count bytes as they arrive too: Content-Length may be absent or wrong.
       const chunks: Buffer[] = [];
       let size = 0;
       res.on('data', (chunk: Buffer) => {
         size += chunk.length;
-        if (size > MAX_JWKS_BYTES) {
-          req.destroy(new Error(`JWKS is larger than ${MAX_JWKS_BYTES} bytes`));
-          return;
-        }
-        chunks.push(chunk);
+        if (size > MAX_JWKS_BYTES) fail(tooLarge);
+        else chunks.push(chunk);
       });
-      res.on('end', () => resolve({ text: Buffer.concat(chunks).toString('utf8'), maxAgeMs: maxAge(res.headers['cache-control']) }));
-      res.on('error', reject);
+      res.on('end', () => {
+        clearTimeout(deadline);
+        resolve({ text: Buffer.concat(chunks).toString('utf8'), maxAgeMs: maxAge(res.headers['cache-control']) });
+      });
+      res.on('error', fail);
     });
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-    req.on('error', reject);
+    req.on('error', fail);
   });
 }
 
@@ -260,7 +321,7 @@ function maxAge(cacheControl: string | undefined): number | undefined {
  * RFC 7517 §5 asks; a set holding any private member is refused whole, since it means
  * the issuer published a secret and none of the set can be trusted.
  */
-function parseJwks(text: string): KeySet {
+function parseJwks(text: string): JwksKey[] {
   let doc: unknown;
   try {
     doc = JSON.parse(text);
@@ -274,12 +335,10 @@ function parseJwks(text: string): KeySet {
   if (entries.some((entry) => PRIVATE_MEMBERS.some((member) => member in entry))) {
     throw new Error(PRIVATE_KEY_MATERIAL);
   }
-  const keys = entries.flatMap((entry) => {
+  return entries.flatMap((entry) => {
     const key = toVerificationKey(entry);
     return key ? [key] : [];
   });
-  const canonical = JSON.stringify(keys.map(canonicalKey).sort());
-  return { keys, canonical };
 }
 
 function toVerificationKey(entry: Record<string, unknown>): JwksKey | undefined {

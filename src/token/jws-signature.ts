@@ -48,14 +48,24 @@ const keyObjects = new WeakMap<CryptoKey, KeyObject>();
 /** `token` is a compact JWS whose segments were already checked to be base64url. */
 export function verifyJwsSignature(token: string, alg: Algorithm, key: CryptoKey): Promise<SignatureCheck> {
   const scheme = SCHEMES[alg];
-  let keyObject = keyObjects.get(key);
-  if (!keyObject) keyObjects.set(key, (keyObject = KeyObject.from(key)));
+  const keyObject = keyObjectOf(key);
   if (!fits(keyObject, scheme)) return Promise.resolve('unusable_key');
   const dot = token.lastIndexOf('.');
   const signingInput = Buffer.from(token.slice(0, dot), 'latin1');
   const signature = Buffer.from(token.slice(dot + 1), 'base64url');
   return verifyInWorker({ hash: scheme.hash, key: keyObject, options: scheme.options, data: signingInput, signature })
     .then((valid) => (valid ? 'valid' : 'invalid'));
+}
+
+/** Whether `key` can verify `alg` signatures at all (type, curve, RSA size): a JWKS of none is no key set. */
+export function keyFitsAlgorithm(key: CryptoKey, alg: Algorithm): boolean {
+  return fits(keyObjectOf(key), SCHEMES[alg]);
+}
+
+function keyObjectOf(key: CryptoKey): KeyObject {
+  let keyObject = keyObjects.get(key);
+  if (!keyObject) keyObjects.set(key, (keyObject = KeyObject.from(key)));
+  return keyObject;
 }
 
 function fits(key: KeyObject, scheme: Scheme): boolean {
