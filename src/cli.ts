@@ -25,6 +25,11 @@ Usage:
   hopguard keys rotate --config FILE [--now]
                                         add the issuer's next signing key: published now,
                                         signing after keys.publish_ahead (--now: at once)
+  hopguard keys revoke --config FILE KID [--reason TEXT]
+                                        withdraw a leaked key at once: every sidecar on the
+                                        shared store refuses its tokens within a second, the
+                                        issuer unpublishes it and refuses its refresh tokens;
+                                        run keys rotate --now first if KID signs now
   hopguard inject --config FILE         serve the sidecar injector: a Kubernetes mutating
                                         admission webhook (HTTPS POST /mutate) adding Envoy
                                         and hopguard authz to pods annotated

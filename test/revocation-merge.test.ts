@@ -39,10 +39,12 @@ const revocations = fc.oneof(
   text.map((thumbprint): Revocation => ({ kind: 'cert', thumbprint })),
   text.map((value): Revocation => ({ kind: 'subject', value, before: 0 })),
   text.map((value): Revocation => ({ kind: 'client', value, before: 0 })),
+  fc.tuple(text, text).map(([issuer, kid]): Revocation => ({ kind: 'key', issuer, kid })),
 );
 const histories = revocations.chain(recordsOf);
 const renamed = (r: Revocation, suffix: string): Revocation =>
-  r.kind === 'jti' ? { ...r, fingerprint: r.fingerprint + suffix } : r.kind === 'cert' ? { ...r, thumbprint: r.thumbprint + suffix } : { ...r, value: r.value + suffix };
+  r.kind === 'jti' ? { ...r, fingerprint: r.fingerprint + suffix } : r.kind === 'cert' ? { ...r, thumbprint: r.thumbprint + suffix }
+    : r.kind === 'key' ? { ...r, kid: r.kid + suffix } : { ...r, value: r.value + suffix };
 const fold = (records: RevocationRecord[]) => records.reduce<RevocationRecord | undefined>(mergeRevocation, undefined)!;
 
 describe('mergeRevocation', () => {

@@ -37,7 +37,7 @@ export type AuditEvent =
     /** RFC 8693 delegation chain, outermost actor first. */
     actors?: string[];
   })
-  | (AuditFields & { event: 'revocation'; revoked: 'jti' | 'subject' | 'client' | 'cert' | 'refresh_family' });
+  | (AuditFields & { event: 'revocation'; revoked: 'jti' | 'subject' | 'client' | 'cert' | 'key' | 'refresh_family' });
 
 type AnyEventField = keyof AuditFields | 'scope' | 'actors' | 'revoked';
 

@@ -81,6 +81,8 @@ export async function authorize(request: HopRequest, deps: AuthorizeDeps): Promi
     clientId: token.clientId,
     iat: token.iat,
     ...(token.cnf?.x5tS256 !== undefined && { certThumbprint: token.cnf.x5tS256 }),
+    issuer: token.iss,
+    ...(token.kid !== undefined && { kid: token.kid }),
   });
   if (revoked) return deny('token_revoked', `token revoked (${revoked.revocation.kind})`, context);
 

@@ -87,9 +87,13 @@ export class Keyring {
 
   /** The key that signs now: the newest whose not_before has passed. */
   signingKey(now: number): SigningKey {
-    const active = this.keys.filter((k) => k.notBefore <= now).at(-1);
+    const active = this.active(now);
     if (!active) throw new KeyringError(`no signing key is active in ${this.dir}: run "hopguard keys rotate --now"`);
     return active;
+  }
+
+  signsNow(key: SigningKey, now: number): boolean {
+    return this.active(now) === key;
   }
 
   /** What the JWKS lists: next keys, the active key, and retired keys whose access tokens may still be alive. */
@@ -120,6 +124,10 @@ export class Keyring {
   expiredFiles(now: number): string[] {
     const live = new Set(this.retainedFor(this.retention.verifiedMs, now));
     return this.keys.filter((k) => !live.has(k)).map((k) => k.file);
+  }
+
+  private active(now: number): SigningKey | undefined {
+    return this.keys.filter((k) => k.notBefore <= now).at(-1);
   }
 
   /** Every key but those replaced by a signing successor more than `ms` ago. */

@@ -11,11 +11,12 @@ export class RevocationIndex {
   private readonly bySubject = new Map<string, RevocationRecord>();
   private readonly byClient = new Map<string, RevocationRecord>();
   private readonly byCert = new Map<string, RevocationRecord>();
+  private readonly byKey = new Map<string, RevocationRecord>();
 
   constructor(private readonly now: () => number = Date.now) {}
 
   get size(): number {
-    return this.byJti.size + this.bySubject.size + this.byClient.size + this.byCert.size;
+    return this.byJti.size + this.bySubject.size + this.byClient.size + this.byCert.size + this.byKey.size;
   }
 
   /** Merges `record` into what is held for the same thing; returns the record held now. */
@@ -24,6 +25,7 @@ export class RevocationIndex {
     switch (r.kind) {
       case 'jti': return merge(this.byJti, r.fingerprint, record);
       case 'cert': return merge(this.byCert, r.thumbprint, record);
+      case 'key': return merge(this.byKey, signingKeyName(r.issuer, r.kid), record);
       case 'subject': return merge(this.bySubject, r.value, record);
       case 'client': return merge(this.byClient, r.value, record);
     }
@@ -33,13 +35,14 @@ export class RevocationIndex {
     return this.live(this.byJti, token.jtiFingerprint)
       ?? (token.certThumbprint !== undefined ? this.live(this.byCert, token.certThumbprint) : undefined)
       ?? this.issuedBefore(this.bySubject, token.sub, token.iat)
-      ?? this.issuedBefore(this.byClient, token.clientId, token.iat);
+      ?? this.issuedBefore(this.byClient, token.clientId, token.iat)
+      ?? this.signedByRevokedKey(token);
   }
 
   /** Every live record: what a resync compares with the shared copy. */
   *records(): Iterable<RevocationRecord> {
     const now = this.now();
-    for (const map of [this.byJti, this.bySubject, this.byClient, this.byCert]) {
+    for (const map of [this.byJti, this.bySubject, this.byClient, this.byCert, this.byKey]) {
       for (const record of map.values()) if (record.expiresAtMs > now) yield record;
     }
   }
@@ -47,7 +50,7 @@ export class RevocationIndex {
   /** Drops entries that can no longer cover a valid token. */
   sweep(): void {
     const now = this.now();
-    for (const map of [this.byJti, this.bySubject, this.byClient, this.byCert]) {
+    for (const map of [this.byJti, this.bySubject, this.byClient, this.byCert, this.byKey]) {
       for (const [key, record] of map) if (record.expiresAtMs <= now) map.delete(key);
     }
   }
@@ -55,6 +58,16 @@ export class RevocationIndex {
   private live(map: Map<string, RevocationRecord>, key: string): RevocationRecord | undefined {
     const record = map.get(key);
     return record && record.expiresAtMs > this.now() ? record : undefined;
+  }
+
+  private signedByRevokedKey(token: RevocationSubject): RevocationRecord | undefined {
+    if (this.byKey.size === 0 || token.issuer === undefined) return undefined;
+    if (token.kid !== undefined) return this.live(this.byKey, signingKeyName(token.issuer, token.kid));
+    // hopguard's issuer names the key in every token: a kid-less one in its name may be signed by a revoked key.
+    for (const [name, record] of this.byKey) {
+      if (record.revocation.kind === 'key' && record.revocation.issuer === token.issuer && this.live(this.byKey, name)) return record;
+    }
+    return undefined;
   }
 
   private issuedBefore(map: Map<string, RevocationRecord>, key: string, iat: number): RevocationRecord | undefined {
@@ -70,6 +83,7 @@ export function revocationKey(revocation: Revocation): string {
   switch (revocation.kind) {
     case 'jti': return `jti:${revocation.fingerprint}`;
     case 'cert': return `cert:${revocation.thumbprint}`;
+    case 'key': return `key:${signingKeyName(revocation.issuer, revocation.kid)}`;
     case 'subject': return `subject:${revocation.value}`;
     case 'client': return `client:${revocation.value}`;
   }
@@ -114,6 +128,7 @@ export function parseRevocationRecord(text: string, key?: string): RevocationRec
 function parseRevocation(r: any): Revocation | undefined {
   if (r.kind === 'jti' && typeof r.fingerprint === 'string') return { kind: 'jti', fingerprint: r.fingerprint };
   if (r.kind === 'cert' && typeof r.thumbprint === 'string') return { kind: 'cert', thumbprint: r.thumbprint };
+  if (r.kind === 'key' && typeof r.issuer === 'string' && typeof r.kid === 'string') return { kind: 'key', issuer: r.issuer, kid: r.kid };
   if ((r.kind === 'subject' || r.kind === 'client') && typeof r.value === 'string' && Number.isFinite(r.before)) {
     return { kind: r.kind, value: r.value, before: r.before };
   }
@@ -130,4 +145,12 @@ function merge(map: Map<string, RevocationRecord>, key: string, record: Revocati
   const merged = mergeRevocation(held, record);
   if (merged !== held) map.set(key, merged);
   return merged;
+}
+
+/**
+ * The issuer and kid in one name, as the Lua scripts build it too. A kid holding a newline could
+ * make two names meet: that only ever denies more, never less.
+ */
+function signingKeyName(issuer: string, kid: string): string {
+  return `${issuer}\n${kid}`;
 }

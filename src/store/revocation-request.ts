@@ -83,6 +83,7 @@ export function describeRevocation(record: RevocationRecord, request: Revocation
   const until = new Date(record.expiresAtMs).toISOString();
   const what = r.kind === 'jti' ? `token id ${request.jti}`
     : r.kind === 'cert' ? `certificate x5t#S256 ${r.thumbprint}`
+      : r.kind === 'key' ? `every token signed by ${r.issuer}'s key ${r.kid}`
       : `every token of ${r.kind} ${r.value} issued before ${new Date(r.before * 1000).toISOString()}`;
   return `revoked ${what}; enforced until ${until}${record.reason !== undefined ? `; reason: ${record.reason}` : ''}`;
 }

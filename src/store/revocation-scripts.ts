@@ -35,6 +35,9 @@ local function parse(text)
   local id, before
   if r.kind == 'jti' then id = r.fingerprint
   elseif r.kind == 'cert' then id = r.thumbprint
+  elseif r.kind == 'key' then
+    if type(r.issuer) ~= 'string' or type(r.kid) ~= 'string' then return nil end
+    id = r.issuer .. '\\n' .. r.kid
   elseif r.kind == 'subject' or r.kind == 'client' then
     if not finite(r.before) then return nil end
     id, before = r.value, r.before
@@ -42,7 +45,7 @@ local function parse(text)
   if type(id) ~= 'string' or r.kind .. ':' .. id ~= field then return nil end
   local reason = nil
   if type(v.reason) == 'string' then reason = v.reason end
-  return { kind = r.kind, id = id, before = before, expiresAtMs = v.expiresAtMs, reason = reason }
+  return { kind = r.kind, id = id, issuer = r.issuer, kid = r.kid, before = before, expiresAtMs = v.expiresAtMs, reason = reason }
 end
 local function number(n)
   for digits = 15, 16 do
@@ -54,7 +57,9 @@ end
 local function encode(m)
   local idName = 'value'
   if m.kind == 'jti' then idName = 'fingerprint' elseif m.kind == 'cert' then idName = 'thumbprint' end
-  local text = '{"revocation":{"kind":' .. cjson.encode(m.kind) .. ',"' .. idName .. '":' .. cjson.encode(m.id)
+  local text = '{"revocation":{"kind":' .. cjson.encode(m.kind)
+  if m.kind == 'key' then text = text .. ',"issuer":' .. cjson.encode(m.issuer) .. ',"kid":' .. cjson.encode(m.kid)
+  else text = text .. ',"' .. idName .. '":' .. cjson.encode(m.id) end
   if m.before then text = text .. ',"before":' .. number(m.before) end
   text = text .. '},"expiresAtMs":' .. number(m.expiresAtMs)
   if m.reason then text = text .. ',"reason":' .. cjson.encode(m.reason) end
@@ -67,7 +72,7 @@ local heldText = redis.call('HGET', KEYS[1], field)
 local held = parse(heldText)
 local text = incomingText
 if held then
-  local merged = { kind = held.kind, id = held.id, reason = held.reason,
+  local merged = { kind = held.kind, id = held.id, issuer = held.issuer, kid = held.kid, reason = held.reason,
     expiresAtMs = math.max(held.expiresAtMs, incoming.expiresAtMs) }
   if held.before then merged.before = math.max(held.before, incoming.before) end
   if merged.expiresAtMs ~= held.expiresAtMs or merged.before ~= held.before then

@@ -12,7 +12,9 @@ export type Revocation =
   /** Every token of this subject issued before `before` (epoch seconds) is dead. */
   | { kind: 'subject'; value: string; before: number }
   | { kind: 'client'; value: string; before: number }
-  | { kind: 'cert'; thumbprint: string };
+  | { kind: 'cert'; thumbprint: string }
+  /** Every token this issuer's key `kid` signed (`hopguard keys revoke`: the key leaked). */
+  | { kind: 'key'; issuer: string; kid: string };
 
 export interface RevocationRecord {
   revocation: Revocation;
@@ -30,6 +32,9 @@ export interface RevocationSubject {
   iat: number;
   /** cnf["x5t#S256"], when the token is certificate-bound. */
   certThumbprint?: string;
+  /** The token's iss and header kid, so a revoked signing key is looked up too. */
+  issuer?: string;
+  kid?: string;
 }
 
 export type StoreHealth =

@@ -10,6 +10,8 @@ import { TokenError } from './token-error.js';
 export interface VerifiedToken extends AccessTokenClaims {
   /** base64url(SHA-256(iss, jti)): names the token in stores, spans and audit, never the token itself. */
   fingerprint: string;
+  /** The header's kid: which of the issuer's keys signed it, for key revocations. */
+  kid?: string;
 }
 
 export interface TrustedIssuer {
@@ -111,7 +113,7 @@ export class AccessTokenVerifier {
     if (signature === 'unusable_key') throw new TokenError('malformed_token', 'token could not be verified');
 
     const claims = readAccessTokenClaims(payload);
-    const verified: VerifiedToken = { ...claims, fingerprint: fingerprint(claims.iss, claims.jti) };
+    const verified: VerifiedToken = { ...claims, fingerprint: fingerprint(claims.iss, claims.jti), ...(kid !== undefined && { kid }) };
     this.checkTime(verified, issuer);
     checkAudience(verified, this.options.audience);
     return { verified, issuer, generation };
