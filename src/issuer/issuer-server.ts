@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { IssuerClient, IssuerConfig } from '../config/issuer-config.js';
 import type { Logger } from '../telemetry/log.js';
@@ -49,6 +49,7 @@ export async function startIssuerServer(deps: IssuerServerDeps): Promise<{ url: 
       if (!res.headersSent) json(res, 500, { error: 'server_error' });
     });
   });
+  server.on('clientError', answerUnparsable);
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(config.listen.port, config.listen.host, () => resolve());
@@ -101,6 +102,21 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: IssuerSer
     const retry: Record<string, string> = err instanceof RateLimited ? { 'retry-after': String(err.retryAfterSeconds) } : {};
     return json(res, err.status, { error: err.error, error_description: err.description }, { ...retry, ...NO_STORE });
   }
+}
+
+/**
+ * A request node's parser refuses (bad framing, bytes a header may not hold, bytes after a
+ * body) is answered with an OAuth error, as every other refusal is, instead of node's bare 400.
+ * Any other socket error (a TLS alert, a reset) just closes the connection, as node does.
+ */
+function answerUnparsable(err: NodeJS.ErrnoException, socket: Socket) {
+  const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
+  if (!(timeout || err.code?.startsWith('HPE_')) || !socket.writable || socket.bytesWritten > 0) return socket.destroy();
+  const body = JSON.stringify({ error: 'invalid_request', error_description: timeout ? 'the request took too long' : 'the request is not valid HTTP/1.1' });
+  socket.end([
+    `HTTP/1.1 ${timeout ? '408 Request Timeout' : '400 Bad Request'}`, 'content-type: application/json', 'cache-control: no-store',
+    'pragma: no-cache', `content-length: ${Buffer.byteLength(body)}`, 'connection: close', '', body,
+  ].join('\r\n'), () => socket.destroy());
 }
 
 /** 429 with Retry-After: an OAuth error so it is audited and traced like any refusal. */

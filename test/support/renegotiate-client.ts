@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { IssuedCert } from '../../src/devkit/pki.js';
+import { parseHttpResponse } from './http-response.js';
 
 const SOURCE = path.resolve(import.meta.dirname, 'renegotiate-client.c');
 const OPENSSL_HEADER = '/usr/include/openssl/ssl.h';
@@ -54,27 +55,5 @@ export async function renegotiateAndPost(
   });
   if (run.code === 2) return { kind: 'refused', reason: run.stderr.trim() };
   if (run.code !== 0) throw new Error(`renegotiate-client failed (${run.code}): ${run.stderr}`);
-  return parseResponse(run.stdout);
-}
-
-/** An HTTP/1.1 response, whole or chunked; a JSON body parsed. */
-function parseResponse(text: string): RenegotiationOutcome {
-  const split = text.indexOf('\r\n\r\n');
-  const status = /^HTTP\/1\.1 (\d{3}) /.exec(text);
-  if (split < 0 || !status) throw new Error(`not an HTTP response: ${JSON.stringify(text.slice(0, 200))}`);
-  const head = text.slice(0, split + 2);
-  const body = /\r\ntransfer-encoding: chunked\r\n/i.test(head) ? dechunk(text.slice(split + 4)) : text.slice(split + 4);
-  const json = /\r\ncontent-type: application\/json\r\n/i.test(head);
-  return { kind: 'answered', status: Number(status[1]), body: json ? JSON.parse(body) : body };
-}
-
-function dechunk(text: string): string {
-  let body = '';
-  for (let at = 0; ;) {
-    const line = text.indexOf('\r\n', at);
-    const size = parseInt(text.slice(at, line), 16);
-    if (line < 0 || !(size > 0)) return body;
-    body += text.slice(line + 2, line + 2 + size);
-    at = line + 2 + size + 2;
-  }
+  return { kind: 'answered', ...parseHttpResponse(run.stdout) };
 }
