@@ -15,14 +15,13 @@
  */
 
 import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { join } from 'node:path';
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Metadata } from '@grpc/grpc-js';
 import { openAuditLog } from '../src/audit/audit-log.js';
 import { validationAudit } from '../src/audit/validation-audit.js';
-import type { Decision } from '../src/authz/decision.js';
 import { checkRequestMessage } from '../src/authz/envoy-client.js';
 import { readHopRequest } from '../src/authz/hop-request.js';
 import type { AuthzConfig } from '../src/config/authz-config.js';
@@ -31,6 +30,7 @@ import { silentLogger } from '../src/telemetry/log.js';
 import { startTelemetry } from '../src/telemetry/telemetry.js';
 import { TRACING_OFF } from '../src/telemetry/tracing.js';
 import { fingerprint } from '../src/token/access-token-verifier.js';
+import type { Decision } from '../src/vocabulary/decision.js';
 import { AUDIENCE, CHECKOUT, DEFAULT_ROUTES, ISSUER, authzConfig, createFixtures, startServer, type Fixtures } from '../test/support/harness.js';
 
 const WARMUP_MS = 1_000;

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from 'node:fs';
 import { UsageError } from './commands/command-line.js';
-import { ConfigError } from './config/config-error.js';
+import { ConfigError } from './schema/config-error.js';
 
 const HELP = `hopguard: a per-hop token authorizer for Envoy (ext_authz v3)
 

@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DENY_CODES, type DenyCode } from '../src/authz/deny-codes.js';
 import type { CheckInput, CheckOutput } from '../src/authz/envoy-client.js';
 import { createSigningKey, writeJwks } from '../src/devkit/signing-key.js';
 import { MemoryStore } from '../src/store/memory-store.js';
 import { StoreUnavailableError, type Store } from '../src/store/store.js';
 import { fingerprint } from '../src/token/access-token-verifier.js';
+import { DENY_CODES, type DenyCode } from '../src/vocabulary/deny-codes.js';
 import {
   CHECKOUT, ISSUER, STRANGER, authzConfig, createFixtures, route, startServer,
   type Fixtures, type Running,

@@ -1,9 +1,10 @@
-import fc from 'fast-check';
 import * as protoLoader from '@grpc/proto-loader';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { MalformedMessageError, decodeCheckRequest } from '../src/authz/check-request-decoder.js';
 import { envoyAuthDefinition } from '../src/authz/envoy-protos.js';
-import { readHopRequest, type HopRequest } from '../src/authz/hop-request.js';
+import { readHopRequest } from '../src/authz/hop-request.js';
+import type { HopRequest } from '../src/vocabulary/hop-request.js';
 
 /**
  * The check path decodes CheckRequests itself, reading only the fields it uses. It must read

@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import YAML from 'yaml';
 import type { AuthzConfig } from '../src/config/authz-config.js';
-import { ConfigError, type ConfigProblem } from '../src/config/config-error.js';
-import { parseDuration } from '../src/config/duration.js';
 import { loadAuthzConfigFile, parseAuthzConfig } from '../src/config/load-authz-config.js';
+import { ConfigError, type ConfigProblem } from '../src/schema/config-error.js';
+import { parseDuration } from '../src/schema/duration.js';
 
 const BASE_DIR = '/etc/hopguard';
 const DPOP_DEFAULTS: AuthzConfig['dpop'] = { algorithms: ['ES256', 'EdDSA', 'RS256', 'PS256'], maxAgeMs: 60_000 };

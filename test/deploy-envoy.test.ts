@@ -1,8 +1,8 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { readYaml } from '../src/config/config-schema.js';
 import { objectsOfType } from '../src/inject/envoy-bootstrap.js';
+import { readYaml } from '../src/schema/config-schema.js';
 import { loadEnvoySchema, type EnvoySchema } from './support/deploy-envoy-schema.js';
 
 const ENVOY_DIR = path.resolve(import.meta.dirname, '../envoy');

@@ -1,20 +1,20 @@
-import { request } from 'node:https';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { applyPatch, type Operation } from 'rfc6902';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError } from '../src/config/config-error.js';
 import { createCa, issueCert, type Ca } from '../src/devkit/pki.js';
 import { admit, type AdmissionReviewResponse } from '../src/inject/admission.js';
 import { loadEnvoyTemplate } from '../src/inject/envoy-bootstrap.js';
 import { defaultInjectConfig, injectionSettings, parseInjectConfig, type InjectConfig } from '../src/inject/inject-config.js';
 import { planInjection } from '../src/inject/sidecar-injection.js';
 import { startWebhook, type RunningWebhook } from '../src/inject/webhook-server.js';
+import { ConfigError } from '../src/schema/config-error.js';
 import { silentLogger } from '../src/telemetry/log.js';
 import { loadEnvoySchema } from './support/deploy-envoy-schema.js';
-import { runCli, spawnCli } from './support/process.js';
 import { kubernetesProblems } from './support/deploy-kubernetes-schema.js';
+import { runCli, spawnCli } from './support/process.js';
 
 type Obj = Record<string, any>;
 const config = defaultInjectConfig();

@@ -1,11 +1,11 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { BindingMode } from '../src/config/authz-config.js';
 import type { CheckInput, CheckOutput } from '../src/authz/envoy-client.js';
 import { createDpopKey, dpopProof, type DpopKey } from '../src/devkit/dpop-client.js';
 import { DpopNonces } from '../src/token/dpop-nonce.js';
 import { accessTokenHash, normalizeHtu, verifyDpopProof } from '../src/token/dpop-proof.js';
+import type { BindingMode } from '../src/vocabulary/binding.js';
 import { CHECKOUT, authzConfig, createFixtures, route, startServer, type Fixtures, type Running } from './support/harness.js';
 
 // RFC 9449 §7.1, Figures 13 and 14: a proof for a GET of https://resource.example.org/protectedresource.

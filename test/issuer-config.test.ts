@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError } from '../src/config/config-error.js';
 import { parseIssuerConfig } from '../src/config/load-issuer-config.js';
+import { ConfigError } from '../src/schema/config-error.js';
 
 // The example of the design document, as an operator would write it.
 const DESIGN_EXAMPLE = `

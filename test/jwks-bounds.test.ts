@@ -2,10 +2,11 @@ import { randomUUID } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { Algorithm, JwksOptions } from '../src/config/authz-config.js';
+import type { JwksOptions } from '../src/config/authz-config.js';
 import { createSigningKey, type SigningKey } from '../src/devkit/signing-key.js';
-import { CHECKOUT, ISSUER, authzConfig, createFixtures, startServer, type Fixtures, type Running } from './support/harness.js';
+import type { Algorithm } from '../src/vocabulary/algorithms.js';
 import { grpcHealth } from './support/grpc-health.js';
+import { CHECKOUT, ISSUER, authzConfig, createFixtures, startServer, type Fixtures, type Running } from './support/harness.js';
 
 // A real sidecar (gRPC API, admin listener) against a JWKS server on loopback that misbehaves
 // in the ways a soak found: silent, dribbling one byte at a time, or serving no usable key.

@@ -5,9 +5,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CompactSign, compactVerify, exportJWK, generateKeyPair, type JWK } from 'jose';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { Algorithm } from '../src/config/authz-config.js';
 import type { IssuerKeys } from '../src/token/issuer-keys.js';
 import { createIssuerKeys, JwksLoadError, type IssuerKeysOptions } from '../src/token/jwks-source.js';
+import type { Algorithm } from '../src/vocabulary/algorithms.js';
 
 const ISSUER = 'https://sts.test';
 const REFETCH_MS = 10_000;

@@ -1,8 +1,8 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { SignJWT, generateKeyPair, importJWK, exportJWK } from 'jose';
 import { describe, expect, it } from 'vitest';
-import type { Algorithm } from '../src/config/authz-config.js';
 import { verifyJwsSignature } from '../src/token/jws-signature.js';
+import type { Algorithm } from '../src/vocabulary/algorithms.js';
 
 /**
  * The check path verifies signatures with node:crypto rather than jose: it must accept exactly

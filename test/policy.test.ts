@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import type { RouteConfig } from '../src/config/authz-config.js';
 import { RequestPathError, normalizeRequestPath, withoutPathParameters } from '../src/policy/request-path.js';
 import { RouteTable } from '../src/policy/route-table.js';
+import type { RouteConfig } from '../src/vocabulary/route.js';
 import { route } from './support/harness.js';
 
 describe('normalizeRequestPath', () => {

@@ -1,9 +1,9 @@
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { RedisOptions } from '../src/config/authz-config.js';
 import { RedisStore } from '../src/store/redis-store.js';
 import { StoreUnavailableError, type RevocationRecord } from '../src/store/store.js';
 import { silentLogger } from '../src/telemetry/log.js';
+import type { RedisOptions } from '../src/vocabulary/redis-options.js';
 import {
   RedisSentinel, SHARED_REDIS_URL, deleteKeysUnder, freePort, keysUnder, requireSharedRedis, uniquePrefix,
 } from './support/redis.js';

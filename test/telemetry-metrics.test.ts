@@ -3,7 +3,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { MemoryStore } from '../src/store/memory-store.js';
-import type { StoreHealth } from '../src/store/store.js';
+import type { StoreHealth } from '../src/vocabulary/store-health.js';
 import { CHECKOUT, authzConfig, createFixtures, startServer, type Fixtures, type Running } from './support/harness.js';
 
 /**

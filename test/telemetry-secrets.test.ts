@@ -3,15 +3,15 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { exportJWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DENY_CODES } from '../src/authz/deny-codes.js';
 import type { CheckInput } from '../src/authz/envoy-client.js';
 import { createSigningKey, type SigningKey } from '../src/devkit/signing-key.js';
 import { MemoryStore } from '../src/store/memory-store.js';
 import { StoreUnavailableError } from '../src/store/store.js';
-import { fingerprint } from '../src/token/access-token-verifier.js';
 import { createLogger } from '../src/telemetry/log.js';
-import { startOtlpHttpReceiver, type OtlpReceiver } from './support/otlp-receiver.js';
+import { fingerprint } from '../src/token/access-token-verifier.js';
+import { DENY_CODES } from '../src/vocabulary/deny-codes.js';
 import { AUDIENCE, CHECKOUT, ISSUER, STRANGER, authzConfig, createFixtures, startServer, type Fixtures } from './support/harness.js';
+import { startOtlpHttpReceiver, type OtlpReceiver } from './support/otlp-receiver.js';
 
 /**
  * Tokens pushed through every deny path (and the allow paths), with tracing, OTLP metrics,

@@ -6,7 +6,7 @@
 
 import { resolve } from 'node:path';
 import { z } from 'zod';
-import { expected, nonEmptyString, onObjects, parsedString, positiveDuration } from '../config/config-schema.js';
+import { expected, nonEmptyString, onObjects, parsedString, positiveDuration } from '../schema/config-schema.js';
 
 export type AuditOutput = { kind: 'stdout' } | { kind: 'file'; path: string };
 

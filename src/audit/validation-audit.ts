@@ -1,6 +1,6 @@
-import type { Decision } from '../authz/decision.js';
-import type { HopRequest } from '../authz/hop-request.js';
 import { decisionFacts } from '../telemetry/decision-facts.js';
+import type { Decision } from '../vocabulary/decision.js';
+import type { HopRequest } from '../vocabulary/hop-request.js';
 import type { AuditConfig } from './audit-config.js';
 import type { AuditRecorder } from './audit-log.js';
 

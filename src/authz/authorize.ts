@@ -2,16 +2,17 @@ import type { AuthzConfig } from '../config/authz-config.js';
 import { RequestPathError, normalizeRequestPath } from '../policy/request-path.js';
 import { callerAllowed, missingScopes } from '../policy/route-policy.js';
 import type { RouteTable } from '../policy/route-table.js';
-import type { Store } from '../store/store.js';
 import { StoreUnavailableError } from '../store/store.js';
-import { fingerprint, type AccessTokenVerifier, type VerifiedToken } from '../token/access-token-verifier.js';
+import type { Store } from '../store/store.js';
+import { fingerprint, type AccessTokenVerifier } from '../token/access-token-verifier.js';
 import type { DpopNonces } from '../token/dpop-nonce.js';
 import { normalizeHtu, verifyDpopProof } from '../token/dpop-proof.js';
 import { bindingFor, checkCertificate, presentedCertificate } from '../token/token-binding.js';
 import { TokenError } from '../token/token-error.js';
+import { deny, type Decision } from '../vocabulary/decision.js';
+import type { HopRequest } from '../vocabulary/hop-request.js';
+import type { VerifiedToken } from '../vocabulary/verified-token.js';
 import { readCredential, type Credential } from './credentials.js';
-import { deny, type Decision } from './decision.js';
-import type { HopRequest } from './hop-request.js';
 
 export interface AuthorizeDeps {
   config: Pick<AuthzConfig, 'binding' | 'clockSkewMs' | 'dpop'>;

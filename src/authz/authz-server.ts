@@ -3,16 +3,16 @@ import { rmSync, statSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import type { AuditCheck } from '../audit/validation-audit.js';
-import type { ListenAddress } from '../config/authz-config.js';
 import type { StartCheckSpan } from '../telemetry/check-span.js';
-import type { AuthzMetrics } from '../telemetry/metrics.js';
 import type { Logger } from '../telemetry/log.js';
+import type { AuthzMetrics } from '../telemetry/metrics.js';
+import { deny, type Decision } from '../vocabulary/decision.js';
+import type { HopRequest } from '../vocabulary/hop-request.js';
+import type { ListenAddress } from '../vocabulary/listen-address.js';
+import { decodeCheckRequest } from './check-request-decoder.js';
 import { checkResponse, encodeCheckResponse } from './check-response.js';
-import { deny, type Decision } from './decision.js';
 import { authorizationService } from './envoy-protos.js';
 import { raiseConnectionWindow } from './http2-window.js';
-import { decodeCheckRequest } from './check-request-decoder.js';
-import type { HopRequest } from './hop-request.js';
 
 /** The gRPC service name Envoy's health checks and `grpc_health_probe` ask about. */
 export const AUTHZ_HEALTH_SERVICE = 'envoy.service.auth.v3.Authorization';

@@ -1,21 +1,21 @@
 import { readFileSync } from 'node:fs';
+import { startAdminServer, type Readiness } from '../admin/admin-server.js';
 import { openAuditLog } from '../audit/audit-log.js';
 import { validationAudit } from '../audit/validation-audit.js';
 import type { AuthzConfig } from '../config/authz-config.js';
 import { RouteTable } from '../policy/route-table.js';
 import { openStore } from '../store/open-store.js';
 import type { Store } from '../store/store.js';
-import { DpopNonces } from '../token/dpop-nonce.js';
-import { AccessTokenVerifier, type TrustedIssuer } from '../token/access-token-verifier.js';
-import { createIssuerKeys } from '../token/jwks-source.js';
-import type { Logger } from '../telemetry/log.js';
 import { checkSpans } from '../telemetry/check-span.js';
+import type { Logger } from '../telemetry/log.js';
 import { createAuthzMetrics } from '../telemetry/metrics.js';
 import { startTelemetry } from '../telemetry/telemetry.js';
-import { startAdminServer, type Readiness } from './admin-server.js';
+import { AccessTokenVerifier, type TrustedIssuer } from '../token/access-token-verifier.js';
+import { DpopNonces } from '../token/dpop-nonce.js';
+import { createIssuerKeys } from '../token/jwks-source.js';
+import { DEFAULT_CONNECTION_WINDOW } from '../vocabulary/connection-window.js';
 import { authorize } from './authorize.js';
 import { AuthzServer } from './authz-server.js';
-import { DEFAULT_CONNECTION_WINDOW } from './http2-window.js';
 
 export interface RunningAuthz {
   /** host:port or unix:/path, as bound. */

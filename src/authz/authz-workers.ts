@@ -1,9 +1,9 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { serveUntilSignal } from '../commands/command-line.js';
+import { startAdminServer, type Readiness } from '../admin/admin-server.js';
+import { serveUntilSignal } from '../admin/serve-until-signal.js';
 import type { AuthzConfig } from '../config/authz-config.js';
 import type { Logger } from '../telemetry/log.js';
-import { startAdminServer, type Readiness } from './admin-server.js';
 import { removeStaleSocket } from './authz-server.js';
 import { startAuthz, type RunningAuthz } from './authz-service.js';
 

@@ -1,5 +1,6 @@
+import type { HopRequest } from '../vocabulary/hop-request.js';
 import { fieldNumbers as numbers } from './envoy-protos.js';
-import { readHopRequest, type CheckRequestMessage, type HopRequest } from './hop-request.js';
+import { readHopRequest, type CheckRequestMessage } from './hop-request.js';
 
 /**
  * CheckRequest bytes → HopRequest, decoding only the fields hopguard reads.

@@ -1,9 +1,9 @@
-import type { RouteConfig } from '../config/authz-config.js';
-import type { VerifiedToken } from '../token/access-token-verifier.js';
+import type { Allow, Decision, Deny } from '../vocabulary/decision.js';
+import { DENY_CODES } from '../vocabulary/deny-codes.js';
+import type { HopRequest } from '../vocabulary/hop-request.js';
+import type { RouteConfig } from '../vocabulary/route.js';
+import type { VerifiedToken } from '../vocabulary/verified-token.js';
 import { encodeCheckResponseMessage, type CheckResponseMessage, type HeaderValueOption, type Struct, type StructValue } from './check-response-encoder.js';
-import { DENY_CODES } from './deny-codes.js';
-import type { Allow, Decision, Deny } from './decision.js';
-import type { HopRequest } from './hop-request.js';
 
 /**
  * Decision → envoy.service.auth.v3.CheckResponse, as plain objects in the official messages'

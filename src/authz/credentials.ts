@@ -1,4 +1,4 @@
-import type { HopRequest } from './hop-request.js';
+import type { HopRequest } from '../vocabulary/hop-request.js';
 
 export type Credential =
   | { kind: 'none' }

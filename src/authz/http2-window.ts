@@ -1,10 +1,6 @@
 import type { Http2Server, ServerHttp2Session } from 'node:http2';
 import type { Server } from '@grpc/grpc-js';
-
-/** HTTP/2's initial connection window (RFC 9113 §6.9.2), which Node keeps. */
-export const HTTP2_DEFAULT_WINDOW = 65_535;
-/** hopguard's default: 1 MiB, as grpc-java and Envoy use; hundreds of ~2 KB checks in flight per connection. */
-export const DEFAULT_CONNECTION_WINDOW = 1 << 20;
+import { HTTP2_DEFAULT_WINDOW } from '../vocabulary/connection-window.js';
 
 /**
  * Raises the HTTP/2 connection-level receive window of every connection `server` accepts.

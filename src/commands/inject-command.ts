@@ -1,12 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { defaultInjectConfig, injectionSettings, loadInjectConfigFile } from '../inject/inject-config.js';
+import { serveUntilSignal } from '../admin/serve-until-signal.js';
 import { loadEnvoyTemplate } from '../inject/envoy-bootstrap.js';
+import { defaultInjectConfig, injectionSettings, loadInjectConfigFile } from '../inject/inject-config.js';
 import { injectManifests } from '../inject/offline-inject.js';
 import { InjectionError } from '../inject/sidecar-injection.js';
 import { startWebhook } from '../inject/webhook-server.js';
 import { createLogger } from '../telemetry/log.js';
-import { CONFIG_OPTION, UsageError, requireOption, serveUntilSignal } from './command-line.js';
+import { CONFIG_OPTION, UsageError, requireOption } from './command-line.js';
 
 /**
  * `hopguard inject --config FILE`: serve the mutating admission webhook until SIGTERM or SIGINT.

@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { serveUntilSignal } from '../admin/serve-until-signal.js';
 import { loadIssuerConfigFile } from '../config/load-issuer-config.js';
 import { startIssuer } from '../issuer/issuer-service.js';
 import { Keyring, createKeyFile, deleteKeyFiles, keyRetention } from '../issuer/keyring.js';
@@ -6,7 +7,7 @@ import { openStore } from '../store/open-store.js';
 import { describeRevocation } from '../store/revocation-request.js';
 import { StoreUnavailableError, type RevocationRecord } from '../store/store.js';
 import { createLogger } from '../telemetry/log.js';
-import { CONFIG_OPTION, UsageError, requireOption, serveUntilSignal } from './command-line.js';
+import { CONFIG_OPTION, UsageError, requireOption } from './command-line.js';
 
 /** `hopguard issuer --config FILE`: serve until SIGTERM or SIGINT. */
 export async function issuerCommand(argv: string[]): Promise<number> {

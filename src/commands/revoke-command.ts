@@ -3,7 +3,7 @@ import { userInfo } from 'node:os';
 import { parseArgs } from 'node:util';
 import { openAuditLog } from '../audit/audit-log.js';
 import { loadAuthzConfigFile } from '../config/load-authz-config.js';
-import { parseDuration } from '../config/duration.js';
+import { parseDuration } from '../schema/duration.js';
 import { openStore } from '../store/open-store.js';
 import {
   RevocationRequestError, describeRevocation, revocationRecord, type RevocationRequest,

@@ -1,6 +1,6 @@
 import type { AuditConfig } from '../audit/audit-config.js';
 import type { TelemetryConfig } from '../telemetry/telemetry-config.js';
-import type { RedisOptions } from './authz-config.js';
+import type { RedisOptions } from '../vocabulary/redis-options.js';
 
 /** Grants a client may use at POST /token. */
 export const GRANTS = ['client_credentials', 'token_exchange', 'refresh_token'] as const;

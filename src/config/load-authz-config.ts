@@ -8,23 +8,18 @@ import { isIPv4 } from 'node:net';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { auditSchema } from '../audit/audit-config.js';
-import { DEFAULT_CONNECTION_WINDOW, HTTP2_DEFAULT_WINDOW } from '../authz/http2-window.js';
-import { telemetrySchema } from '../telemetry/telemetry-config.js';
-import {
-  ASYMMETRIC_ALGORITHMS,
-  BINDING_MODES,
-  type Algorithm,
-  type AuthzConfig,
-  type BindingMode,
-  type DpopOptions,
-  type IssuerConfig,
-  type RouteConfig,
-} from './authz-config.js';
 import {
   duration, exactlyOneOf, expected, flag, isRecord, loadConfigFile, nonEmptyString, onLists, onObjects, parseAdmin, parseConfig,
   parseListen, parseStore, parsedString, positiveDuration, quoteValue, redisSchema, redisTlsNeedsRediss, uniqueBy,
-} from './config-schema.js';
-import { parseDuration } from './duration.js';
+} from '../schema/config-schema.js';
+import { parseDuration } from '../schema/duration.js';
+import { telemetrySchema } from '../telemetry/telemetry-config.js';
+import { ASYMMETRIC_ALGORITHMS, type Algorithm } from '../vocabulary/algorithms.js';
+import { BINDING_MODES, type BindingMode } from '../vocabulary/binding.js';
+import { DEFAULT_CONNECTION_WINDOW, HTTP2_DEFAULT_WINDOW } from '../vocabulary/connection-window.js';
+import type { RouteConfig } from '../vocabulary/route.js';
+import type { IssuerConfig } from '../vocabulary/trusted-issuer.js';
+import type { AuthzConfig, DpopOptions } from './authz-config.js';
 
 export function loadAuthzConfigFile(path: string): AuthzConfig {
   return loadConfigFile(path, parseAuthzConfig);

@@ -5,11 +5,11 @@
 
 import { resolve } from 'node:path';
 import { z } from 'zod';
+import { auditSchema } from '../audit/audit-config.js';
 import {
   duration, expected, flag, loadConfigFile, nonEmptyString, onLists, onObjects, parseAdmin, parseConfig, parseHostPort,
   parseStore, parsedString, positiveDuration, redisSchema, redisTlsNeedsRediss, uniqueBy,
-} from './config-schema.js';
-import { auditSchema } from '../audit/audit-config.js';
+} from '../schema/config-schema.js';
 import { telemetrySchema } from '../telemetry/telemetry-config.js';
 import { GRANTS, SIGNING_ALGORITHMS, type Grant, type IssuerConfig, type SigningAlgorithm } from './issuer-config.js';
 

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { SignJWT, exportJWK, generateKeyPair } from 'jose';
-import type { Algorithm } from '../config/authz-config.js';
+import type { Algorithm } from '../vocabulary/algorithms.js';
 
 /**
  * A throwaway issuer key for the demo and the tests: signs access tokens the way a real

@@ -1,4 +1,4 @@
-import { isRecord } from '../config/config-schema.js';
+import { isRecord } from '../schema/config-schema.js';
 import type { OnError } from './inject-config.js';
 import { InjectionError, planInjection, type InjectionSettings } from './sidecar-injection.js';
 

@@ -1,5 +1,5 @@
-import { isRecord, loadConfigFile, readYaml } from '../config/config-schema.js';
-import { ConfigError } from '../config/config-error.js';
+import { ConfigError } from '../schema/config-error.js';
+import { isRecord, loadConfigFile, readYaml } from '../schema/config-schema.js';
 
 /**
  * The sidecar Envoy bootstrap for one pod, made from a template (envoy/sidecar.yaml by default):

@@ -4,12 +4,12 @@
  * Every key has a default, so `hopguard inject -f` works without a file.
  */
 
-import { fileURLToPath } from 'node:url';
 import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import {
   expected, loadConfigFile, nonEmptyString, parseConfig, parseHostPort, parsedString,
-} from '../config/config-schema.js';
+} from '../schema/config-schema.js';
 import type { EnvoyTemplate } from './envoy-bootstrap.js';
 import type { InjectionSettings } from './sidecar-injection.js';
 

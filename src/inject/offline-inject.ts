@@ -1,6 +1,6 @@
 import { applyPatch } from 'rfc6902';
 import { parseAllDocuments, stringify } from 'yaml';
-import { isRecord } from '../config/config-schema.js';
+import { isRecord } from '../schema/config-schema.js';
 import { InjectionError, planInjection, type InjectionSettings } from './sidecar-injection.js';
 
 /**

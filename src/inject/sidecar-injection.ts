@@ -1,5 +1,5 @@
 import type { Operation } from 'rfc6902';
-import { isRecord } from '../config/config-schema.js';
+import { isRecord } from '../schema/config-schema.js';
 import { renderBootstrap, type EnvoyTemplate } from './envoy-bootstrap.js';
 
 /**

@@ -1,14 +1,14 @@
+import { startAdminServer } from '../admin/admin-server.js';
+import { openAuditLog } from '../audit/audit-log.js';
 import type { IssuerConfig } from '../config/issuer-config.js';
-import { startAdminServer } from '../authz/admin-server.js';
 import { openStore } from '../store/open-store.js';
 import type { Store } from '../store/store.js';
-import { openAuditLog } from '../audit/audit-log.js';
 import type { Logger } from '../telemetry/log.js';
 import { startTelemetry } from '../telemetry/telemetry.js';
+import { IssuerEvents } from './issuer-events.js';
 import { startIssuerServer } from './issuer-server.js';
 import { Keyring, createKeyFile, deleteKeyFiles, keyRetention } from './keyring.js';
 import { RateLimiter } from './rate-limiter.js';
-import { IssuerEvents } from './issuer-events.js';
 import { TokenService } from './token-service.js';
 
 export interface RunningIssuer {

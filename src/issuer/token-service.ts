@@ -3,14 +3,15 @@ import { SignJWT, jwtVerify } from 'jose';
 import { SIGNING_ALGORITHMS, type IssuerClient, type IssuerConfig } from '../config/issuer-config.js';
 import { revocationRecord, type RevocationRequest } from '../store/revocation-request.js';
 import { StoreUnavailableError, type RevocationRecord, type Store } from '../store/store.js';
-import { AccessTokenVerifier, fingerprint, type VerifiedToken } from '../token/access-token-verifier.js';
+import { AccessTokenVerifier, fingerprint } from '../token/access-token-verifier.js';
 import { decodeCompactJws } from '../token/compact-jws.js';
 import { normalizeHtu, verifyDpopProof } from '../token/dpop-proof.js';
 import type { IssuerKeys } from '../token/issuer-keys.js';
 import { TokenError } from '../token/token-error.js';
+import type { VerifiedToken } from '../vocabulary/verified-token.js';
 import type { AuthenticatedClient } from './client-auth.js';
-import type { Keyring } from './keyring.js';
 import { actors, allowGrant, narrowScope, target } from './grant-rules.js';
+import type { Keyring } from './keyring.js';
 import { OAuthError } from './oauth-error.js';
 
 /** The reason on every revocation a refresh-token family's reuse or revocation causes. */

@@ -1,4 +1,4 @@
-import type { RouteConfig } from '../config/authz-config.js';
+import type { RouteConfig } from '../vocabulary/route.js';
 
 /** Route scopes the token lacks (all are required); empty when it has them all. */
 export function missingScopes(route: RouteConfig, granted: ReadonlySet<string>): string[] {

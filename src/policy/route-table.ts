@@ -1,4 +1,4 @@
-import type { RouteConfig } from '../config/authz-config.js';
+import type { RouteConfig } from '../vocabulary/route.js';
 import { RequestPathError, withoutPathParameters } from './request-path.js';
 
 const NONE = Number.POSITIVE_INFINITY;

@@ -1,5 +1,6 @@
+import type { StoreHealth } from '../vocabulary/store-health.js';
 import { RevocationIndex } from './revocation-index.js';
-import type { RevocationRecord, RevocationSubject, Store, StoreHealth } from './store.js';
+import type { RevocationRecord, RevocationSubject, Store } from './store.js';
 
 const SWEEP_INTERVAL_MS = 10_000;
 

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
 import { Cluster, Redis, type RedisOptions as IoRedisOptions } from 'ioredis';
-import type { RedisOptions } from '../config/authz-config.js';
 import { createLogger, type Logger } from '../telemetry/log.js';
+import type { RedisOptions } from '../vocabulary/redis-options.js';
 
 export type RedisClient = Redis | Cluster;
 

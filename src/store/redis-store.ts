@@ -1,11 +1,10 @@
-import type { RedisOptions } from '../config/authz-config.js';
 import type { Logger } from '../telemetry/log.js';
+import type { RedisOptions } from '../vocabulary/redis-options.js';
+import type { StoreHealth } from '../vocabulary/store-health.js';
 import { createRedisClient, type RedisClient } from './redis-connection.js';
 import { RevocationIndex, mergeRevocation, parseRevocationRecord, revocationKey } from './revocation-index.js';
 import { defineRevocationScripts } from './revocation-scripts.js';
-import {
-  StoreUnavailableError, type RevocationRecord, type RevocationSubject, type Store, type StoreHealth,
-} from './store.js';
+import { StoreUnavailableError, type RevocationRecord, type RevocationSubject, type Store } from './store.js';
 
 /**
  * Shared state for a mesh of sidecars.

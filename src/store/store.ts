@@ -7,6 +7,8 @@
  * check path never waits on the network for it.
  */
 
+import type { StoreHealth } from '../vocabulary/store-health.js';
+
 export type Revocation =
   | { kind: 'jti'; fingerprint: string }
   /** Every token of this subject issued before `before` (epoch seconds) is dead. */
@@ -36,14 +38,6 @@ export interface RevocationSubject {
   issuer?: string;
   kid?: string;
 }
-
-export type StoreHealth =
-  /** Revocation state is current; one-time marks can be written. */
-  | { state: 'ok' }
-  /** Cannot reach shared state. Revocation state is as of `sinceMs`; still usable until the bound. */
-  | { state: 'degraded'; sinceMs: number }
-  /** Revocation state is too old to trust: every token-checked route fails closed. */
-  | { state: 'unavailable' };
 
 export class StoreUnavailableError extends Error {
   readonly code = 'state_unavailable';

@@ -1,9 +1,9 @@
 import { randomFillSync } from 'node:crypto';
 import type { Metadata } from '@grpc/grpc-js';
 import { SpanKind, SpanStatusCode, trace, type Attributes, type TextMapGetter } from '@opentelemetry/api';
-import type { Decision } from '../authz/decision.js';
-import { DENY_CODES } from '../authz/deny-codes.js';
-import type { HopRequest } from '../authz/hop-request.js';
+import type { Decision } from '../vocabulary/decision.js';
+import { DENY_CODES } from '../vocabulary/deny-codes.js';
+import type { HopRequest } from '../vocabulary/hop-request.js';
 import { decisionFacts, type DecisionFacts } from './decision-facts.js';
 import { incomingContext, mapGetter, type Tracing } from './tracing.js';
 

@@ -1,5 +1,5 @@
-import type { Decision } from '../authz/decision.js';
-import type { HopRequest } from '../authz/hop-request.js';
+import type { Decision } from '../vocabulary/decision.js';
+import type { HopRequest } from '../vocabulary/hop-request.js';
 
 /**
  * What one check decided, as spans and audit records show it: names, identifiers and the

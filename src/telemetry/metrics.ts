@@ -1,6 +1,6 @@
 import type { Attributes, Meter } from '@opentelemetry/api';
-import type { Decision } from '../authz/decision.js';
-import type { StoreHealth } from '../store/store.js';
+import type { Decision } from '../vocabulary/decision.js';
+import type { StoreHealth } from '../vocabulary/store-health.js';
 
 export interface AuthzMetrics {
   /** One per Check: the decision by code and route, and how long it took. */

@@ -5,7 +5,7 @@
  */
 
 import { z } from 'zod';
-import { expected, flag, parsedString } from '../config/config-schema.js';
+import { expected, flag, parsedString } from '../schema/config-schema.js';
 
 export const OTLP_PROTOCOLS = ['http/protobuf', 'http/json', 'grpc'] as const;
 export type OtlpProtocol = (typeof OTLP_PROTOCOLS)[number];

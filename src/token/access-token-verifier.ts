@@ -1,18 +1,13 @@
 import { hash } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
-import type { Algorithm, IssuerConfig } from '../config/authz-config.js';
-import { checkAudience, checkFreshness, readAccessTokenClaims, type AccessTokenClaims } from './access-token-claims.js';
+import type { Algorithm } from '../vocabulary/algorithms.js';
+import type { IssuerConfig } from '../vocabulary/trusted-issuer.js';
+import type { VerifiedToken } from '../vocabulary/verified-token.js';
+import { checkAudience, checkFreshness, readAccessTokenClaims } from './access-token-claims.js';
 import { decodeCompactJws } from './compact-jws.js';
 import type { IssuerKeys } from './issuer-keys.js';
 import { verifyJwsSignature } from './jws-signature.js';
 import { TokenError } from './token-error.js';
-
-export interface VerifiedToken extends AccessTokenClaims {
-  /** base64url(SHA-256(iss, jti)): names the token in stores, spans and audit, never the token itself. */
-  fingerprint: string;
-  /** The header's kid: which of the issuer's keys signed it, for key revocations. */
-  kid?: string;
-}
 
 export interface TrustedIssuer {
   config: IssuerConfig;

@@ -1,4 +1,4 @@
-import type { Algorithm } from '../config/authz-config.js';
+import type { Algorithm } from '../vocabulary/algorithms.js';
 
 /**
  * The verification keys of one trusted issuer. Keys come only from the configured

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import { importJWK } from 'jose';
-import type { Algorithm } from '../config/authz-config.js';
+import type { Algorithm } from '../vocabulary/algorithms.js';
 import type { IssuerKeys } from './issuer-keys.js';
 import { keyFitsAlgorithm } from './jws-signature.js';
 import { KidRefetch } from './kid-refetch.js';

@@ -1,5 +1,5 @@
 import { KeyObject, constants, type VerifyKeyObjectInput } from 'node:crypto';
-import type { Algorithm } from '../config/authz-config.js';
+import type { Algorithm } from '../vocabulary/algorithms.js';
 import { verifyInWorker } from './signature-worker.js';
 
 /**

@@ -1,11 +1,8 @@
 import { X509Certificate, createHash, timingSafeEqual } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
-import type { BindingMode } from '../config/authz-config.js';
-import type { AccessTokenClaims } from './access-token-claims.js';
+import type { BindingMode, BindingKind } from '../vocabulary/binding.js';
+import type { AccessTokenClaims } from '../vocabulary/verified-token.js';
 import { TokenError } from './token-error.js';
-
-/** How a request proved possession: its mTLS certificate, a DPoP proof, or not at all (binding: none). */
-export type BindingKind = 'mtls' | 'dpop' | 'none';
 
 /** The presented certificate's RFC 8705 thumbprint, `invalid` if it does not parse, undefined if absent. */
 export type PresentedCertificate = string | 'invalid' | undefined;

@@ -1,4 +1,4 @@
-import type { DenyCode } from '../authz/deny-codes.js';
+import type { DenyCode } from '../vocabulary/deny-codes.js';
 
 /** A token was refused. `code` is a stable deny code; `message` never contains token data. */
 export class TokenError extends Error {

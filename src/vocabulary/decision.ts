@@ -1,7 +1,7 @@
-import type { RouteConfig } from '../config/authz-config.js';
-import type { BindingKind } from '../token/token-binding.js';
-import type { VerifiedToken } from '../token/access-token-verifier.js';
+import type { BindingKind } from './binding.js';
 import type { DenyCode } from './deny-codes.js';
+import type { RouteConfig } from './route.js';
+import type { VerifiedToken } from './verified-token.js';
 
 /** The outcome of one check, before it is turned into Envoy's CheckResponse. */
 export type Decision = Allow | Deny;

@@ -9,7 +9,8 @@ import { isIPv4, isIPv6 } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
-import type { ListenAddress, RedisOptions } from './authz-config.js';
+import type { ListenAddress } from '../vocabulary/listen-address.js';
+import type { RedisOptions } from '../vocabulary/redis-options.js';
 import { ConfigError, type ConfigProblem } from './config-error.js';
 import { parseDuration } from './duration.js';
 
