@@ -9,6 +9,7 @@ import { issueCert, type IssuedCert } from '../src/devkit/pki.js';
 import { signAccessToken, type SigningKey } from '../src/devkit/signing-key.js';
 import { createTrustDomain, type TrustDomain } from '../src/devkit/trust-domain.js';
 import { startIssuer, type RunningIssuer } from '../src/issuer/issuer-service.js';
+import { RedisStore } from '../src/store/redis-store.js';
 import { silentLogger } from '../src/telemetry/log.js';
 import { headerOf, issuerRequest } from './support/issuer-client.js';
 import { runCli, spawnCli, startSidecar, type SidecarProcess, type Spawned } from './support/process.js';
@@ -222,5 +223,48 @@ routes:
 
     const fresh = (await clientCredentials(url)).body.access_token;
     for (const s of sidecars) expect(codeOf(await read(s, fresh))).toBe('allowed');
+  });
+});
+
+describe('a revoked key whose file stays (a read-only key directory)', () => {
+  const prefix = uniquePrefix();
+  let issuer: RunningIssuer;
+  let configFile: string;
+  let feed: RedisStore;
+
+  beforeAll(async () => {
+    await requireSharedRedis();
+    configFile = writeIssuerConfig('readonly', `store: ${SHARED_REDIS_URL}\nredis: { key_prefix: "${prefix}", resync_interval: 200ms, command_timeout: 2s }`);
+    issuer = await startIssuer(loadIssuerConfigFile(configFile), { log: silentLogger });
+    feed = await RedisStore.open(SHARED_REDIS_URL, { keyPrefix: prefix, commandTimeoutMs: 2000, maxStalenessMs: 30_000, resyncIntervalMs: 200 }, silentLogger);
+  });
+  afterAll(async () => {
+    await issuer?.stop();
+    await feed?.close();
+    await deleteKeysUnder(SHARED_REDIS_URL, prefix);
+  });
+
+  it('the issuer refuses its refresh tokens from the store record alone', async () => {
+    const held = (await clientCredentials(issuer.url)).body;
+    const spare = (await clientCredentials(issuer.url)).body;
+    const kid = kidOf(held.refresh_token);
+    expect(kidOf(spare.refresh_token)).toBe(kid);
+    const rotated = await runCli(['keys', 'rotate', '--config', configFile, '--now']);
+    expect(rotated.code).toBe(0);
+    await eventually('the issuer signs with the new key', async () => kidOf((await clientCredentials(issuer.url)).body.access_token) !== kid);
+    // A replaced key's refresh tokens still refresh until the key is revoked.
+    expect((await refresh(issuer.url, held.refresh_token)).status).toBe(200);
+
+    // What `keys revoke` writes, with the key file left in place, as a read-only Secret mount leaves it.
+    await feed.revoke({ revocation: { kind: 'key', issuer: ISS, kid }, expiresAtMs: Date.now() + 2 * 3_600_000, reason: 'leaked' });
+    expect(keyFiles('readonly')).toContain(`${kid}.json`);
+    // Each refresh attempt spends the token, so wait for the feed (pub/sub, else five resyncs) and try once.
+    await new Promise((r) => setTimeout(r, 1000));
+    const refused = await refresh(issuer.url, spare.refresh_token);
+    expect(refused.body.error).toBe('invalid_grant');
+    expect(refused.body.error_description).toBe('the refresh token has been revoked');
+    const other = (await clientCredentials(issuer.url)).body;
+    expect(kidOf(other.refresh_token)).not.toBe(kid);
+    expect((await refresh(issuer.url, other.refresh_token)).status).toBe(200);
   });
 });

@@ -2,7 +2,7 @@ import type { AuthzConfig } from '../config/authz-config.js';
 import { RequestPathError, normalizeRequestPath } from '../policy/request-path.js';
 import { callerAllowed, missingScopes } from '../policy/route-policy.js';
 import type { RouteTable } from '../policy/route-table.js';
-import { StoreUnavailableError } from '../store/store.js';
+import { StoreUnavailableError, revocationSubject } from '../store/store.js';
 import type { Store } from '../store/store.js';
 import { fingerprint, type AccessTokenVerifier } from '../token/access-token-verifier.js';
 import type { DpopNonces } from '../token/dpop-nonce.js';
@@ -76,15 +76,7 @@ export async function authorize(request: HopRequest, deps: AuthorizeDeps): Promi
 
   const health = deps.store.health();
   if (health.state === 'unavailable') return deny('state_unavailable', 'revocation state is too old to trust', context);
-  const revoked = deps.store.findRevocation({
-    jtiFingerprint: token.fingerprint,
-    sub: token.sub,
-    clientId: token.clientId,
-    iat: token.iat,
-    ...(token.cnf?.x5tS256 !== undefined && { certThumbprint: token.cnf.x5tS256 }),
-    issuer: token.iss,
-    ...(token.kid !== undefined && { kid: token.kid }),
-  });
+  const revoked = deps.store.findRevocation(revocationSubject(token));
   if (revoked) return deny('token_revoked', `token revoked (${revoked.revocation.kind})`, context);
 
   if (!callerAllowed(route, request.principal)) return deny('caller_not_allowed', 'caller principal is not allowed on this route', context);

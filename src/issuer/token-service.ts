@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { SignJWT, jwtVerify } from 'jose';
 import { SIGNING_ALGORITHMS, type IssuerClient, type IssuerConfig } from '../config/issuer-config.js';
 import { revocationRecord, type RevocationRequest } from '../store/revocation-request.js';
-import { StoreUnavailableError, type RevocationRecord, type Store } from '../store/store.js';
+import { StoreUnavailableError, revocationSubject, type RevocationRecord, type Store } from '../store/store.js';
 import { AccessTokenVerifier, fingerprint } from '../token/access-token-verifier.js';
 import { decodeCompactJws } from '../token/compact-jws.js';
 import { normalizeHtu, verifyDpopProof } from '../token/dpop-proof.js';
@@ -60,6 +60,8 @@ interface RefreshClaims {
   scope: string;
   target: string;
   cnf: { 'x5t#S256': string };
+  /** From the header: the key that signed it, so a revoked key's refresh tokens die with it. */
+  kid: string;
 }
 
 /**
@@ -307,10 +309,7 @@ export class TokenService {
       if (err instanceof TokenError) throw new OAuthError('invalid_grant', `the subject token is not valid for this client (${err.code})`);
       throw err;
     }
-    const revoked = this.store.findRevocation({
-      jtiFingerprint: verified.fingerprint, sub: verified.sub, clientId: verified.clientId, iat: verified.iat,
-      ...(verified.cnf?.x5tS256 !== undefined && { certThumbprint: verified.cnf.x5tS256 }),
-    });
+    const revoked = this.store.findRevocation(revocationSubject(verified));
     if (revoked) throw new OAuthError('invalid_grant', 'the subject token has been revoked');
     return verified;
   }
@@ -326,7 +325,7 @@ export class TokenService {
         issuer: this.config.issuer, audience: this.config.issuer, typ: REFRESH_TOKEN_TYP, algorithms: [key.alg],
         clockTolerance: this.config.clockSkewMs / 1000, currentDate: new Date(this.now()),
       });
-      return payload as unknown as RefreshClaims;
+      return { ...payload, kid: key.kid } as unknown as RefreshClaims;
     } catch {
       return undefined;
     }
@@ -350,6 +349,7 @@ export class TokenService {
     return this.store.findRevocation({
       jtiFingerprint: fingerprint(this.config.issuer, familySet(claims.fam)),
       sub: claims.client_id, clientId: claims.client_id, iat: claims.iat, certThumbprint: claims.cnf['x5t#S256'],
+      issuer: this.config.issuer, kid: claims.kid,
     }) !== undefined;
   }
 

@@ -8,6 +8,7 @@
  */
 
 import type { StoreHealth } from '../vocabulary/store-health.js';
+import type { VerifiedToken } from '../vocabulary/verified-token.js';
 
 export type Revocation =
   | { kind: 'jti'; fingerprint: string }
@@ -37,6 +38,19 @@ export interface RevocationSubject {
   /** The token's iss and header kid, so a revoked signing key is looked up too. */
   issuer?: string;
   kid?: string;
+}
+
+/** What a revocation lookup needs of a verified access token: its id, holders and signing key. */
+export function revocationSubject(token: VerifiedToken): RevocationSubject {
+  return {
+    jtiFingerprint: token.fingerprint,
+    sub: token.sub,
+    clientId: token.clientId,
+    iat: token.iat,
+    ...(token.cnf?.x5tS256 !== undefined && { certThumbprint: token.cnf.x5tS256 }),
+    issuer: token.iss,
+    ...(token.kid !== undefined && { kid: token.kid }),
+  };
 }
 
 export class StoreUnavailableError extends Error {
