@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { ConnectionOptions } from 'node:tls';
 import { Cluster, Redis, type RedisOptions as IoRedisOptions } from 'ioredis';
-import { createLogger, type Logger } from '../telemetry/log.js';
+import type { Logger } from '../telemetry/log.js';
 import type { RedisOptions } from '../vocabulary/redis-options.js';
 
 export type RedisClient = Redis | Cluster;
@@ -18,7 +18,7 @@ export const PASSWORD_ENV = 'HOPGUARD_REDIS_PASSWORD';
  * whose certificate does not verify is logged once per outage, naming the setting to check.
  */
 export function createRedisClient(
-  url: string, options: RedisOptions, role: 'commands' | 'subscriber', log: Logger = createLogger(),
+  url: string, options: RedisOptions, role: 'commands' | 'subscriber', log: Logger,
 ): RedisClient {
   const client = connect(url, options, role);
   reportRefusals(client, role, log);

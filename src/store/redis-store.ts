@@ -54,8 +54,8 @@ export class RedisStore implements Store {
 
   /** Connects and loads the revocations; with Redis down it still returns, failing closed until it can sync. */
   static async open(url: string, options: RedisOptions, log: Logger, now: () => number = Date.now): Promise<RedisStore> {
-    const commands = createRedisClient(url, options, 'commands');
-    const subscriber = createRedisClient(url, options, 'subscriber');
+    const commands = createRedisClient(url, options, 'commands', log);
+    const subscriber = createRedisClient(url, options, 'subscriber', log);
     defineRevocationScripts(commands);
     const store = new RedisStore(commands, subscriber, options, log, now);
     store.watch();
