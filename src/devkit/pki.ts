@@ -45,26 +45,45 @@ export class OpensslMissingError extends Error {
 const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 const SAFE_SAN = /^[\x21-\x7e]+$/;
 
+const CA_EXTENSIONS = [
+  '[req]',
+  'distinguished_name = dn',
+  '[dn]',
+  '[ext]',
+  'basicConstraints = critical,CA:true',
+  'keyUsage = critical,keyCertSign,cRLSign',
+  'subjectKeyIdentifier = hash',
+  'authorityKeyIdentifier = keyid:always',
+  '',
+].join('\n');
+
 /** A self-signed CA, written to `<dir>/<name>.pem` and `<dir>/<name>-key.pem`. */
 export function createCa(dir: string, name: string): Ca {
   const paths = prepare(dir, name);
   return withTempDir((tmp) => {
     const keyPem = writeKey(paths.keyPath);
     const config = join(tmp, 'ca.cnf');
-    writeFileSync(config, [
-      '[req]',
-      'distinguished_name = dn',
-      '[dn]',
-      '[ext]',
-      'basicConstraints = critical,CA:true',
-      'keyUsage = critical,keyCertSign,cRLSign',
-      'subjectKeyIdentifier = hash',
-      'authorityKeyIdentifier = keyid:always',
-      '',
-    ].join('\n'));
+    writeFileSync(config, CA_EXTENSIONS);
     openssl([
       'req', '-x509', '-new', '-config', config, '-extensions', 'ext', '-key', paths.keyPath,
       '-subj', `/CN=${name}`, '-days', '1', '-sha256', '-set_serial', serial(), '-out', paths.certPath,
+    ]);
+    return { certPem: readFileSync(paths.certPath, 'utf8'), keyPem, ...paths };
+  });
+}
+
+/** An intermediate CA signed by `parent`: for chains a client sends beyond its own certificate. */
+export function createIntermediateCa(parent: Ca, dir: string, name: string): Ca {
+  const paths = prepare(dir, name);
+  return withTempDir((tmp) => {
+    const keyPem = writeKey(paths.keyPath);
+    const config = join(tmp, 'ca.cnf');
+    writeFileSync(config, CA_EXTENSIONS);
+    const csr = join(tmp, 'ca.csr');
+    openssl(['req', '-new', '-config', config, '-key', paths.keyPath, '-subj', `/CN=${name}`, '-out', csr]);
+    openssl([
+      'x509', '-req', '-in', csr, '-CA', parent.certPath, '-CAkey', parent.keyPath, '-set_serial', serial(),
+      '-days', '1', '-sha256', '-extfile', config, '-extensions', 'ext', '-out', paths.certPath,
     ]);
     return { certPem: readFileSync(paths.certPath, 'utf8'), keyPem, ...paths };
   });
