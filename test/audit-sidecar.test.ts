@@ -1,4 +1,3 @@
-import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,6 +7,7 @@ import { verifyAuditLog } from '../src/audit/audit-verify.js';
 import { EnvoyClient } from '../src/authz/envoy-client.js';
 import { AUDIENCE, CHECKOUT, ISSUER, authzConfig, authzYaml, createFixtures, startServer, type Fixtures } from './support/harness.js';
 import { startOtlpHttpReceiver } from './support/otlp-receiver.js';
+import { writeAuditKeyPair } from './support/audit-keys.js';
 import { runCli, spawnCli } from './support/process.js';
 
 let fixtures: Fixtures;
@@ -15,10 +15,7 @@ let publicKeyPath: string;
 
 beforeAll(async () => {
   fixtures = await createFixtures();
-  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-  writeFileSync(join(fixtures.dir, 'audit.pem'), privateKey.export({ type: 'pkcs8', format: 'pem' }));
-  publicKeyPath = join(fixtures.dir, 'audit.pub.pem');
-  writeFileSync(publicKeyPath, publicKey.export({ type: 'spki', format: 'pem' }));
+  publicKeyPath = writeAuditKeyPair(fixtures.dir).publicPath;
 });
 afterAll(() => fixtures.cleanup());
 
