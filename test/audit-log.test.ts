@@ -1,4 +1,3 @@
-import { generateKeyPairSync } from 'node:crypto';
 import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +8,7 @@ import type { AuditEvent } from '../src/audit/audit-event.js';
 import { openAuditLog } from '../src/audit/audit-log.js';
 import { verifyAuditLog, type AuditVerifyReport, type FindingKind } from '../src/audit/audit-verify.js';
 import { createLogger, silentLogger } from '../src/telemetry/log.js';
+import { writeAuditKeyPair } from './support/audit-keys.js';
 import { runCli, spawnCli } from './support/process.js';
 
 let dir: string;
@@ -16,14 +16,6 @@ let privatePath: string;
 let publicPath: string;
 let otherPublicPath: string;
 let clean: string;
-
-function writeKeyPair(name: string): { privatePath: string; publicPath: string } {
-  const { privateKey, publicKey } = generateKeyPairSync('ed25519');
-  const paths = { privatePath: join(dir, `${name}.pem`), publicPath: join(dir, `${name}.pub.pem`) };
-  writeFileSync(paths.privatePath, privateKey.export({ type: 'pkcs8', format: 'pem' }));
-  writeFileSync(paths.publicPath, publicKey.export({ type: 'spki', format: 'pem' }));
-  return paths;
-}
 
 const config = (path: string, overrides: Partial<AuditConfig> = {}): AuditConfig => ({
   ...AUDIT_DEFAULTS,
@@ -62,8 +54,8 @@ const kinds = (report: AuditVerifyReport) => report.findings.map((f) => [f.kind,
 
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), 'hopguard-audit-'));
-  ({ privatePath, publicPath } = writeKeyPair('audit'));
-  otherPublicPath = writeKeyPair('other').publicPath;
+  ({ privatePath, publicPath } = writeAuditKeyPair(dir));
+  otherPublicPath = writeAuditKeyPair(dir, 'other').publicPath;
   clean = await writeLog(join(dir, 'clean.jsonl'), 10);
 });
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -178,16 +170,50 @@ describe('the writer across restarts and overload', () => {
     expect((await verify(path)).findings).toEqual([]);
   });
 
-  it('after a crash mid-write, goes on from the last whole line: verify names the damaged line only', async () => {
+  it('after a crash mid-write, goes on from the last whole line in a run that says it follows the torn line: verify notes it, not as tampering', async () => {
     const path = join(dir, 'crashed.jsonl');
     // The writer died after line 12, while writing line 13.
     writeFileSync(path, `${clean.trimEnd().split('\n').slice(0, 12).join('\n')}\n`);
     appendFileSync(path, '{"seq":13,"time":"2026-01-01T00:00:00.000Z","event":"valid');
-    await writeLog(path, 2);
+    const lines = (await writeLog(path, 2)).trimEnd().split('\n');
+    expect(JSON.parse(lines[13]!)).toMatchObject({ seq: 13, event: 'log_opened', follows_torn_line: true, prev: lineHash(lines[11]!) });
     const report = await verify(path);
-    expect(kinds(report)).toEqual([['malformed', 13]]);
-    expect(report.notes).toEqual(['line 14: the writer restarted after an unclean stop; records it still held in memory were lost']);
+    expect(kinds(report)).toEqual([]);
+    expect(report.notes).toEqual([
+      'line 13 is a line torn by a crash or a full disk; line 14 goes on from line 12 and says so',
+      'line 14: the writer restarted after an unclean stop; records it still held in memory were lost',
+    ]);
     expect(report.closed).toBe(true);
+
+    // The claim covers one torn line, right before it: a record removed there is still found.
+    const removed = join(dir, 'crashed-then-cut.jsonl');
+    writeFileSync(removed, `${[...lines.slice(0, 11), ...lines.slice(12)].join('\n')}\n`);
+    expect(kinds(await verify(removed))).toEqual([['malformed', 12], ['deleted', 13], ['spliced', 13], ['deleted', 13]]);
+  });
+
+  it('after a crash that left a whole last record without its newline, goes on from that record', async () => {
+    const path = join(dir, 'unterminated.jsonl');
+    writeFileSync(path, clean.trimEnd().split('\n').slice(0, 12).join('\n'));
+    const lines = (await writeLog(path, 1)).trimEnd().split('\n');
+    expect(JSON.parse(lines[12]!)).toMatchObject({ seq: 13, event: 'log_opened', previous_closed: false, prev: lineHash(lines[11]!) });
+    expect(JSON.parse(lines[12]!).follows_torn_line).toBeUndefined();
+    expect(kinds(await verify(path))).toEqual([]);
+  });
+
+  it('takes a records_dropped marker as the account of exactly the gap before it, and no other', async () => {
+    // A log whose write of seqs 7–9 failed: the marker names them and chains to line 6.
+    const lines = clean.trimEnd().split('\n').slice(0, 6);
+    const marker = JSON.stringify({
+      seq: 10, time: '2026-01-01T00:00:00.000Z', event: 'records_dropped', reason: 'write_failed', error: 'ENOSPC',
+      since: '2026-01-01T00:00:00.000Z', count: 2, lost_seqs: [7, 9], prev: lineHash(lines[5]!),
+    });
+    const after = JSON.stringify({ seq: 11, time: '2026-01-01T00:00:01.000Z', event: 'validation', decision: 'deny', prev: lineHash(marker) });
+    const report = await tampered('recorded-loss', () => [...lines, marker, after]);
+    expect(report.notes).toEqual(['line 7: seq 7–9 lost: not written (ENOSPC since 2026-01-01T00:00:00.000Z): 2 audit records, as the writer recorded']);
+    expect(kinds(report)).toEqual([['truncated', 8]]);
+    // Delete a line before the marker: the gap is no longer the one it names.
+    const cut = await tampered('recorded-loss-and-deletion', () => [...lines.slice(0, 5), marker, after]);
+    expect(kinds(cut)).toEqual([['deleted', 6], ['truncated', 7]]);
   });
 
   it('refuses to append to a file that is not an audit log', async () => {

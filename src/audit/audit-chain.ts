@@ -9,6 +9,14 @@
  * is the Ed25519 signature of the line's bytes without its trailing `,"sig":"…"` member, and K
  * names the public key. As `prev` commits to every line before it, one signature covers the
  * whole prefix; the hash of the last line is the log's head.
+ *
+ * Losses the writer records: `{"seq":…,"event":"records_dropped","reason":"queue_full","count":n,…}`
+ * for records dropped before they were queued, and `{"seq":S,"event":"records_dropped",
+ * "reason":"write_failed","error":E,"since":T,"count":n,"lost_seqs":[A,S-1],…}` after a write
+ * that failed: seqs A to S-1 were given out but never written, and `prev` is the hash of the
+ * line before them. A run's `log_opened` line carries `"follows_torn_line":true` when the
+ * line before it is part of a line (a crash or a full disk cut the write short) that the
+ * chain skips: its `prev` is the hash of the line before that one.
  */
 
 import { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';

@@ -1,12 +1,15 @@
 /**
  * Where a writer goes on from in an existing log file: the chain's head (the last whole
  * record, as `audit verify` reads the chain) and the identity of the last run, read
- * backwards from the file's end. A last line cut short by a crash is skipped, and so is any
- * line that is not a record: the chain goes on from the last good one.
+ * backwards from the file's end. A last line torn by a crash or a full disk is skipped, and
+ * so is any line that is not a record: the chain goes on from the last good one, and the
+ * next run's first line says it follows a torn line. A last record that lacks only its
+ * newline is whole: the chain goes on from it.
  */
 
 import type { FileHandle } from 'node:fs/promises';
 import { GENESIS, lineHash } from './audit-chain.js';
+import { auditFileError } from './audit-errors.js';
 import { runIdentity } from './audit-run.js';
 
 export interface Resume {
@@ -18,6 +21,8 @@ export interface Resume {
   run: number;
   /** undefined for a new file. */
   previousClosed?: boolean;
+  /** The file ends in part of a line, which the chain skips. */
+  followsTornLine?: true;
 }
 
 export const NEW_LOG: Resume = { seq: 0, head: GENESIS, run: 0 };
@@ -39,19 +44,22 @@ export async function readResume(handle: FileHandle, path: string): Promise<{ re
   const { size } = await handle.stat();
   if (size === 0) return { resume: NEW_LOG, cutShort: false };
   let cutShort = false;
+  let torn = false;
   let resume: Resume | undefined;
   for await (const { bytes, complete } of linesBackwards(handle, size)) {
+    const record = parseTailRecord(bytes);
     if (!complete) {
       cutShort = true;
-      continue;
+      // A part of a line never parses: a record's JSON closes with its last byte.
+      torn = !record;
     }
-    const record = parseTailRecord(bytes);
     if (!record) continue;
     resume ??= {
       seq: record.seq as number,
       head: lineHash(bytes),
       run: 0,
       previousClosed: record.event === 'checkpoint' && record.closing === true,
+      ...(torn && { followsTornLine: true }),
     };
     // The nearest run header or checkpoint names the last run (or shows the log predates run identities).
     if (record.event === 'log_opened' || record.event === 'checkpoint') {
@@ -60,7 +68,7 @@ export async function readResume(handle: FileHandle, path: string): Promise<{ re
       break;
     }
   }
-  if (!resume) throw new Error(`${path} exists but holds no audit record: move it aside or choose another audit.output`);
+  if (!resume) throw auditFileError('audit.output', path, 'holds no audit record: move it aside or choose another audit.output');
   return { resume, cutShort };
 }
 

@@ -58,6 +58,11 @@ interface ChainRecord {
   closing?: unknown;
   previous_closed?: unknown;
   count?: unknown;
+  reason?: unknown;
+  error?: unknown;
+  since?: unknown;
+  lost_seqs?: unknown;
+  follows_torn_line?: unknown;
   log?: unknown;
   writer?: unknown;
   run?: unknown;
@@ -73,6 +78,11 @@ const RECENT_LINES = 4096;
  * (or its writer is still running: `live` then reports the unsigned tail as a note). Runs
  * (audit-run.ts) must follow each other in one log; a log cut back to the end of an earlier
  * run shows only against a head anchored elsewhere (`head`).
+ *
+ * What the writer itself recorded is a note, not tampering: a gap of seqs its write could
+ * not put on disk, when the next line is a `records_dropped` marker naming exactly those seqs
+ * and chained to the line before the gap; and a line torn by a crash or a full disk, when
+ * the next line says it follows a torn line and goes on from the line before it.
  */
 export async function verifyAuditLog(path: string, publicKeys: KeyObject[], options: AuditVerifyOptions = {}): Promise<AuditVerifyReport> {
   const keys = new Map(publicKeys.map((key) => [keyId(key), key]));
@@ -91,6 +101,10 @@ export async function verifyAuditLog(path: string, publicKeys: KeyObject[], opti
   let lastSeqAnomaly = 0;
   /** A malformed line just before: a mismatch after it is already reported. */
   let afterMalformed = false;
+  /** That line, until the next shows whether the writer said it was torn. */
+  let malformed: number | undefined;
+  const reportMalformed = (at: number) =>
+    find(at, 'malformed', `line ${at} is not an audit record (damaged, or cut short by a crash and continued)`);
   let cutShort: number | undefined;
   /** The run the lines belong to. */
   let run: RunIdentity | undefined;
@@ -107,16 +121,35 @@ export async function verifyAuditLog(path: string, publicKeys: KeyObject[], opti
     const text = line.bytes.toString('utf8');
     const record = parseRecord(text);
     if (!record) {
-      find(line.number, 'malformed', `line ${line.number} is not an audit record (damaged, or cut short by a crash and continued)`);
+      if (malformed !== undefined) reportMalformed(malformed);
+      malformed = line.number;
       // The chain goes on from the last good line, as the writer does after a crash.
       afterMalformed = true;
       continue;
     }
+    if (record.follows_torn_line === true) {
+      if (malformed === line.number - 1 && record.prev === head) {
+        report.notes.push(`line ${malformed} is a line torn by a crash or a full disk; line ${line.number} goes on from line ${headLine} and says so`);
+      } else {
+        if (malformed !== undefined) reportMalformed(malformed);
+        find(line.number, 'deleted', `line ${line.number} says it follows a torn line, but does not follow one that comes after line ${headLine}: lines were removed or moved`);
+      }
+    } else if (malformed !== undefined) {
+      reportMalformed(malformed);
+    }
+    malformed = undefined;
 
     // Sequence: a gap is a deletion unless a later line fills it (then that line was moved).
     let seqAnomaly = true;
+    const lost = lostSeqs(record);
     if (record.seq === expectSeq) {
       seqAnomaly = false;
+    } else if (lost && lost[0] === expectSeq && lost[1] === record.seq - 1) {
+      seqAnomaly = false;
+      const seqs = lost[0] === lost[1] ? `${lost[0]}` : `${lost[0]}–${lost[1]}`;
+      const count = Number(record.count);
+      report.notes.push(`line ${line.number}: seq ${seqs} lost: not written (${String(record.error).slice(0, 24)} since ${String(record.since).slice(0, 32)}): ` +
+        `${count} audit record${count === 1 ? '' : 's'}, as the writer recorded`);
     } else if (record.seq > expectSeq) {
       for (let s = expectSeq; s < record.seq; s++) missing.set(s, line.number);
     } else if (missing.has(record.seq)) {
@@ -181,12 +214,13 @@ export async function verifyAuditLog(path: string, publicKeys: KeyObject[], opti
       if (record.event === 'log_opened' && record.previous_closed === false) {
         report.notes.push(`line ${line.number}: the writer restarted after an unclean stop; records it still held in memory were lost`);
       }
-      if (record.event === 'records_dropped') {
+      if (record.event === 'records_dropped' && record.reason !== 'write_failed') {
         report.notes.push(`line ${line.number}: the writer dropped ${String(record.count)} records under overload`);
       }
     }
   }
 
+  if (malformed !== undefined) reportMalformed(malformed);
   for (const [from, to, at] of ranges(missing)) {
     find(at, 'deleted', `${from === to ? `record seq ${from} is` : `records seq ${from}–${to} are`} missing before line ${at}: deleted`);
   }
@@ -249,6 +283,13 @@ function parseRecord(text: string): ChainRecord | undefined {
   if (!Number.isSafeInteger(record.seq) || record.seq! < 1) return undefined;
   if (typeof record.prev !== 'string' || typeof record.event !== 'string') return undefined;
   return record as ChainRecord;
+}
+
+/** The seqs a write-failure marker says were not written, [first, last]. */
+function lostSeqs(record: ChainRecord): [number, number] | undefined {
+  if (record.event !== 'records_dropped' || record.reason !== 'write_failed' || !Array.isArray(record.lost_seqs)) return undefined;
+  const [from, to] = record.lost_seqs as unknown[];
+  return Number.isSafeInteger(from) && Number.isSafeInteger(to) && (from as number) <= (to as number) ? [from as number, to as number] : undefined;
 }
 
 /** Contiguous runs of missing seqs: [first, last, line where the gap showed]. */

@@ -119,9 +119,13 @@ export async function startAuthz(config: AuthzConfig, options: StartOptions): Pr
       await admin?.close();
       for (const issuer of issuers) issuer.keys.stop();
       await store.close();
-      // Last, so the final records and spans of the drained checks are kept.
-      await audit.close();
-      await telemetry.shutdown();
+      // Last, so the final records and spans of the drained checks are kept. A log that
+      // could not be closed fails the stop (exit 1), after the spans are sent.
+      try {
+        await audit.close();
+      } finally {
+        await telemetry.shutdown();
+      }
       log.info(`${role}_stopped`, who);
     },
   };

@@ -6,7 +6,7 @@ export interface AuthzMetrics {
   /** One per Check: the decision by code and route, and how long it took. */
   recordDecision(decision: Decision, seconds: number): void;
   recordJwksFetch(issuer: string, outcome: 'ok' | 'error'): void;
-  /** Audit records written to the log, or dropped because the writer fell too far behind. */
+  /** Audit records written to the log (once the write succeeded), or dropped: the writer fell too far behind, or the write failed. */
   recordAudit(outcome: 'written' | 'dropped', count: number): void;
   /** Shared-state health and revocation-feed lag, read when metrics are collected. */
   observeStore(health: () => StoreHealth): void;
@@ -46,7 +46,7 @@ export function createAuthzMetrics(meter: Meter): AuthzMetrics {
     if (lookups.miss > 0) result.observe(cache, lookups.miss, { result: 'miss' });
   }, [decisions, cache]);
   const jwks = meter.createCounter('hopguard.jwks.fetches', { description: 'Key set fetches (start, refresh, unknown kid) by issuer and outcome' });
-  const audit = meter.createCounter('hopguard.audit.records', { description: 'Audit records by outcome: written, or dropped under overload' });
+  const audit = meter.createCounter('hopguard.audit.records', { description: 'Audit records by outcome: written (in the log), or dropped (queue full, or the write failed)' });
 
   return {
     recordDecision(decision, seconds) {
