@@ -6,7 +6,7 @@ import { createDpopKey, dpopProof, type DpopKey } from '../src/devkit/dpop-clien
 import { DpopNonces } from '../src/token/dpop-nonce.js';
 import { accessTokenHash, normalizeHtu, verifyDpopProof } from '../src/token/dpop-proof.js';
 import type { BindingMode } from '../src/vocabulary/binding.js';
-import { CHECKOUT, authzConfig, createFixtures, route, startServer, type Fixtures, type Running } from './support/harness.js';
+import { CHECKOUT, STRANGER, authzConfig, createFixtures, route, startServer, type Fixtures, type Running } from './support/harness.js';
 
 // RFC 9449 §7.1, Figures 13 and 14: a proof for a GET of https://resource.example.org/protectedresource.
 const RFC_PROOF = 'eyJ0eXAiOiJkcG9wK2p3dCIsImFsZyI6IkVTMjU2IiwiandrIjp7Imt0eSI6IkVDIiwieCI6Imw4dEZyaHgtMzR0VjNoUklDUkRZOXpDa0RscEJoRjQyVVFVZldWQVdCRnMiLCJ5IjoiOVZFNGpmX09rX282NHpiVFRsY3VOSmFqSG10NnY5VERWclUwQ2R2R1JEQSIsImNydiI6IlAtMjU2In19'
@@ -196,6 +196,24 @@ describe('DPoP server nonces (RFC 9449 §9)', () => {
       expect(codeOf(await ask(one, { nonce: `${nonce!.split('.')[0]}.${'A'.repeat(22)}` }))).toBe('dpop_nonce_required');
     } finally {
       await Promise.all([one.stop(), two.stop()]);
+    }
+  });
+});
+
+describe('a DPoP proof on a request denied after its replay check', () => {
+  it('is not spent: the proof the wrong caller sent is still good once for the right one', async () => {
+    const server = await startServer(authzConfig(fixtures, {
+      binding: 'dpop', routes: [route('read', { methods: ['GET'], pathPrefix: '/orders/', callers: [CHECKOUT] })],
+    }));
+    try {
+      const token = await boundToAlice();
+      const headers = { authorization: `DPoP ${token}`, dpop: await proof(alice, token) };
+      const ask = (principal: string) => server.envoy.check({ path: '/orders/1', host: 'orders.shop.example', headers, principal });
+      expect(codeOf(await ask(STRANGER))).toBe('caller_not_allowed');
+      expect(codeOf(await ask(CHECKOUT))).toBe('allowed');
+      expect(codeOf(await ask(CHECKOUT))).toBe('dpop_invalid');
+    } finally {
+      await server.stop();
     }
   });
 });

@@ -3,7 +3,7 @@ import { RequestPathError, normalizeRequestPath } from '../policy/request-path.j
 import { callerAllowed, missingScopes } from '../policy/route-policy.js';
 import type { RouteTable } from '../policy/route-table.js';
 import { StoreUnavailableError, revocationSubject } from '../store/store.js';
-import type { Store } from '../store/store.js';
+import type { HeldUses, Store } from '../store/store.js';
 import { fingerprint, type AccessTokenVerifier } from '../token/access-token-verifier.js';
 import type { DpopNonces } from '../token/dpop-nonce.js';
 import { normalizeHtu, verifyDpopProof } from '../token/dpop-proof.js';
@@ -30,6 +30,18 @@ export interface AuthorizeDeps {
  * Deny by default: every path that does not reach the end returns a denial.
  */
 export async function authorize(request: HopRequest, deps: AuthorizeDeps): Promise<Decision> {
+  // A use recorded (a DPoP proof's, say) by a check that is denied after all is given back.
+  const held: HeldUses = [];
+  let decision: Decision | undefined;
+  try {
+    decision = await decide(request, deps, held);
+    return decision;
+  } finally {
+    if (!decision?.allowed) for (const release of held) release();
+  }
+}
+
+async function decide(request: HopRequest, deps: AuthorizeDeps, held: HeldUses): Promise<Decision> {
   let route;
   try {
     route = deps.routes.match(request.method, normalizeRequestPath(request.path));
@@ -63,7 +75,7 @@ export async function authorize(request: HopRequest, deps: AuthorizeDeps): Promi
   try {
     binding = bindingFor(token, deps.config.binding, scheme);
     if (binding === 'mtls') checkCertificate(token, presentedCertificate(request.certificate));
-    if (binding === 'dpop' && credential.kind === 'dpop') await checkDpopProof(request, credential, token, deps);
+    if (binding === 'dpop' && credential.kind === 'dpop') await checkDpopProof(request, credential, token, deps, held);
   } catch (err) {
     if (err instanceof TokenError) {
       // RFC 9449 §9: tell the client the nonce to use in its next proof.
@@ -87,7 +99,7 @@ export async function authorize(request: HopRequest, deps: AuthorizeDeps): Promi
   if (route.oneTime) {
     let first: boolean;
     try {
-      first = await deps.store.markUsed(token.fingerprint, token.exp * 1000 + deps.config.clockSkewMs);
+      first = await deps.store.markUsed(token.fingerprint, token.exp * 1000 + deps.config.clockSkewMs, held);
     } catch (err) {
       if (err instanceof StoreUnavailableError) return deny('state_unavailable', 'one-time use cannot be recorded', context);
       throw err;
@@ -107,6 +119,7 @@ async function checkDpopProof(
   credential: Extract<Credential, { kind: 'dpop' }>,
   token: VerifiedToken,
   deps: AuthorizeDeps,
+  held: HeldUses,
 ): Promise<void> {
   if (credential.proof === undefined) throw new TokenError('dpop_invalid', 'exactly one DPoP header with one proof is required');
   const htu = normalizeHtu(`${request.scheme || 'https'}://${request.host}${request.path}`);
@@ -124,6 +137,7 @@ async function checkDpopProof(
   const first = await deps.store.markUsed(
     fingerprint(`dpop:${token.cnf!.jkt}`, proof.jti),
     proof.iat * 1000 + maxAgeMs + 2 * deps.config.clockSkewMs,
+    held,
   );
   if (!first) throw new TokenError('dpop_invalid', 'the DPoP proof was already used');
 }

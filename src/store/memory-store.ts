@@ -1,6 +1,6 @@
 import type { StoreHealth } from '../vocabulary/store-health.js';
 import { RevocationIndex } from './revocation-index.js';
-import type { RevocationRecord, RevocationSubject, Store } from './store.js';
+import type { HeldUses, RevocationRecord, RevocationSubject, Store } from './store.js';
 
 const SWEEP_INTERVAL_MS = 10_000;
 
@@ -16,10 +16,11 @@ export class MemoryStore implements Store {
     this.sweeper = setInterval(() => this.sweep(), SWEEP_INTERVAL_MS).unref();
   }
 
-  async markUsed(jtiFingerprint: string, expiresAtMs: number): Promise<boolean> {
+  async markUsed(jtiFingerprint: string, expiresAtMs: number, held?: HeldUses): Promise<boolean> {
     const until = this.used.get(jtiFingerprint);
     if (until !== undefined && until > this.now()) return false;
     this.used.set(jtiFingerprint, expiresAtMs);
+    held?.push(() => { if (this.used.get(jtiFingerprint) === expiresAtMs) this.used.delete(jtiFingerprint); });
     return true;
   }
 

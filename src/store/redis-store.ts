@@ -1,16 +1,19 @@
+import { randomBytes } from 'node:crypto';
 import type { Logger } from '../telemetry/log.js';
 import type { RedisOptions } from '../vocabulary/redis-options.js';
 import type { StoreHealth } from '../vocabulary/store-health.js';
 import { createRedisClient, type RedisClient } from './redis-connection.js';
 import { RevocationIndex, mergeRevocation, parseRevocationRecord, revocationKey } from './revocation-index.js';
+import { withDeadline } from './deadline.js';
 import { defineRevocationScripts } from './revocation-scripts.js';
-import { StoreUnavailableError, type RevocationRecord, type RevocationSubject, type Store } from './store.js';
+import { UseReleaser, defineUseRelease } from './use-release.js';
+import { StoreUnavailableError, type HeldUses, type RevocationRecord, type RevocationSubject, type Store } from './store.js';
 
 /**
  * Shared state for a mesh of sidecars.
  *
  * Keys (all under `redis.key_prefix`; values hold fingerprints, never tokens):
- *   <prefix>used:<fingerprint>    one-time use, SET NX PX until exp + skew
+ *   <prefix>used:<fingerprint>    one-time use, SET NX PX until exp + skew, holding the check's claim
  *   <prefix>revocations           hash: revocation key → record (JSON)
  *   <prefix>revocations:version   bumped on every change, so an idle resync is one GET
  *   <prefix>set:<name>            issuer bookkeeping (a refresh family's access-token fingerprints)
@@ -39,6 +42,10 @@ export class RedisStore implements Store {
   private ignored = 0;
   private ignoredLogged = 0;
   private closed = false;
+  private readonly releaser: UseReleaser;
+  /** One-time marks hold `<claimPrefix><counter>`: unique to the check across every replica. */
+  private readonly claimPrefix = `${randomBytes(9).toString('base64url')}:`;
+  private claims = 0;
 
   private constructor(
     private readonly commands: RedisClient,
@@ -48,6 +55,7 @@ export class RedisStore implements Store {
     private readonly now: () => number,
   ) {
     this.index = new RevocationIndex(now);
+    this.releaser = new UseReleaser(commands, log, now);
     const prefix = options.keyPrefix;
     this.keys = { used: `${prefix}used:`, sets: `${prefix}set:`, hash: `${prefix}revocations`, version: `${prefix}revocations:version`, channel: `${prefix}revocations` };
   }
@@ -57,6 +65,7 @@ export class RedisStore implements Store {
     const commands = createRedisClient(url, options, 'commands', log);
     const subscriber = createRedisClient(url, options, 'subscriber', log);
     defineRevocationScripts(commands);
+    defineUseRelease(commands);
     const store = new RedisStore(commands, subscriber, options, log, now);
     store.watch();
     await Promise.all([whenReady(commands, options.commandTimeoutMs * 4), whenReady(subscriber, options.commandTimeoutMs * 4)]);
@@ -65,13 +74,26 @@ export class RedisStore implements Store {
     return store;
   }
 
-  async markUsed(jtiFingerprint: string, expiresAtMs: number): Promise<boolean> {
+  /**
+   * SET NX with a value unique to this check, answered within command_timeout of the call
+   * however many checks are in flight. A SET that is not answered in time may still be
+   * applied when Redis wakes, so it is released at once (in the background, after the SET on
+   * the same connection): the check's state_unavailable leaves the token unspent.
+   */
+  async markUsed(jtiFingerprint: string, expiresAtMs: number, held?: HeldUses): Promise<boolean> {
+    const key = `${this.keys.used}${jtiFingerprint}`;
+    const claim = `${this.claimPrefix}${(this.claims++).toString(36)}`;
     const ttl = Math.max(1, Math.ceil(expiresAtMs - this.now()));
+    let reply;
     try {
-      return (await this.commands.set(`${this.keys.used}${jtiFingerprint}`, '1', 'PX', ttl, 'NX')) === 'OK';
+      reply = await withDeadline(this.commands.set(key, claim, 'PX', ttl, 'NX'), this.options.commandTimeoutMs);
     } catch {
+      this.releaser.release(key, claim, expiresAtMs);
       throw new StoreUnavailableError('redis did not record the one-time use');
     }
+    if (reply !== 'OK') return false;
+    held?.push(() => this.releaser.release(key, claim, expiresAtMs));
+    return true;
   }
 
   findRevocation(token: RevocationSubject): RevocationRecord | undefined {
@@ -119,6 +141,11 @@ export class RedisStore implements Store {
     return this.index.size;
   }
 
+  /** One-time marks of denied checks that could not be given back within the retry window (for metrics and tests). */
+  get abandonedReleaseCount(): number {
+    return this.releaser.abandonedCount;
+  }
+
   /** Records read from Redis or received that were not revocations (for metrics and tests). */
   get ignoredRecordCount(): number {
     return this.ignored;
@@ -126,6 +153,7 @@ export class RedisStore implements Store {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.releaser.close();
     clearInterval(this.resyncTimer);
     await Promise.allSettled([this.resyncing]);
     this.subscriber.disconnect();

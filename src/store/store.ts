@@ -61,12 +61,21 @@ export class StoreUnavailableError extends Error {
   }
 }
 
+/**
+ * The first uses one check recorded: markUsed adds one release per use it recorded. A check
+ * answered with a denial calls them, undoing each use only if it is still this check's, so a
+ * denied request never spends a one-time token and an allowed one never loses its mark.
+ */
+export type HeldUses = (() => void)[];
+
 export interface Store {
   /**
    * Records the first use of a one-time token. Resolves true for the first use anywhere,
-   * false for any later one. Rejects with StoreUnavailableError when that cannot be decided.
+   * false for any later one. Rejects with StoreUnavailableError when that cannot be decided
+   * within the store's bound, and then leaves no use recorded (a 503 means "try again").
+   * A first use recorded for a check that is denied after all is given back through `held`.
    */
-  markUsed(jtiFingerprint: string, expiresAtMs: number): Promise<boolean>;
+  markUsed(jtiFingerprint: string, expiresAtMs: number, held?: HeldUses): Promise<boolean>;
   /** The matching revocation, if any. Synchronous: served from memory. */
   findRevocation(token: RevocationSubject): RevocationRecord | undefined;
   revoke(record: RevocationRecord): Promise<void>;

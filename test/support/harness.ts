@@ -90,6 +90,14 @@ routes:
     scopes: [orders:read]
 `;
 
+/** The routes section of an authz YAML file: one one-time route, POST /payments. */
+export const ONE_TIME_PAY_ROUTES_YAML = `routes:
+  - name: pay
+    methods: [POST]
+    path: /payments
+    one_time: true
+`;
+
 /** Writes a config file into the fixtures' dir; returns its path. */
 export function writeConfigFile(fixtures: Fixtures, name: string, body: string): string {
   const file = path.join(fixtures.dir, name);
