@@ -151,6 +151,7 @@ describe('parseAuthzConfig: valid files', () => {
       cache: { maxEntries: 10_000 },
       dpop: DPOP_DEFAULTS,
       redis: REDIS_DEFAULTS,
+      memory: { maxOneTimeEntries: 1_000_000 },
       shutdownGraceMs: 10_000,
       workers: 1,
       http2ConnectionWindow: 1024 * 1024,
@@ -173,6 +174,7 @@ describe('parseAuthzConfig: valid files', () => {
     expect(config.jwks).toEqual({ refreshIntervalMs: 300_000, refetchIntervalMs: 30_000, fetchTimeoutMs: 5_000, checkWaitMs: 250 });
     expect(config.cache).toEqual({ maxEntries: 10_000 });
     expect(config.redis).toEqual(REDIS_DEFAULTS);
+    expect(config.memory).toEqual({ maxOneTimeEntries: 1_000_000 });
     expect(config.telemetry).toEqual(TELEMETRY_DEFAULTS);
     expect(config.audit).toEqual(AUDIT_DEFAULTS);
     expect(config.dpop).toEqual(DPOP_DEFAULTS);
@@ -390,6 +392,9 @@ describe('parseAuthzConfig: problems', () => {
     expectProblem(withRoute({ name: 'r', path: '/', scopes: 'a:b' }), 'routes[0].scopes', 'expected a list of strings');
     expectProblem(variant((c) => { c.routes[0]!.public = 'yes'; }), 'routes[0].public', 'expected true or false');
     expectProblem(variant((c) => { c.cache = { max_entries: 1.5 }; }), 'cache.max_entries', 'expected a whole number');
+    expectProblem(variant((c) => { c.memory = { max_one_time_entries: 1.5 }; }), 'memory.max_one_time_entries', 'expected a whole number');
+    expectProblem(variant((c) => { c.memory = { max_one_time_entries: 0 }; }), 'memory.max_one_time_entries', 'must be at least 1');
+    expectProblem(variant((c) => { c.memory = { max_one_time_entries: 1e9 }; }), 'memory.max_one_time_entries', 'must be at most 100000000');
     expectProblem(withTop('issuers', 'sts'), 'issuers', 'expected a list of issuers');
     expectProblem('- just\n- a list\n', '', 'expected a mapping with listen, audience, issuers and routes');
     expectProblem('', '', 'expected a mapping');

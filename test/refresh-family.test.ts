@@ -56,6 +56,7 @@ class GatedStore implements Store {
   revoke(record: RevocationRecord) { return this.inner.revoke(record); }
   members(name: string) { return this.inner.members(name); }
   health() { return this.inner.health(); }
+  oneTimeCounts() { return this.inner.oneTimeCounts(); }
   close() { return this.inner.close(); }
 }
 

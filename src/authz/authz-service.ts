@@ -40,7 +40,7 @@ export async function startAuthz(config: AuthzConfig, options: StartOptions): Pr
   const telemetry = await startTelemetry(config.telemetry);
   const metrics = createAuthzMetrics(telemetry.meter);
   const store = options.store ?? await openStore(config, log);
-  metrics.observeStore(() => store.health());
+  metrics.observeStore(() => store.health(), () => store.oneTimeCounts());
 
   const issuers: TrustedIssuer[] = config.issuers.map((issuer) => ({
     config: issuer,

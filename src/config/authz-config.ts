@@ -9,6 +9,7 @@ import type { TelemetryConfig } from '../telemetry/telemetry-config.js';
 import type { Algorithm } from '../vocabulary/algorithms.js';
 import type { BindingMode } from '../vocabulary/binding.js';
 import type { ListenAddress } from '../vocabulary/listen-address.js';
+import type { MemoryOptions } from '../vocabulary/memory-options.js';
 import type { RedisOptions } from '../vocabulary/redis-options.js';
 import type { RouteConfig } from '../vocabulary/route.js';
 import type { IssuerConfig } from '../vocabulary/trusted-issuer.js';
@@ -50,6 +51,8 @@ export interface AuthzConfig {
   /** `memory`, or a redis URL (redis://, rediss://, redis-sentinel://, redis-cluster://). */
   store: string;
   redis: RedisOptions;
+  /** Used when `store` is memory. */
+  memory: MemoryOptions;
   routes: RouteConfig[];
   jwks: JwksOptions;
   cache: CacheOptions;

@@ -9,7 +9,7 @@ import { resolve } from 'node:path';
 import { z } from 'zod';
 import { auditSchema } from '../audit/audit-config.js';
 import {
-  duration, exactlyOneOf, expected, flag, isRecord, loadConfigFile, nonEmptyString, onLists, onObjects, parseAdmin, parseConfig,
+  duration, exactlyOneOf, expected, flag, isRecord, loadConfigFile, memorySchema, nonEmptyString, onLists, onObjects, parseAdmin, parseConfig,
   parseListen, parseStore, parsedString, positiveDuration, quoteValue, redisSchema, redisTlsNeedsRediss, uniqueBy,
 } from '../schema/config-schema.js';
 import { parseDuration } from '../schema/duration.js';
@@ -293,6 +293,7 @@ function authzConfigSchema(baseDir: string) {
         dpop: dpopSchema(baseDir).prefault({}),
         store: parsedString('"memory" or a redis URL', parseStore).prefault('memory'),
         redis: redisSchema(baseDir).prefault({}),
+        memory: memorySchema.prefault({}),
         routes: z
           .array(routeSchema, expected('a list of routes'))
           .min(1, 'expected at least one route')
@@ -323,6 +324,7 @@ function authzConfigSchema(baseDir: string) {
         dpop: raw.dpop,
         store: raw.store,
         redis: raw.redis,
+        memory: raw.memory,
         routes: raw.routes,
         jwks: raw.jwks,
         cache: raw.cache,

@@ -10,6 +10,7 @@ import { dirname, resolve } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
 import type { ListenAddress } from '../vocabulary/listen-address.js';
+import { DEFAULT_MAX_ONE_TIME_ENTRIES, type MemoryOptions } from '../vocabulary/memory-options.js';
 import type { RedisOptions } from '../vocabulary/redis-options.js';
 import { ConfigError, type ConfigProblem } from './config-error.js';
 import { parseDuration } from './duration.js';
@@ -217,6 +218,20 @@ export function parseStore(text: string): string {
   if (authority.slice(at + 1) === '') throw new Error('the URL has no host');
   return text;
 }
+
+/** The 128-bit keys of one-time marks stay collision-free far beyond this; the table is 24 bytes a slot. */
+const MAX_ONE_TIME_ENTRIES = 100_000_000;
+
+/** The `memory` section: what `store: memory` may hold. */
+export const memorySchema = z
+  .strictObject(
+    {
+      max_one_time_entries: z.int(expected('a whole number')).min(1, 'must be at least 1')
+        .max(MAX_ONE_TIME_ENTRIES, `must be at most ${MAX_ONE_TIME_ENTRIES}`).default(DEFAULT_MAX_ONE_TIME_ENTRIES),
+    },
+    expected('a mapping'),
+  )
+  .transform((raw): MemoryOptions => ({ maxOneTimeEntries: raw.max_one_time_entries }));
 
 export function redisSchema(baseDir: string) {
   const file = z.string(expected('a file path')).min(1).transform((f) => resolve(baseDir, f));

@@ -7,7 +7,7 @@ import { RevocationIndex, mergeRevocation, parseRevocationRecord, revocationKey 
 import { withDeadline } from './deadline.js';
 import { defineRevocationScripts } from './revocation-scripts.js';
 import { UseReleaser, defineUseRelease } from './use-release.js';
-import { StoreUnavailableError, type HeldUses, type RevocationRecord, type RevocationSubject, type Store } from './store.js';
+import { StoreUnavailableError, type HeldUses, type OneTimeCounts, type RevocationRecord, type RevocationSubject, type Store } from './store.js';
 
 /**
  * Shared state for a mesh of sidecars.
@@ -141,9 +141,8 @@ export class RedisStore implements Store {
     return this.index.size;
   }
 
-  /** One-time marks of denied checks that could not be given back within the retry window (for metrics and tests). */
-  get abandonedReleaseCount(): number {
-    return this.releaser.abandonedCount;
+  oneTimeCounts(): OneTimeCounts {
+    return { refusedFull: 0, releasesAbandoned: this.releaser.abandonedCount };
   }
 
   /** Records read from Redis or received that were not revocations (for metrics and tests). */

@@ -68,6 +68,13 @@ export class StoreUnavailableError extends Error {
  */
 export type HeldUses = (() => void)[];
 
+export interface OneTimeCounts {
+  /** One-time uses refused as state_unavailable because `store: memory`'s table was full of live marks. */
+  refusedFull: number;
+  /** Marks of denied checks that could not be given back in time: those tokens stay spent until they expire. */
+  releasesAbandoned: number;
+}
+
 export interface Store {
   /**
    * Records the first use of a one-time token. Resolves true for the first use anywhere,
@@ -86,5 +93,7 @@ export interface Store {
   addToSet(name: string, member: string, expiresAtMs: number): Promise<void>;
   members(name: string): Promise<string[]>;
   health(): StoreHealth;
+  /** What the one-time marks could not do (for metrics). */
+  oneTimeCounts(): OneTimeCounts;
   close(): Promise<void>;
 }

@@ -8,8 +8,8 @@ export interface AuthzMetrics {
   recordJwksFetch(issuer: string, outcome: 'ok' | 'error'): void;
   /** Audit records written to the log (once the write succeeded), or dropped: the writer fell too far behind, or the write failed. */
   recordAudit(outcome: 'written' | 'dropped', count: number): void;
-  /** Shared-state health and revocation-feed lag, read when metrics are collected. */
-  observeStore(health: () => StoreHealth): void;
+  /** Shared-state health, revocation-feed lag and what one-time marks could not do, read when metrics are collected. */
+  observeStore(health: () => StoreHealth, oneTime: () => { refusedFull: number; releasesAbandoned: number }): void;
 }
 
 // Checks take tens of microseconds to a few milliseconds; the default buckets start at 5 ms.
@@ -66,7 +66,18 @@ export function createAuthzMetrics(meter: Meter): AuthzMetrics {
     recordAudit(outcome, count) {
       audit.add(count, { outcome });
     },
-    observeStore(health) {
+    observeStore(health, oneTime) {
+      const refusedFull = meter.createObservableCounter('hopguard.store.capacity_exhausted', {
+        description: 'One-time uses denied state_unavailable because store: memory held memory.max_one_time_entries live marks',
+      });
+      const abandoned = meter.createObservableCounter('hopguard.one_time.releases_abandoned', {
+        description: 'One-time marks of denied checks that Redis could not be told to give back within a minute: those tokens stay spent',
+      });
+      meter.addBatchObservableCallback((result) => {
+        const counts = oneTime();
+        result.observe(refusedFull, counts.refusedFull);
+        result.observe(abandoned, counts.releasesAbandoned);
+      }, [refusedFull, abandoned]);
       const state = meter.createObservableGauge('hopguard.store.state', {
         description: 'Shared state: 1 for the current state (ok, degraded, unavailable), 0 for the others',
       });

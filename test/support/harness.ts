@@ -74,6 +74,7 @@ export function authzConfig(fixtures: Fixtures, overrides: Partial<AuthzConfig> 
     jwks: { refreshIntervalMs: 300_000, refetchIntervalMs: 30_000, fetchTimeoutMs: 2_000, checkWaitMs: 250 },
     cache: { maxEntries: 1000 },
     redis: { keyPrefix: 'hopguard-test:', commandTimeoutMs: 250, maxStalenessMs: 30_000, resyncIntervalMs: 10_000 },
+    memory: { maxOneTimeEntries: 100_000 },
     shutdownGraceMs: 5_000,
     telemetry: TELEMETRY_DEFAULTS,
     audit: AUDIT_DEFAULTS,
