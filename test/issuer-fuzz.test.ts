@@ -254,3 +254,20 @@ describe('the issuer over TLS, under fuzzed requests', () => {
     expect(counts.revoked).toBeGreaterThan(0);
   }, 120_000);
 });
+
+describe('the issuer answers before it closes', () => {
+  // Found by the property above: bytes after a refused body (past its Content-Length, after
+  // `connection: close`) made the issuer destroy the connection over the answer it had written.
+  it('sends the 400 for an oversized body even when more bytes follow it', async () => {
+    const body = `grant_type=client_credentials&audience=${'a'.repeat(70_000)}`;
+    const request = Buffer.from([
+      'POST /token HTTP/1.1', 'host: 127.0.0.1', 'connection: close', 'content-type: application/x-www-form-urlencoded',
+      `content-length: ${body.length - 3}`, '', body,
+    ].join('\r\n'));
+    for (let i = 0; i < 5; i++) {
+      const reply = parseHttpResponse(await rawTlsRequest(running.issuer.url, running.mesh.workloads.frontend, request));
+      expect(reply.status).toBe(400);
+      expect(reply.body.error_description).toBe('the request body is too large');
+    }
+  });
+});

@@ -111,13 +111,25 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: IssuerSer
  */
 function answerUnparsable(err: NodeJS.ErrnoException, socket: Socket) {
   const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
-  if (!(timeout || err.code?.startsWith('HPE_')) || !socket.writable || socket.bytesWritten > 0) return socket.destroy();
+  if (!(timeout || err.code?.startsWith('HPE_')) || !socket.writable) return socket.destroy();
+  // Bytes after an answered request (more than its Content-Length, or anything after
+  // `connection: close`): the answer is written, so close after it, not over it. A destroy
+  // here dropped the answer the client was owed.
+  if (socket.bytesWritten > 0) return closeAfterWrites(socket);
   const body = JSON.stringify({ error: 'invalid_request', error_description: timeout ? 'the request took too long' : 'the request is not valid HTTP/1.1' });
   socket.end([
     `HTTP/1.1 ${timeout ? '408 Request Timeout' : '400 Bad Request'}`, 'content-type: application/json', 'cache-control: no-store',
     'pragma: no-cache', `content-length: ${Buffer.byteLength(body)}`, 'connection: close', '', body,
   ].join('\r\n'), () => socket.destroy());
 }
+
+/** Ends the connection once what was written has gone out; a peer that never reads cannot hold it. */
+function closeAfterWrites(socket: Socket) {
+  socket.end();
+  setTimeout(() => socket.destroy(), CLOSE_GRACE_MS).unref();
+}
+
+const CLOSE_GRACE_MS = 1000;
 
 /** 429 with Retry-After: an OAuth error so it is audited and traced like any refusal. */
 class RateLimited extends OAuthError {
