@@ -219,18 +219,18 @@ describe('hopguard authz auditing to a full disk', () => {
     expect(report.code).toBe(0);
   });
 
-  it('names the audit file and its config key when it cannot open the log or read the signing key', async () => {
+  it('names the audit file and its config key when it cannot open the log or read the signing key (a configuration error, exit 2)', async () => {
     const missingDir = join(fixtures.dir, 'no-such-dir', 'audit.jsonl');
     const config = join(fixtures.dir, 'unopenable.yaml');
     const yaml = (audit: string) => `${authzYaml(fixtures)}${READ_ORDERS_ROUTES_YAML}audit:\n${audit}`;
     writeFileSync(config, yaml(`  output: ${missingDir}\n  signing_key_file: audit.pem\n`));
     const unopenable = await runCli(['authz', '--config', config]);
-    expect(unopenable.code).toBe(1);
-    expect(unopenable.stderr).toContain(`hopguard: audit.output ${missingDir}: cannot open it (ENOENT)`);
+    expect(unopenable.code).toBe(2);
+    expect(unopenable.stderr).toContain(`hopguard: audit.output: the directory ${join(fixtures.dir, 'no-such-dir')} does not exist`);
 
     writeFileSync(config, yaml(`  output: ${join(fixtures.dir, 'keyless.jsonl')}\n  signing_key_file: no-such-key.pem\n`));
     const keyless = await runCli(['authz', '--config', config]);
-    expect(keyless.code).toBe(1);
-    expect(keyless.stderr).toContain(`hopguard: audit.signing_key_file ${join(fixtures.dir, 'no-such-key.pem')}: cannot read it (ENOENT)`);
+    expect(keyless.code).toBe(2);
+    expect(keyless.stderr).toContain(`hopguard: audit.signing_key_file: cannot read ${join(fixtures.dir, 'no-such-key.pem')}: it does not exist (ENOENT)`);
   });
 });

@@ -59,11 +59,11 @@ describe('hopguard CLI', () => {
     }
   });
 
-  it('authz refuses to start when its jwks_file cannot be read', async () => {
+  it('authz refuses to start when its jwks_file cannot be read: a configuration error, naming the key', async () => {
     const file = writeConfigFile(fixtures, 'nokeys.yaml', config('127.0.0.1:0', `jwks_file: ${fixtures.dir}/missing.json`));
     const { code, stderr } = await runCli(['authz', '--config', file]);
-    expect(code).toBe(1);
-    expect(stderr).toContain(ISSUER);
+    expect(code).toBe(2);
+    expect(stderr).toContain('issuers[0].jwks_file: ');
   });
 });
 

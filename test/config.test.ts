@@ -508,7 +508,7 @@ describe('loadAuthzConfigFile', () => {
       error = err;
     }
     expect(error).toBeInstanceOf(ConfigError);
-    expect((error as ConfigError).message).toBe(`${file}: cannot read the config file (ENOENT)`);
+    expect((error as ConfigError).message).toBe(`${file}: cannot read the config file: it does not exist (ENOENT)`);
   });
 });
 

@@ -293,7 +293,7 @@ describe('hopguard inject -f on the example app', () => {
         stderr: 'hopguard: Pod/bare: no application port: set hopguard.dev/app-port or give the first container a containerPort\nRun "hopguard --help" for usage.\n',
       });
       expect(await runCli(['inject', '-f', file, '--config', path.join(dir, 'missing.yaml')])).toMatchObject({
-        code: 2, stderr: `hopguard: ${path.join(dir, 'missing.yaml')}: cannot read the config file (ENOENT)\n`,
+        code: 2, stderr: `hopguard: ${path.join(dir, 'missing.yaml')}: cannot read the config file: it does not exist (ENOENT)\n`,
       });
     } finally {
       rmSync(dir, { recursive: true, force: true });

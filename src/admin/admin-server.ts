@@ -1,6 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Telemetry } from '../telemetry/telemetry.js';
+import { listenFailure } from './listen-failure.js';
 
 export interface Readiness {
   ready: boolean;
@@ -33,18 +34,22 @@ export async function startAdminServer(
     return reply(res, 404, { error: 'not found' });
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (err) => reject(listenFailure('admin', formatAddress(host, port), err)));
     // exclusive: in a worker of `workers: N`, its own port rather than one shared through the primary.
     server.listen({ port, host, exclusive: true }, () => resolve());
   });
   const { port: bound } = server.address() as AddressInfo;
   return {
-    address: `${host.includes(':') ? `[${host}]` : host}:${bound}`,
+    address: formatAddress(host, bound),
     close: () => new Promise((resolve) => {
       server.close(() => resolve());
       server.closeAllConnections();
     }),
   };
+}
+
+function formatAddress(host: string, port: number): string {
+  return `${host.includes(':') ? `[${host}]` : host}:${port}`;
 }
 
 function reply(res: http.ServerResponse, status: number, body: unknown): void {

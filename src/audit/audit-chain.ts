@@ -20,7 +20,7 @@
  */
 
 import { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { FILE_KINDS, FileReadError, readBoundedFile } from '../schema/bounded-read.js';
 
 /** base64url of 32 zero bytes: the `prev` of a log's first line. */
 export const GENESIS = 'A'.repeat(43);
@@ -52,7 +52,13 @@ export function checkpointSignatureValid(line: string, publicKey: KeyObject): bo
 
 /** Reads an Ed25519 key from a PEM file; `kind` says which half is expected. */
 export function readEd25519Key(path: string, kind: 'private' | 'public'): KeyObject {
-  const pem = readFileSync(path);
+  let pem: Buffer;
+  try {
+    pem = readBoundedFile(path, FILE_KINDS.key);
+  } catch (err) {
+    if (err instanceof FileReadError) throw new Error(`cannot read ${path}: ${err.message}`);
+    throw err;
+  }
   // createPublicKey would accept a private key and derive its public half: verifying needs only that half.
   if (kind === 'public' && pem.includes('PRIVATE KEY')) throw new Error(`${path}: this is a private key; give the public key`);
   let key: KeyObject;

@@ -27,9 +27,10 @@
 import type { KeyObject } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Logger } from '../telemetry/log.js';
-import { keyId, lineHash, readEd25519Key, signCheckpoint } from './audit-chain.js';
+import { keyId, lineHash, signCheckpoint } from './audit-chain.js';
 import type { AuditConfig } from './audit-config.js';
-import { auditFileError, errorCode } from './audit-errors.js';
+import { errorCode } from './audit-errors.js';
+import { checkAuditOutput, readAuditSigningKey } from './audit-files.js';
 import { auditFields, type AuditEvent } from './audit-event.js';
 import { WriteFailures } from './audit-loss.js';
 import type { Resume } from './audit-resume.js';
@@ -57,21 +58,11 @@ const MAX_QUEUED = 100_000;
 const FLUSH_AT = 4096;
 
 export async function openAuditLog(config: AuditConfig, deps: AuditLogDeps): Promise<AuditRecorder> {
-  if (!config.output) return AUDIT_OFF;
-  if (!config.signingKeyFile) throw new Error('audit.signing_key_file is required');
-  const key = readSigningKey(config.signingKeyFile);
+  const key = readAuditSigningKey(config);
+  if (!config.output || !key) return AUDIT_OFF;
+  checkAuditOutput(config);
   const { sink, resume } = await openSink(config.output);
   return new AuditWriter(sink, key, resume, config, deps);
-}
-
-function readSigningKey(path: string): KeyObject {
-  try {
-    return readEd25519Key(path, 'private');
-  } catch (err) {
-    const { code } = err as NodeJS.ErrnoException;
-    // readEd25519Key's own errors start with the path.
-    throw auditFileError('audit.signing_key_file', path, code ? `cannot read it (${code})` : (err as Error).message.slice(path.length + 2));
-  }
 }
 
 /** Where the chain stands in the sink: a failed write puts it back. */

@@ -2,6 +2,7 @@ import cluster from 'node:cluster';
 import { rmSync, statSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
+import { listenFailure } from '../admin/listen-failure.js';
 import type { AuditCheck } from '../audit/validation-audit.js';
 import type { StartCheckSpan } from '../telemetry/check-span.js';
 import type { Logger } from '../telemetry/log.js';
@@ -41,6 +42,12 @@ export class AuthzServer {
   private readonly health = new HealthImplementation({ '': 'NOT_SERVING', [AUTHZ_HEALTH_SERVICE]: 'NOT_SERVING' });
 
   constructor(private readonly deps: AuthzServerDeps) {
+    // grpc-js writes its errors as bare text on stderr; here they stay JSON lines like every log.
+    grpc.setLogger({
+      error: (message: unknown) => deps.log.error('grpc_error', { message: String(message) }),
+      info: (message: unknown) => deps.log.info('grpc_info', { message: String(message) }),
+      debug: (message: unknown) => deps.log.info('grpc_debug', { message: String(message) }),
+    });
     if (!raiseConnectionWindow(this.server, deps.connectionWindow)) {
       deps.log.warn('http2_window_not_raised', { reason: 'this @grpc/grpc-js version cannot be hooked; connections keep a 64 KB window' });
     }
@@ -57,7 +64,7 @@ export class AuthzServer {
     // In a worker of `workers: N` the primary did this: the file may be a sibling's live socket.
     if (address.kind === 'unix' && !cluster.isWorker) removeStaleSocket(address.path);
     const port = await new Promise<number>((resolve, reject) => {
-      this.server.bindAsync(target, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+      this.server.bindAsync(target, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(listenFailure('listen', target, err)) : resolve(p)));
     });
     return address.kind === 'unix' ? target : `${formatHost(address.host)}:${port}`;
   }

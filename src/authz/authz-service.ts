@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { startAdminServer, type Readiness } from '../admin/admin-server.js';
 import { openAuditLog } from '../audit/audit-log.js';
 import { validationAudit } from '../audit/validation-audit.js';
@@ -14,6 +13,7 @@ import { AccessTokenVerifier, type TrustedIssuer } from '../token/access-token-v
 import { DpopNonces } from '../token/dpop-nonce.js';
 import { createIssuerKeys } from '../token/jwks-source.js';
 import { DEFAULT_CONNECTION_WINDOW } from '../vocabulary/connection-window.js';
+import { loadAuthzMaterials } from './authz-materials.js';
 import { authorize } from './authorize.js';
 import { AuthzServer } from './authz-server.js';
 
@@ -37,18 +37,20 @@ export interface StartOptions {
 /** Builds every part from a validated config and starts serving. I/O lives here and in the servers. */
 export async function startAuthz(config: AuthzConfig, options: StartOptions): Promise<RunningAuthz> {
   const { log } = options;
+  // Every file first: a config check-config refuses never gets as far as a listener.
+  const materials = loadAuthzMaterials(config);
   const telemetry = await startTelemetry(config.telemetry);
   const metrics = createAuthzMetrics(telemetry.meter);
   const store = options.store ?? await openStore(config, log);
   metrics.observeStore(() => store.health(), () => store.oneTimeCounts());
 
-  const issuers: TrustedIssuer[] = config.issuers.map((issuer) => ({
+  const issuers: TrustedIssuer[] = config.issuers.map((issuer, index) => ({
     config: issuer,
     keys: createIssuerKeys({
       issuer: issuer.issuer,
       ...(issuer.jwksFile !== undefined && { jwksFile: issuer.jwksFile }),
       ...(issuer.jwksUri !== undefined && { jwksUri: issuer.jwksUri }),
-      ...(issuer.jwksCaFile !== undefined && { caFile: issuer.jwksCaFile }),
+      ...(materials.jwksCas[index] && { ca: materials.jwksCas[index] }),
       algorithms: issuer.algorithms,
       refreshIntervalMs: config.jwks.refreshIntervalMs,
       refetchIntervalMs: config.jwks.refetchIntervalMs,
@@ -71,7 +73,8 @@ export async function startAuthz(config: AuthzConfig, options: StartOptions): Pr
   });
   const routes = new RouteTable(config.routes);
   const nonce = config.dpop.nonce;
-  const deps = { config, routes, verifier, store, ...(nonce && { dpopNonces: new DpopNonces(readFileSync(nonce.secretFile), nonce.lifetimeMs) }) };
+  const secret = materials.dpopNonceSecret;
+  const deps = { config, routes, verifier, store, ...(nonce && secret && { dpopNonces: new DpopNonces(secret, nonce.lifetimeMs) }) };
 
   const readiness = (): Readiness => {
     const reasons = issuers.flatMap(({ keys, config: { issuer } }) => {

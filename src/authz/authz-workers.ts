@@ -4,6 +4,7 @@ import { startAdminServer, type Readiness } from '../admin/admin-server.js';
 import { serveUntilSignal } from '../admin/serve-until-signal.js';
 import type { AuthzConfig } from '../config/authz-config.js';
 import type { Logger } from '../telemetry/log.js';
+import { loadAuthzMaterials } from './authz-materials.js';
 import { removeStaleSocket } from './authz-server.js';
 import { startAuthz, type RunningAuthz } from './authz-service.js';
 
@@ -57,6 +58,8 @@ interface WorkerState {
 }
 
 async function runPrimary(config: AuthzConfig, count: number, log: Logger): Promise<number> {
+  // Refused once here, not once per worker.
+  loadAuthzMaterials(config);
   // Workers must not remove the socket file one of them is already serving on.
   if (config.listen.kind === 'unix') removeStaleSocket(config.listen.path);
   const states = new Map<number, WorkerState>();

@@ -1,6 +1,6 @@
-import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { serveUntilSignal } from '../admin/serve-until-signal.js';
+import { FILE_KINDS, readBoundedStdin, readConfiguredFile } from '../schema/bounded-read.js';
 import { loadEnvoyTemplate } from '../inject/envoy-bootstrap.js';
 import { defaultInjectConfig, injectionSettings, loadInjectConfigFile } from '../inject/inject-config.js';
 import { injectManifests } from '../inject/offline-inject.js';
@@ -26,7 +26,7 @@ export async function injectCommand(argv: string[]): Promise<number> {
   if (values.filename !== undefined) {
     const config = values.config !== undefined ? loadInjectConfigFile(values.config) : defaultInjectConfig();
     const settingsFor = injectionSettings(config, loadEnvoyTemplate(config.envoyTemplate));
-    const input = readFileSync(values.filename === '-' ? 0 : values.filename, 'utf8');
+    const input = (values.filename === '-' ? readBoundedStdin(FILE_KINDS.manifests) : readConfiguredFile(values.filename, '-f', FILE_KINDS.manifests)).toString('utf8');
     let result;
     try {
       result = injectManifests(input, settingsFor, values.namespace ?? 'default');

@@ -1,7 +1,7 @@
-import { readFileSync } from 'node:fs';
 import { userInfo } from 'node:os';
 import { parseArgs } from 'node:util';
 import { openAuditLog } from '../audit/audit-log.js';
+import { FILE_KINDS, readConfiguredFile } from '../schema/bounded-read.js';
 import { loadAuthzConfigFile } from '../config/load-authz-config.js';
 import { parseDuration } from '../schema/duration.js';
 import { openStore } from '../store/open-store.js';
@@ -38,7 +38,7 @@ export async function revokeCommand(argv: string[]): Promise<number> {
     ...(values.subject !== undefined && { subject: values.subject }),
     ...(values.client !== undefined && { client: values.client }),
     ...(values['cert-thumbprint'] !== undefined && { certThumbprint: values['cert-thumbprint'] }),
-    ...(values.cert !== undefined && { certPem: readFileSync(values.cert, 'utf8') }),
+    ...(values.cert !== undefined && { certPem: readConfiguredFile(values.cert, '--cert', FILE_KINDS.certificate).toString('utf8') }),
     ...(values.for !== undefined && { forMs: durationOption(values.for) }),
     ...(values.reason !== undefined && { reason: values.reason }),
   };

@@ -1,8 +1,9 @@
-import { readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { FILE_KINDS, readConfiguredFile } from '../schema/bounded-read.js';
 import type { Logger } from '../telemetry/log.js';
+import { listenFailure } from '../admin/listen-failure.js';
 import { serverTlsOptions } from '../tls/server-tls.js';
 import { admit } from './admission.js';
 import type { InjectConfig, OnError } from './inject-config.js';
@@ -33,7 +34,10 @@ export async function startWebhook(
   log: Logger,
   tlsReloadMs = TLS_RELOAD_MS,
 ): Promise<RunningWebhook> {
-  const readTls = () => ({ cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile) });
+  const readTls = () => ({
+    cert: readConfiguredFile(config.tls.certFile, 'tls.cert', FILE_KINDS.certificate),
+    key: readConfiguredFile(config.tls.keyFile, 'tls.key', FILE_KINDS.key),
+  });
   let tls = readTls();
   const server: Server = createServer(
     serverTlsOptions(tls),
@@ -45,7 +49,7 @@ export async function startWebhook(
     },
   );
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (err) => reject(listenFailure('listen', `${config.listen.host}:${config.listen.port}`, err)));
     server.listen(config.listen.port, config.listen.host, () => resolve());
   });
   const { port } = server.address() as AddressInfo;

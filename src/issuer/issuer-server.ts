@@ -1,12 +1,13 @@
-import { readFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import { FILE_KINDS, readConfiguredFile } from '../schema/bounded-read.js';
 import type { IssuerClient, IssuerConfig } from '../config/issuer-config.js';
 import type { Logger } from '../telemetry/log.js';
+import { listenFailure } from '../admin/listen-failure.js';
 import { serverTlsOptions } from '../tls/server-tls.js';
-import { readCertificateBundle } from '../tls/certificate-chain.js';
+import { readCaFile, readCertificateBundle } from '../tls/certificate-chain.js';
 import { authenticateClient, type ClientTrust } from './client-auth.js';
 import { readForm } from './form-body.js';
 import type { Keyring } from './keyring.js';
@@ -34,13 +35,17 @@ export interface IssuerServerDeps {
  */
 export async function startIssuerServer(deps: IssuerServerDeps): Promise<{ url: string; close: () => Promise<void> }> {
   const { config } = deps;
-  const clientCa = readFileSync(config.tls.clientCaFile);
+  const clientCa = readCaFile(config.tls.clientCaFile, 'tls.client_ca');
   const trust: ClientTrust = {
     clients: new Map<string, IssuerClient>(config.clients.map((c) => [c.id, c])),
     clientCas: readCertificateBundle(clientCa.toString('utf8')),
   };
   const server = https.createServer({
-    ...serverTlsOptions({ cert: readFileSync(config.tls.certFile), key: readFileSync(config.tls.keyFile), ca: clientCa }),
+    ...serverTlsOptions({
+      cert: readConfiguredFile(config.tls.certFile, 'tls.cert', FILE_KINDS.certificate),
+      key: readConfiguredFile(config.tls.keyFile, 'tls.key', FILE_KINDS.key),
+      ca: clientCa,
+    }),
     requestCert: true,
     rejectUnauthorized: false,
   }, (req, res) => {
@@ -51,7 +56,7 @@ export async function startIssuerServer(deps: IssuerServerDeps): Promise<{ url: 
   });
   server.on('clientError', answerUnparsable);
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
+    server.once('error', (err) => reject(listenFailure('listen', `${config.listen.host}:${config.listen.port}`, err)));
     server.listen(config.listen.port, config.listen.host, () => resolve());
   });
   const { port } = server.address() as AddressInfo;

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { exportJWK, generateKeyPair, importJWK, type JWK } from 'jose';
+import { FILE_KINDS, readBoundedFile } from '../schema/bounded-read.js';
 import type { IssuerConfig, SigningAlgorithm } from '../config/issuer-config.js';
 
 /**
@@ -158,9 +159,15 @@ export function deleteKeyFiles(files: string[]): void {
 }
 
 async function readKey(file: string): Promise<SigningKey> {
+  let text: string;
+  try {
+    text = readBoundedFile(file, FILE_KINDS.key).toString('utf8');
+  } catch (err) {
+    throw new KeyringError(`key file ${path.basename(file)}: ${(err as Error).message}`);
+  }
   let parsed: KeyFile;
   try {
-    parsed = JSON.parse(readFileSync(file, 'utf8')) as KeyFile;
+    parsed = JSON.parse(text) as KeyFile;
   } catch {
     throw new KeyringError(`key file ${path.basename(file)} is not valid JSON`);
   }

@@ -4,7 +4,6 @@
  * value kinds every file uses (durations, listen addresses, stores). Each problem names its key.
  */
 
-import { readFileSync } from 'node:fs';
 import { isIPv4, isIPv6 } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
@@ -12,6 +11,7 @@ import { z } from 'zod';
 import type { ListenAddress } from '../vocabulary/listen-address.js';
 import { DEFAULT_MAX_ONE_TIME_ENTRIES, type MemoryOptions } from '../vocabulary/memory-options.js';
 import type { RedisOptions } from '../vocabulary/redis-options.js';
+import { FILE_KINDS, FileReadError, readBoundedFile } from './bounded-read.js';
 import { ConfigError, type ConfigProblem } from './config-error.js';
 import { parseDuration } from './duration.js';
 
@@ -19,10 +19,10 @@ import { parseDuration } from './duration.js';
 export function loadConfigFile<T>(path: string, parse: (text: string, opts: { baseDir: string; source: string }) => T): T {
   let text: string;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readBoundedFile(path, FILE_KINDS.config).toString('utf8');
   } catch (err) {
-    const reason = (err as NodeJS.ErrnoException).code ?? 'unknown error';
-    throw new ConfigError([{ path: '', message: `cannot read the config file (${reason})` }], path, { cause: err });
+    if (!(err instanceof FileReadError)) throw err;
+    throw new ConfigError([{ path: '', message: `cannot read the config file: ${err.message}` }], path, { cause: err });
   }
   return parse(text, { baseDir: dirname(resolve(path)), source: path });
 }

@@ -1,12 +1,9 @@
-import { readFileSync } from 'node:fs';
-import type { ConnectionOptions } from 'node:tls';
 import { Cluster, Redis, type RedisOptions as IoRedisOptions } from 'ioredis';
 import type { Logger } from '../telemetry/log.js';
 import type { RedisOptions } from '../vocabulary/redis-options.js';
+import { PASSWORD_ENV, redisCredentials } from './redis-credentials.js';
 
 export type RedisClient = Redis | Cluster;
-
-export const PASSWORD_ENV = 'HOPGUARD_REDIS_PASSWORD';
 
 /**
  * One client for a store URL, using ioredis' own Sentinel and Cluster support:
@@ -30,11 +27,11 @@ function connect(url: string, options: RedisOptions, role: 'commands' | 'subscri
   if (!match) throw new Error('store URL is not a redis URL');
   const [, scheme = '', username, hostList = '', pathPart = ''] = match;
   const hosts = hostList.split(',').map(parseHostPort);
-  const password = readPassword(options);
+  const { password, tls } = redisCredentials(options);
   const common: IoRedisOptions = {
     ...(username && { username: decodeURIComponent(username) }),
     ...(password !== undefined && { password }),
-    ...(scheme.toLowerCase() === 'rediss' && { tls: tlsOptions(options) }),
+    ...(scheme.toLowerCase() === 'rediss' && { tls }),
     // CLIENT SETINFO on every connect: a command the Redis ACL need not grant a sidecar.
     disableClientInfo: true,
     connectTimeout: Math.max(1000, options.commandTimeoutMs),
@@ -70,32 +67,6 @@ function parseHostPort(text: string): { host: string; port: number } {
   const match = /^(?:\[([^\]]+)\]|([^:]+))(?::(\d+))?$/.exec(text);
   if (!match) throw new Error('store URL has a host that is not host:port');
   return { host: match[1] ?? match[2] ?? '', port: Number(match[3] ?? 6379) };
-}
-
-function readPassword(options: RedisOptions): string | undefined {
-  const fromEnv = process.env[PASSWORD_ENV];
-  if (fromEnv) return fromEnv;
-  if (options.passwordFile === undefined) return undefined;
-  const password = readSetting(options.passwordFile, 'redis.password_file').toString('utf8').trim();
-  if (password === '') throw new Error('redis.password_file is empty');
-  return password;
-}
-
-function tlsOptions(options: RedisOptions): ConnectionOptions {
-  return {
-    ...(options.tlsCaFile !== undefined && { ca: readSetting(options.tlsCaFile, 'redis.tls_ca_file') }),
-    ...(options.tlsCertFile !== undefined && { cert: readSetting(options.tlsCertFile, 'redis.tls_cert_file') }),
-    ...(options.tlsKeyFile !== undefined && { key: readSetting(options.tlsKeyFile, 'redis.tls_key_file') }),
-  };
-}
-
-/** The error names the setting, never the file's content. */
-function readSetting(file: string, key: string): Buffer {
-  try {
-    return readFileSync(file);
-  } catch (err) {
-    throw new Error(`cannot read ${key} (${(err as NodeJS.ErrnoException).code ?? 'error'})`);
-  }
 }
 
 /** Redis error replies that mean "these credentials may not do this", by their first word. */

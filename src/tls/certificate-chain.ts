@@ -1,5 +1,7 @@
 import { X509Certificate } from 'node:crypto';
 import type { DetailedPeerCertificate } from 'node:tls';
+import { FILE_KINDS, readConfiguredFile } from '../schema/bounded-read.js';
+import { ConfigError } from '../schema/config-error.js';
 
 const PEM_CERTIFICATE = /-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g;
 const CLIENT_AUTH = '1.3.6.1.5.5.7.3.2';
@@ -12,6 +14,20 @@ export function readCertificateBundle(pem: string): X509Certificate[] {
   const blocks = pem.match(PEM_CERTIFICATE) ?? [];
   if (blocks.length === 0) throw new Error('the CA file holds no certificate');
   return blocks.map((block) => new X509Certificate(block));
+}
+
+/**
+ * The CA bundle a config `key` names, refused (a ConfigError on `key`) unless it holds
+ * certificates that parse: node would otherwise ignore a garbled file and fail every handshake.
+ */
+export function readCaFile(path: string, key: string): Buffer {
+  const pem = readConfiguredFile(path, key, FILE_KINDS.certificate);
+  try {
+    readCertificateBundle(pem.toString('utf8'));
+  } catch {
+    throw new ConfigError([{ path: key, message: `${path} is not a PEM certificate bundle (-----BEGIN CERTIFICATE----- blocks that parse)` }]);
+  }
+  return pem;
 }
 
 /**

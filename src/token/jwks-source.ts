@@ -1,8 +1,7 @@
-import { readFileSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import http from 'node:http';
 import https from 'node:https';
 import { importJWK } from 'jose';
+import { FILE_KINDS, readBoundedFile } from '../schema/bounded-read.js';
 import type { Algorithm } from '../vocabulary/algorithms.js';
 import type { IssuerKeys } from './issuer-keys.js';
 import { keyFitsAlgorithm } from './jws-signature.js';
@@ -20,8 +19,8 @@ export interface IssuerKeysOptions {
   fetchTimeoutMs: number;
   /** How long a check waits on a refetch for its unknown kid; the fetch goes on after it. */
   checkWaitMs: number;
-  /** PEM bundle trusted for an https jwksUri (a private mesh CA); the system roots otherwise. */
-  caFile?: string;
+  /** PEM bundle trusted for an https jwksUri (a private mesh CA, `jwks_ca_file`); the system roots otherwise. */
+  ca?: Buffer;
   /** Called after every load attempt (for metrics and logs); must not throw. */
   onFetch?: (outcome: 'ok' | 'error', detail?: string) => void;
   now?: () => number;
@@ -36,7 +35,7 @@ export class JwksLoadError extends Error {
 }
 
 /** A JWKS bigger than this is refused: real ones are a few KB. */
-const MAX_JWKS_BYTES = 1024 * 1024;
+const MAX_JWKS_BYTES = FILE_KINDS.jwks.limit;
 
 /** At most one fetch per issuer this often, whatever kids tokens carry (never longer than refetch_interval). */
 const FETCH_FLOOR_MS = 1000;
@@ -92,10 +91,9 @@ export function createIssuerKeys(opts: IssuerKeysOptions): IssuerKeys {
   const allowed = new Set<Algorithm>(opts.algorithms);
   const source = describeSource(opts);
   const file = opts.jwksFile;
-  const ca = opts.caFile !== undefined ? readFileSync(opts.caFile) : undefined;
   const fetchText = file !== undefined
-    ? async (): Promise<Fetched> => ({ text: await readJwksFile(file) })
-    : () => fetchJwks(source, opts.fetchTimeoutMs, ca);
+    ? async (): Promise<Fetched> => ({ text: readBoundedFile(file, FILE_KINDS.jwks).toString('utf8') })
+    : () => fetchJwks(source, opts.fetchTimeoutMs, opts.ca);
 
   let current: KeySet | undefined;
   let generation = 0;
@@ -257,16 +255,10 @@ function isLoopback(hostname: string): boolean {
   return hostname === 'localhost' || hostname === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(hostname);
 }
 
-async function readJwksFile(path: string): Promise<string> {
-  const data = await readFile(path);
-  if (data.length > MAX_JWKS_BYTES) throw new Error(`JWKS is larger than ${MAX_JWKS_BYTES} bytes`);
-  return data.toString('utf8');
-}
-
 /**
  * One GET of a JWKS URL with node's http(s): no redirects (a key source must not move), one
  * deadline for the whole exchange (connect to last byte), a size cap, and the mesh CA when
- * `caFile` names one. Returns the body and the response's max-age, which decides when to look again.
+ * `ca` holds one. Returns the body and the response's max-age, which decides when to look again.
  */
 function fetchJwks(url: string, timeoutMs: number, ca: Buffer | undefined): Promise<Fetched> {
   const get = url.startsWith('https:') ? https.get : http.get;
@@ -321,7 +313,7 @@ function maxAge(cacheControl: string | undefined): number | undefined {
  * RFC 7517 §5 asks; a set holding any private member is refused whole, since it means
  * the issuer published a secret and none of the set can be trusted.
  */
-function parseJwks(text: string): JwksKey[] {
+export function parseJwks(text: string): JwksKey[] {
   let doc: unknown;
   try {
     doc = JSON.parse(text);

@@ -1,6 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { EnvoyClient } from '../../src/authz/envoy-client.js';
 import { once } from 'node:events';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 
 export const CLI = path.resolve(import.meta.dirname, '../../dist/cli.js');
@@ -14,9 +16,21 @@ export interface Spawned {
   exited: Promise<number | null>;
 }
 
+export interface CliOptions {
+  /** Run as this user (and group): root reads files whatever their mode. */
+  user?: { uid: number; gid: number };
+  /** Node options before the CLI, e.g. `--require` of a probe. */
+  nodeArgs?: string[];
+  env?: NodeJS.ProcessEnv;
+}
+
 /** Runs the built CLI (`npm test` builds first) as a separate process. */
-export function spawnCli(args: string[]): Spawned {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+export function spawnCli(args: string[], options: CliOptions = {}): Spawned {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), CLI, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    ...(options.user && { uid: options.user.uid, gid: options.user.gid }),
+    ...(options.env && { env: options.env }),
+  });
   let out = '';
   let err = '';
   child.stdout!.on('data', (d) => { out += d; });
@@ -43,10 +57,25 @@ export function spawnCli(args: string[]): Spawned {
   };
 }
 
-export async function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const spawned = spawnCli(args);
+export async function runCli(args: string[], options: CliOptions = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const spawned = spawnCli(args, options);
   const code = await spawned.exited;
   return { code, stdout: spawned.stdout(), stderr: spawned.stderr() };
+}
+
+/** runCli, plus the process's peak resident memory (MiB) as it exited. */
+export async function runCliMeasuringRss(args: string[]): Promise<Awaited<ReturnType<typeof runCli>> & { maxRssMiB: number }> {
+  const dir = mkdtempSync(path.join(tmpdir(), 'hopguard-rss-'));
+  try {
+    const report = path.join(dir, 'max-rss');
+    const result = await runCli(args, {
+      nodeArgs: ['--require', path.resolve(import.meta.dirname, 'max-rss.cjs')],
+      env: { ...process.env, HOPGUARD_TEST_MAX_RSS_FILE: report },
+    });
+    return { ...result, maxRssMiB: Number(readFileSync(report, 'utf8')) / 1024 };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** A running `hopguard authz` process and an Envoy-like client for it. */
