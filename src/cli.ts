@@ -8,7 +8,8 @@ const HELP = `hopguard: a per-hop token authorizer for Envoy (ext_authz v3)
 Usage:
   hopguard authz --config FILE          serve envoy.service.auth.v3.Authorization/Check,
                                         gRPC health, and admin HTTP (/healthz /readyz /metrics)
-  hopguard check-config --config FILE   validate an authz config file and exit
+  hopguard check-config --config FILE   validate an authz config file and load every file it
+                                        names, as authz does at start; then exit
   hopguard revoke --config FILE TARGET [--reason TEXT]
                                         revoke in the shared store the config names
                                         (redis); every sidecar denies within a second.
