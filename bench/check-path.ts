@@ -13,7 +13,9 @@
  * same request again after each run.
  *
  *   npm run bench                         the table, the window fix, workers, memory, startup, flat cost (~25 min)
- *   npm run bench -- --only main,window   some sections (main window workers memory startup flat)
+ *   npm run bench -- --only main,window   some sections (main window workers memory startup flat soak)
+ *   npm run bench -- --only soak --soak-seconds 900 --soak-rate 1000 --soak-store memory
+ *                                         the soak: a new token every check, RSS over time (see soak.ts)
  *   npm run bench -- --quick              1 round, fewer requests: a smoke run, not figures
  *   npm run bench -- --profile            CPU profiles (--cpu-prof) of the check path: where the time goes
  *   BENCH_REQUESTS=100000 BENCH_ROUNDS=5 BENCH_REDIS=redis://127.0.0.1:6379 npm run bench
@@ -35,12 +37,15 @@ import { PROTO_LOADER_OPTIONS } from '../src/authz/envoy-protos.js';
 import { createSigningKey, signAccessToken, writeJwks, type AccessTokenInput, type SigningKey } from '../src/devkit/signing-key.js';
 import { createTrustDomain } from '../src/devkit/trust-domain.js';
 import { fingerprint } from '../src/token/access-token-verifier.js';
+import { GrpcLoad } from './grpc-load.js';
 import { H2LOAD_MISSING, h2loadVersion, percentile, runH2load } from './h2load.js';
 import { latencySvg } from './plot.js';
 import {
   cpuSeconds, DEPLOYED_NODE_FLAGS, freePort, machineSeconds, peakRssMb, processTree, resetPeakRss, rssMb, startHopguard, startNoop, type ServerProcess,
 } from './processes.js';
 import { formatSummary, summarizeProfile } from './profile-summary.js';
+import { soak } from './soak.js';
+import { TokenPool } from './token-pool.js';
 
 const args = process.argv.slice(2);
 const QUICK = args.includes('--quick');
@@ -52,6 +57,17 @@ const WARMUP = Math.max(5_000, Math.round(REQUESTS / 3));
 const CONNECTIONS = 16;
 const STREAMS = 32;
 const REDIS_URL = process.env.BENCH_REDIS ?? 'redis://127.0.0.1:6379';
+const SOAK = {
+  seconds: numberOption('--soak-seconds', 60, 1),
+  /** 0: as fast as the in-flight bound allows. */
+  rate: numberOption('--soak-rate', 1000, 0),
+  concurrency: numberOption('--soak-concurrency', 256, 1),
+  sampleSeconds: numberOption('--soak-sample-seconds', 5, 1),
+  store: option('--soak-store', 'memory'),
+};
+/** Issue 18's soak used 10-minute tokens: every one-time record of a shorter run stays live. */
+const SOAK_TOKEN_TTL = 600;
+const SOAK_CONNECTIONS = 4;
 /** 1 MiB, as grpc-java and Envoy use; hopguard's default. */
 const WINDOW = 1 << 20;
 
@@ -91,6 +107,25 @@ interface Load {
   rest: Expected;
 }
 
+/** The value after `name` on the command line, or `fallback`. */
+function option(name: string, fallback: string): string {
+  const at = args.indexOf(name);
+  return at >= 0 && args[at + 1] !== undefined ? args[at + 1]! : fallback;
+}
+
+function numberOption(name: string, fallback: number, min: number): number {
+  const value = Number(option(name, String(fallback)));
+  if (!Number.isFinite(value) || value < min) throw new Error(`${name}: a number of at least ${min}, not ${option(name, '')}`);
+  return value;
+}
+
+/** 'allow', or the deny code of a serialized CheckResponse. */
+function outcomeOf(raw: Buffer): Outcome {
+  const response = check.responseDeserialize(raw) as { status?: { code?: number; message?: string } };
+  const code = response.status?.code ?? 0;
+  return code === 0 ? 'allow' : response.status?.message || `grpc status ${code}`;
+}
+
 /** A gRPC client that sends the exact bytes h2load sends and decodes the answer. */
 class Sampler {
   private readonly client: grpc.Client;
@@ -106,9 +141,7 @@ class Sampler {
       this.client.makeUnaryRequest(CHECK_PATH, (b: Buffer) => b, (b: Buffer) => b, message, metadata, { deadline: Date.now() + 10_000 },
         (err, raw) => {
           if (err || !raw) return reject(err ?? new Error('no response'));
-          const response = check.responseDeserialize(raw) as { status?: { code?: number; message?: string } };
-          const code = response.status?.code ?? 0;
-          resolve({ outcome: code === 0 ? 'allow' : response.status?.message || `grpc status ${code}`, bytes: raw.length + 5 });
+          resolve({ outcome: outcomeOf(raw), bytes: raw.length + 5 });
         });
     });
   }
@@ -133,6 +166,10 @@ async function makeFixtures() {
   const auditKey = path.join(domain.dir, 'audit-key.pem');
   writeFileSync(auditKey, generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }));
   let files = 0;
+  const tokenInput = (extra: Partial<AccessTokenInput> = {}): AccessTokenInput => ({
+    iss: ISSUER, aud: AUDIENCE, sub: CHECKOUT, scope: 'orders:read payments:write',
+    certThumbprint: domain.workloads.checkout.thumbprint, ttl: 3600, ...extra,
+  });
   return {
     dir: domain.dir,
     jwksPath: domain.jwksPath,
@@ -140,10 +177,8 @@ async function makeFixtures() {
     auditKey,
     cleanup: domain.cleanup,
     /** A token for AUDIENCE from checkout, bound to its certificate, good for an hour. */
-    token: (key: SigningKey = domain.key, extra: Partial<AccessTokenInput> = {}) => signAccessToken(key, {
-      iss: ISSUER, aud: AUDIENCE, sub: CHECKOUT, scope: 'orders:read payments:write',
-      certThumbprint: domain.workloads.checkout.thumbprint, ttl: 3600, ...extra,
-    }),
+    token: (key: SigningKey = domain.key, extra: Partial<AccessTokenInput> = {}) => signAccessToken(key, tokenInput(extra)),
+    tokenInput,
     /** The CheckRequest Envoy sends for this token, as a gRPC frame in a file for h2load. */
     request(token: string, http: { method?: string; path?: string } = {}): { message: Buffer; bodyFile: string } {
       const method = http.method ?? 'GET';
@@ -680,6 +715,63 @@ async function flatSection(redis: boolean): Promise<void> {
   results.flat = rows;
 }
 
+/**
+ * The churn load of issue 18: the one-time route, a token never seen before on every check, so
+ * each check verifies a signature and leaves a one-time record. h2load cannot send it (one body
+ * for every request), so grpc-load.ts does; a worker signs the tokens ahead (token-pool.ts).
+ */
+async function soakSection(redis: boolean): Promise<void> {
+  if (SOAK.store !== 'memory' && SOAK.store !== 'redis') throw new Error(`--soak-store: memory or redis, not ${SOAK.store}`);
+  if (SOAK.store === 'redis' && !redis) throw new Error(`--soak-store redis: no Redis at ${REDIS_URL} (set BENCH_REDIS)`);
+  const pace = SOAK.rate > 0 ? `${SOAK.rate} checks/s` : 'as fast as it answers';
+  say(`\n== soak: one-time route on store: ${SOAK.store}, a new ES256 token every check (${pace}, at most ${SOAK.concurrency} in flight, ${SOAK_CONNECTIONS} connections), ${SOAK.seconds} s, ${DEPLOYED_NODE_FLAGS.join(' ') || 'no node flags'}`);
+  const server = await hopguard('soak', SOAK.store === 'redis' ? { store: REDIS_URL, redisPrefix: await redisPrefix() } : {});
+  const tokens = new TokenPool(fixtures.keys.ES256, fixtures.tokenInput({ ttl: SOAK_TOKEN_TTL }), Math.max(SOAK.rate, 2000) * 5);
+  const load = new GrpcLoad(server.address, CHECK_PATH, SOAK_CONNECTIONS);
+  try {
+    await tokens.fill();
+    const first = tokens.take()!;
+    const template = tokenTemplate(frame(fixtures.request(first, { method: 'POST', path: '/payments' }).message), first);
+    const result = await soak({
+      ...SOAK, server, load, say, outcome: outcomeOf,
+      nextRequest: () => {
+        const token = tokens.take();
+        return token === undefined ? undefined : template(token);
+      },
+    });
+    const { errors, outcomes } = result;
+    say(`  ${result.checks} checks in ${result.seconds.toFixed(0)} s: ${Math.round(result.rate)} checks/s${SOAK.rate ? ` (asked ${SOAK.rate})` : ''}, p50 ${result.p50Ms.toFixed(2)} ms, p99 ${result.p99Ms.toFixed(2)} ms, p99.9 ${result.p999Ms.toFixed(2)} ms`);
+    say(`  outcomes: ${Object.entries(outcomes).map(([outcome, n]) => `${n} ${outcome}`).join(', ') || 'none'}${Object.keys(errors).length ? `; errors: ${Object.entries(errors).map(([error, n]) => `${n} x ${error}`).join(', ')}` : ''}`);
+    say(`  RSS: ${result.rssAtStartMb.toFixed(1)} MB before the load, ${result.rssAtEndMb.toFixed(1)} MB at the end, peak ${result.peakRssMb.toFixed(1)} MB`);
+    say(`  the load client and the token signer (this process) used ${result.loadCores.toFixed(2)} cores; ${tokens.stalls ? `the load waited on signing ${tokens.stalls} times: signing limited it` : 'signing kept ahead of the load'}`);
+    say(`  verdict: ${result.verdict}`);
+    results.soak = {
+      settings: { ...SOAK, tokenTtlS: SOAK_TOKEN_TTL, connections: SOAK_CONNECTIONS, nodeFlags: DEPLOYED_NODE_FLAGS },
+      ...result, signingStalls: tokens.stalls,
+    };
+  } finally {
+    load.close();
+    await tokens.close();
+    await stop(server);
+  }
+}
+
+/**
+ * The framed request `request` with another token of the same length where `token` is: one
+ * copy and a write per check instead of serializing a CheckRequest.
+ */
+function tokenTemplate(request: Buffer, token: string): (token: string) => Buffer {
+  const offsets: number[] = [];
+  for (let at = request.indexOf(token); at >= 0; at = request.indexOf(token, at + token.length)) offsets.push(at);
+  if (offsets.length === 0) throw new Error('the token is not in its CheckRequest');
+  return (next) => {
+    if (next.length !== token.length) throw new Error(`a token of ${next.length} characters where the template's has ${token.length}`);
+    const copy = Buffer.from(request);
+    for (const at of offsets) copy.write(next, at, 'latin1');
+    return copy;
+  };
+}
+
 /** --profile: each hopguard scenario under load with --cpu-prof, summarized. */
 async function profileSection(redis: boolean): Promise<void> {
   mkdirSync(PROFILES, { recursive: true });
@@ -746,19 +838,20 @@ async function deleteRedisKeys(): Promise<void> {
 
 async function main(): Promise<number> {
   const h2load = h2loadVersion();
-  if (!h2load) {
+  // The soak drives its own client (grpc-load.ts): it alone runs without h2load.
+  if (!h2load && (PROFILE || !ONLY || [...ONLY].some((section) => section !== 'soak'))) {
     process.stderr.write(`${H2LOAD_MISSING}\n`);
     return 1;
   }
   mkdirSync(OUT, { recursive: true });
   const load = loadavg()[0]!;
-  say(`hopguard check-path benchmark: node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${h2load}`);
+  say(`hopguard check-path benchmark: node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${h2load ?? 'no h2load'}`);
   say(`load average at start: ${loadavg().map((l) => l.toFixed(2)).join(' ')}${load > 0.7 ? '  (the machine is not quiet: figures will be noisy)' : ''}`);
   const redis = await redisAvailable();
   fixtures = await makeFixtures();
   const wanted = (section: string) => !PROFILE && (!ONLY || ONLY.has(section));
   Object.assign(results, {
-    machine: { node: process.version, cpus: cpus().length, model: cpus()[0]?.model, loadAverageAtStart: loadavg(), h2load },
+    machine: { node: process.version, cpus: cpus().length, model: cpus()[0]?.model, loadAverageAtStart: loadavg(), h2load: h2load ?? null },
     settings: { requests: REQUESTS, warmup: WARMUP, rounds: ROUNDS, connections: CONNECTIONS, streamsPerConnection: STREAMS, redis: redis ? REDIS_URL : null },
   });
   try {
@@ -769,6 +862,7 @@ async function main(): Promise<number> {
     if (wanted('memory')) await memorySection(redis);
     if (wanted('startup')) await startupSection();
     if (wanted('flat')) await flatSection(redis);
+    if (wanted('soak')) await soakSection(redis);
   } finally {
     for (const client of samplers) client.close();
     for (const server of [...running]) await server.stop();
