@@ -12,7 +12,7 @@
  * their own size, learned from a real gRPC client that decodes them), and that client samples the
  * same request again after each run.
  *
- *   npm run bench                         the table, the window fix, workers, memory, startup, flat cost (~25 min)
+ *   npm run bench                         the table, the window fix, workers, memory, startup, flat cost, soak (~35 min)
  *   npm run bench -- --only main,window   some sections (main window workers memory startup flat soak)
  *   npm run bench -- --only soak --soak-seconds 900 --soak-rate 1000 --soak-store memory
  *                                         the soak: a new token every check, RSS over time (see soak.ts)
@@ -37,6 +37,7 @@ import { PROTO_LOADER_OPTIONS } from '../src/authz/envoy-protos.js';
 import { createSigningKey, signAccessToken, writeJwks, type AccessTokenInput, type SigningKey } from '../src/devkit/signing-key.js';
 import { createTrustDomain } from '../src/devkit/trust-domain.js';
 import { fingerprint } from '../src/token/access-token-verifier.js';
+import { GcTrace } from './gc-trace.js';
 import { GrpcLoad } from './grpc-load.js';
 import { H2LOAD_MISSING, h2loadVersion, percentile, runH2load } from './h2load.js';
 import { latencySvg } from './plot.js';
@@ -63,7 +64,7 @@ const SOAK = {
   rate: numberOption('--soak-rate', 1000, 0),
   concurrency: numberOption('--soak-concurrency', 256, 1),
   sampleSeconds: numberOption('--soak-sample-seconds', 5, 1),
-  store: option('--soak-store', 'memory'),
+  store: choiceOption('--soak-store', ['memory', 'redis']),
 };
 /** Issue 18's soak used 10-minute tokens: every one-time record of a shorter run stays live. */
 const SOAK_TOKEN_TTL = 600;
@@ -116,6 +117,13 @@ function option(name: string, fallback: string): string {
 function numberOption(name: string, fallback: number, min: number): number {
   const value = Number(option(name, String(fallback)));
   if (!Number.isFinite(value) || value < min) throw new Error(`${name}: a number of at least ${min}, not ${option(name, '')}`);
+  return value;
+}
+
+/** The value after `name`, one of `choices`; the first by default. */
+function choiceOption(name: string, choices: string[]): string {
+  const value = option(name, choices[0]!);
+  if (!choices.includes(value)) throw new Error(`${name}: ${choices.join(' or ')}, not ${value}`);
   return value;
 }
 
@@ -234,6 +242,8 @@ interface HopguardOptions {
   window?: number;
   /** Without the image's NODE_OPTIONS (its V8 heap cap). */
   undeployedFlags?: boolean;
+  /** What the process prints on stdout (node's own output, such as --trace-gc). */
+  onStdout?: (text: string) => void;
 }
 
 const running = new Set<ServerProcess>();
@@ -262,7 +272,7 @@ async function hopguard(name: string, options: HopguardOptions = {}, nodeFlags: 
   };
   const file = path.join(fixtures.dir, `${name.replace(/[^a-z0-9]+/gi, '-')}-${ports.grpc}.yaml`);
   writeFileSync(file, stringify(config));
-  const server = await startHopguard(name, file, ports, [...(options.undeployedFlags ? [] : DEPLOYED_NODE_FLAGS), ...nodeFlags]);
+  const server = await startHopguard(name, file, ports, [...(options.undeployedFlags ? [] : DEPLOYED_NODE_FLAGS), ...nodeFlags], options.onStdout);
   running.add(server);
   return server;
 }
@@ -721,11 +731,12 @@ async function flatSection(redis: boolean): Promise<void> {
  * for every request), so grpc-load.ts does; a worker signs the tokens ahead (token-pool.ts).
  */
 async function soakSection(redis: boolean): Promise<void> {
-  if (SOAK.store !== 'memory' && SOAK.store !== 'redis') throw new Error(`--soak-store: memory or redis, not ${SOAK.store}`);
   if (SOAK.store === 'redis' && !redis) throw new Error(`--soak-store redis: no Redis at ${REDIS_URL} (set BENCH_REDIS)`);
   const pace = SOAK.rate > 0 ? `${SOAK.rate} checks/s` : 'as fast as it answers';
-  say(`\n== soak: one-time route on store: ${SOAK.store}, a new ES256 token every check (${pace}, at most ${SOAK.concurrency} in flight, ${SOAK_CONNECTIONS} connections), ${SOAK.seconds} s, ${DEPLOYED_NODE_FLAGS.join(' ') || 'no node flags'}`);
-  const server = await hopguard('soak', SOAK.store === 'redis' ? { store: REDIS_URL, redisPrefix: await redisPrefix() } : {});
+  say(`\n== soak: one-time route on store: ${SOAK.store}, a new ES256 token every check (${pace}, at most ${SOAK.concurrency} in flight, ${SOAK_CONNECTIONS} connections), ${SOAK.seconds} s, ${[...DEPLOYED_NODE_FLAGS, '--trace-gc'].join(' ')}`);
+  const gc = new GcTrace();
+  const store = SOAK.store === 'redis' ? { store: REDIS_URL, redisPrefix: await redisPrefix() } : {};
+  const server = await hopguard('soak', { ...store, onStdout: (text) => gc.feed(text) }, ['--trace-gc']);
   const tokens = new TokenPool(fixtures.keys.ES256, fixtures.tokenInput({ ttl: SOAK_TOKEN_TTL }), Math.max(SOAK.rate, 2000) * 5);
   const load = new GrpcLoad(server.address, CHECK_PATH, SOAK_CONNECTIONS);
   try {
@@ -733,7 +744,7 @@ async function soakSection(redis: boolean): Promise<void> {
     const first = tokens.take()!;
     const template = tokenTemplate(frame(fixtures.request(first, { method: 'POST', path: '/payments' }).message), first);
     const result = await soak({
-      ...SOAK, server, load, say, outcome: outcomeOf,
+      ...SOAK, server, load, say, outcome: outcomeOf, liveHeapMb: () => gc.liveHeapMb(),
       nextRequest: () => {
         const token = tokens.take();
         return token === undefined ? undefined : template(token);
@@ -745,8 +756,9 @@ async function soakSection(redis: boolean): Promise<void> {
     say(`  RSS: ${result.rssAtStartMb.toFixed(1)} MB before the load, ${result.rssAtEndMb.toFixed(1)} MB at the end, peak ${result.peakRssMb.toFixed(1)} MB`);
     say(`  the load client and the token signer (this process) used ${result.loadCores.toFixed(2)} cores; ${tokens.stalls ? `the load waited on signing ${tokens.stalls} times: signing limited it` : 'signing kept ahead of the load'}`);
     say(`  verdict: ${result.verdict}`);
+    say(`  verdict: ${result.heapVerdict}`);
     results.soak = {
-      settings: { ...SOAK, tokenTtlS: SOAK_TOKEN_TTL, connections: SOAK_CONNECTIONS, nodeFlags: DEPLOYED_NODE_FLAGS },
+      settings: { ...SOAK, tokenTtlS: SOAK_TOKEN_TTL, connections: SOAK_CONNECTIONS, nodeFlags: [...DEPLOYED_NODE_FLAGS, '--trace-gc'] },
       ...result, signingStalls: tokens.stalls,
     };
   } finally {

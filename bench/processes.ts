@@ -66,15 +66,17 @@ function dockerfile(): string {
   throw new Error('no Dockerfile above the bench');
 }
 
-/** `hopguard authz --config FILE`; resolves once /readyz answers 200. */
+/** `hopguard authz --config FILE`; resolves once /readyz answers 200. `onStdout`: what node prints there (--trace-gc). */
 export async function startHopguard(
   name: string,
   configFile: string,
   ports: { grpc: number; admin: number },
   nodeFlags: string[] = [],
+  onStdout?: (text: string) => void,
 ): Promise<ServerProcess> {
   const started = performance.now();
-  const child = spawn(process.execPath, [...nodeFlags, CLI, 'authz', '--config', configFile], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [...nodeFlags, CLI, 'authz', '--config', configFile], { stdio: ['ignore', onStdout ? 'pipe' : 'ignore', 'pipe'] });
+  if (onStdout) child.stdout!.setEncoding('utf8').on('data', onStdout);
   const tracked = track(name, child);
   for (;;) {
     if (child.exitCode !== null) throw tracked.failed();

@@ -1,16 +1,18 @@
 /**
  * The soak: a paced load of checks, each a request never sent before, for a chosen time, with
- * the server's RSS (all its processes, from /proc) sampled every few seconds. It reports
- * checks/s and latency over the run and per sample, the outcomes, and whether RSS plateaued:
- * the least-squares slope of the samples in the run's last half.
+ * the server's RSS (all its processes, from /proc) and live heap (gc-trace.ts) sampled every few
+ * seconds. It reports checks/s and latency over the run and per sample, the outcomes, and
+ * whether RSS and the live heap plateaued: each is still growing when the least-squares slope
+ * of its samples in the run's last half is above zero by more than two standard errors (V8
+ * grows and returns heap in steps: that is the noise).
  */
 
 import type { GrpcLoad } from './grpc-load.js';
 import { percentile } from './h2load.js';
-import { cpuSeconds, peakRssMb, processTree, resetPeakRss, rssMb, type ServerProcess } from './processes.js';
+import { cpuSeconds, machineSeconds, peakRssMb, processTree, resetPeakRss, rssMb, type ServerProcess } from './processes.js';
 
-/** RSS has plateaued when its fit over the last half grows less than this share of its mean there. */
-const PLATEAU_SHARE = 0.05;
+/** Fewer samples in the last half tell nothing about a slope. */
+const MIN_SAMPLES = 4;
 /** How long in-flight checks may take to answer once the run's time is up. */
 const DRAIN_MS = 10_000;
 
@@ -30,6 +32,8 @@ export interface SoakInput extends SoakSettings {
   nextRequest(): Buffer | undefined;
   /** 'allow' or the deny code of a CheckResponse. */
   outcome(message: Buffer): string;
+  /** The server's live heap, MB, if known. */
+  liveHeapMb(): number | undefined;
   say(line: string): void;
 }
 
@@ -37,12 +41,19 @@ export interface Sample {
   /** Seconds since the load started. */
   t: number;
   rssMb: number;
+  /** What the last full GC of each isolate left, summed; null before the first. */
+  liveHeapMb: number | null;
   processes: number;
   /** Over the interval since the previous sample. */
   checksPerS: number;
   p50Ms: number;
   p99Ms: number;
+  /** The server's CPU, all threads and processes. */
   cores: number;
+  /** Cores busy with anything else: this driver, and whatever else runs on the machine. */
+  otherCores: number;
+  /** Cores the hypervisor took from this machine: above ~0.1, latency is noisy. */
+  stolenCores: number;
 }
 
 export interface Trend {
@@ -50,9 +61,12 @@ export interface Trend {
   toS: number;
   samples: number;
   slopeMbPerMin: number;
-  /** RSS growth over the last half ÷ the checks answered in it. */
+  /** Two standard errors of the slope. */
+  slopeErrorMbPerMin: number;
+  /** Growth over the last half ÷ the checks answered in it. */
   bytesPerCheck: number;
-  plateaued: boolean;
+  /** Undefined: too few samples to tell. */
+  plateaued: boolean | undefined;
 }
 
 export interface SoakResult {
@@ -71,9 +85,12 @@ export interface SoakResult {
   loadCores: number;
   samples: Sample[];
   lastHalf: Trend;
+  /** The same fit of the live heap. */
+  heapLastHalf: Trend;
   /** Set when the server exited during the run. */
   exited?: string;
   verdict: string;
+  heapVerdict: string;
 }
 
 export async function soak(input: SoakInput): Promise<SoakResult> {
@@ -96,21 +113,24 @@ export async function soak(input: SoakInput): Promise<SoakResult> {
   const loadCpuBefore = process.cpuUsage();
   const started = performance.now();
   const end = started + input.seconds * 1000;
-  let last = { at: started, cpu: cpuSeconds(processTree(pid)) };
+  let last = { at: started, cpu: cpuSeconds(processTree(pid)), machine: machineSeconds() };
   const samples: Sample[] = [];
-  say(`  ${'t s'.padStart(5)} ${'RSS MB'.padStart(7)} ${'checks/s'.padStart(8)} ${'p50 ms'.padStart(7)} ${'p99 ms'.padStart(7)} ${'cores'.padStart(5)}`);
+  say(`  ${'t s'.padStart(5)} ${'RSS MB'.padStart(7)} ${'heap MB'.padStart(7)} ${'checks/s'.padStart(8)} ${'p50 ms'.padStart(7)} ${'p99 ms'.padStart(7)} ${'cores'.padStart(5)} ${'other cores'.padStart(11)} ${'stolen'.padStart(6)}`);
   const sample = () => {
     const pids = processTree(pid);
     const now = performance.now();
     const cpu = cpuSeconds(pids);
+    const machine = machineSeconds();
+    const seconds = (now - last.at) / 1000;
     const s: Sample = {
-      t: (now - started) / 1000, rssMb: rssMb(pids), processes: pids.length, checksPerS: (interval.length * 1000) / (now - last.at),
-      p50Ms: ms(interval, 0.5), p99Ms: ms(interval, 0.99), cores: ((cpu - last.cpu) * 1000) / (now - last.at),
+      t: (now - started) / 1000, rssMb: rssMb(pids), liveHeapMb: input.liveHeapMb() ?? null, processes: pids.length, checksPerS: interval.length / seconds,
+      p50Ms: ms(interval, 0.5), p99Ms: ms(interval, 0.99), cores: (cpu - last.cpu) / seconds,
+      otherCores: (machine.busy - last.machine.busy - (cpu - last.cpu)) / seconds, stolenCores: (machine.stolen - last.machine.stolen) / seconds,
     };
     samples.push(s);
-    say(`  ${s.t.toFixed(0).padStart(5)} ${s.rssMb.toFixed(1).padStart(7)} ${Math.round(s.checksPerS).toString().padStart(8)} ${s.p50Ms.toFixed(2).padStart(7)} ${s.p99Ms.toFixed(2).padStart(7)} ${s.cores.toFixed(2).padStart(5)}`);
+    say(`  ${s.t.toFixed(0).padStart(5)} ${s.rssMb.toFixed(1).padStart(7)} ${(s.liveHeapMb?.toFixed(1) ?? '-').padStart(7)} ${Math.round(s.checksPerS).toString().padStart(8)} ${s.p50Ms.toFixed(2).padStart(7)} ${s.p99Ms.toFixed(2).padStart(7)} ${s.cores.toFixed(2).padStart(5)} ${s.otherCores.toFixed(2).padStart(11)} ${s.stolenCores.toFixed(2).padStart(6)}`);
     interval = [];
-    last = { at: now, cpu };
+    last = { at: now, cpu, machine };
   };
 
   const answered = (latencyUs: number, outcome: string) => {
@@ -160,31 +180,40 @@ export async function soak(input: SoakInput): Promise<SoakResult> {
   if (!exited && performance.now() - last.at > 1000) sample();
   const loadCpu = process.cpuUsage(loadCpuBefore);
 
-  const lastHalf = trend(samples, input.seconds / 2);
+  const lastHalf = trend(samples, input.seconds / 2, 'rssMb');
+  const heapLastHalf = trend(samples, input.seconds / 2, 'liveHeapMb');
   const rssAtEndMb = samples.at(-1)?.rssMb ?? rssAtStartMb;
-  const verdict = exited
-    ? `the server ${exited.split('\n')[0]}`
-    : `RSS ${lastHalf.plateaued ? 'plateaued' : 'still growing'}: ${lastHalf.slopeMbPerMin >= 0 ? '+' : ''}${lastHalf.slopeMbPerMin.toFixed(1)} MB/min over the last half `
-      + `(${lastHalf.fromS.toFixed(0)}–${lastHalf.toS.toFixed(0)} s, least-squares over ${lastHalf.samples} samples), ~${Math.round(lastHalf.bytesPerCheck)} B per check; `
-      + `plateau: under ${(PLATEAU_SHARE * 100).toFixed(0)} % growth across the half`;
   return {
     checks: latencies.length, seconds, rate: latencies.length / seconds,
     p50Ms: ms(latencies, 0.5), p99Ms: ms(latencies, 0.99), p999Ms: ms(latencies, 0.999),
     outcomes, errors, rssAtStartMb, rssAtEndMb, peakRssMb: peakRssMb(processTree(pid)),
     loadCores: (loadCpu.user + loadCpu.system) / 1e6 / seconds,
-    samples, lastHalf, ...(exited && { exited }), verdict,
+    samples, lastHalf, heapLastHalf, ...(exited && { exited }),
+    verdict: exited ? `the server ${exited.split('\n')[0]}` : verdictOf('RSS', lastHalf),
+    heapVerdict: verdictOf('the live heap (what full GCs left)', heapLastHalf),
   };
 }
 
-/** Least-squares fit of RSS over the samples from `fromS` on. */
-function trend(samples: Sample[], fromS: number): Trend {
-  const half = samples.filter((s) => s.t >= fromS);
+function verdictOf(what: string, half: Trend): string {
+  if (half.plateaued === undefined) return `too short to tell: ${half.samples} samples in the last half, ${MIN_SAMPLES} needed (run longer or sample more often)`;
+  const slope = `${half.slopeMbPerMin >= 0 ? '+' : ''}${half.slopeMbPerMin.toFixed(1)} ± ${half.slopeErrorMbPerMin.toFixed(1)} MB/min`;
+  const span = `over the last half (${half.fromS.toFixed(0)}–${half.toS.toFixed(0)} s, least-squares over ${half.samples} samples, ± two standard errors)`;
+  return half.plateaued
+    ? `${what} plateaued: ${slope} ${span}, no growth beyond the noise`
+    : `${what} still growing: ${slope} ${span}, ~${Math.round(half.bytesPerCheck)} B per check`;
+}
+
+/** Least-squares fit of `field` over the samples from `fromS` on that have it. */
+function trend(samples: Sample[], fromS: number, field: 'rssMb' | 'liveHeapMb'): Trend {
+  const half = samples.filter((s) => s.t >= fromS && s[field] !== null).map((s) => ({ ...s, mb: s[field]! }));
   const n = half.length;
   const meanT = half.reduce((sum, s) => sum + s.t, 0) / n;
-  const meanRss = half.reduce((sum, s) => sum + s.rssMb, 0) / n;
-  const covariance = half.reduce((sum, s) => sum + (s.t - meanT) * (s.rssMb - meanRss), 0);
+  const meanMb = half.reduce((sum, s) => sum + s.mb, 0) / n;
+  const covariance = half.reduce((sum, s) => sum + (s.t - meanT) * (s.mb - meanMb), 0);
   const variance = half.reduce((sum, s) => sum + (s.t - meanT) ** 2, 0);
   const slopeMbPerS = n > 1 && variance > 0 ? covariance / variance : 0;
+  const residuals = half.reduce((sum, s) => sum + (s.mb - meanMb - slopeMbPerS * (s.t - meanT)) ** 2, 0);
+  const standardError = n > 2 && variance > 0 ? Math.sqrt(residuals / (n - 2) / variance) : Number.NaN;
   const span = n > 1 ? half[n - 1]!.t - half[0]!.t : 0;
   // The checks answered between the first and the last sample of the half.
   const checks = half.slice(1).reduce((sum, s, i) => sum + s.checksPerS * (s.t - half[i]!.t), 0);
@@ -193,7 +222,8 @@ function trend(samples: Sample[], fromS: number): Trend {
     toS: half[n - 1]?.t ?? fromS,
     samples: n,
     slopeMbPerMin: slopeMbPerS * 60,
+    slopeErrorMbPerMin: 2 * standardError * 60,
     bytesPerCheck: checks > 0 ? (slopeMbPerS * span * 1024 * 1024) / checks : 0,
-    plateaued: slopeMbPerS * span < PLATEAU_SHARE * meanRss,
+    plateaued: n < MIN_SAMPLES ? undefined : slopeMbPerS - 2 * standardError <= 0,
   };
 }
