@@ -307,7 +307,7 @@ describe('the webhook over real HTTPS', () => {
     const events: string[] = [];
     const log = { ...silentLogger, info: (event: string) => events.push(event), warn: (event: string) => events.push(event) };
     const renewing = await startWebhook(
-      { ...config, listen: { host: '127.0.0.1', port: 0 }, tls: { certFile: first.certPath, keyFile: first.keyPath } }, settingsFor, log, 50,
+      { ...config, listen: { host: '127.0.0.1', port: 0 }, tls: { certFile: first.certPath, keyFile: first.keyPath } }, settingsFor, log, { tlsReloadMs: 50 },
     );
     try {
       expect((await call('GET', '/healthz', undefined, renewing.url)).status).toBe(200);

@@ -17,7 +17,7 @@ let webhookCert: IssuedCert;
 const webhookEvents: string[] = [];
 
 beforeAll(async () => {
-  running = await startMeshIssuer('tls-suites', (mesh) => rsaServerCert(mesh.dir, 'issuer-rsa'));
+  running = await startMeshIssuer('tls-suites', { serverCert: (mesh) => rsaServerCert(mesh.dir, 'issuer-rsa') });
   webhookCert = rsaServerCert(running.mesh.dir, 'webhook-rsa');
   webhook = await startTestWebhook(webhookCert, { log: { ...silentLogger, info: (event) => webhookEvents.push(event) }, tlsReloadMs: 50 });
 }, 60_000);

@@ -1,9 +1,10 @@
-import { createServer, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { FILE_KINDS, readConfiguredFile } from '../schema/bounded-read.js';
 import type { Logger } from '../telemetry/log.js';
 import { listenFailure } from '../admin/listen-failure.js';
+import { readBody, RequestAborted } from '../tls/request-body.js';
+import { createBoundedServer, SERVER_BOUNDS, type AbortPhase, type ServerBounds } from '../tls/server-bounds.js';
 import { serverTlsOptions } from '../tls/server-tls.js';
 import { admit } from './admission.js';
 import type { InjectConfig, OnError } from './inject-config.js';
@@ -28,26 +29,36 @@ export interface RunningWebhook {
   stop(): Promise<void>;
 }
 
+export interface WebhookOptions {
+  tlsReloadMs?: number;
+  /** The design's bounds by default (SERVER_BOUNDS); tests shorten them. */
+  bounds?: Partial<ServerBounds>;
+}
+
 export async function startWebhook(
   config: InjectConfig & { tls: NonNullable<InjectConfig['tls']> },
   settingsFor: (namespace: string) => InjectionSettings,
   log: Logger,
-  tlsReloadMs = TLS_RELOAD_MS,
+  options: WebhookOptions = {},
 ): Promise<RunningWebhook> {
   const readTls = () => ({
     cert: readConfiguredFile(config.tls.certFile, 'tls.cert', FILE_KINDS.certificate),
     key: readConfiguredFile(config.tls.keyFile, 'tls.key', FILE_KINDS.key),
   });
   let tls = readTls();
-  const server: Server = createServer(
-    serverTlsOptions(tls),
-    (req, res) => {
-      handle(req, res, config.onError, settingsFor, log).catch((err: unknown) => {
-        log.error('inject_failed', { error: err instanceof Error ? err.message : 'unknown' });
-        if (!res.headersSent) send(res, 500, 'text/plain', 'internal error\n');
-      });
-    },
-  );
+  const bounds = { ...SERVER_BOUNDS, ...options.bounds };
+  const { server, aborted } = createBoundedServer({
+    tls: serverTlsOptions(tls),
+    bounds,
+    log,
+    name: 'inject',
+    refusal: (_status, description) => ({ contentType: 'text/plain', body: `${description}\n` }),
+  }, (req, res) => {
+    handle(req, res, { onError: config.onError, settingsFor, log, bodyMs: bounds.bodyMs, aborted }).catch((err: unknown) => {
+      log.error('inject_failed', { error: err instanceof Error ? err.message : 'unknown' });
+      if (!res.headersSent) send(res, 500, 'text/plain', 'internal error\n');
+    });
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err) => reject(listenFailure('listen', `${config.listen.host}:${config.listen.port}`, err)));
     server.listen(config.listen.port, config.listen.host, () => resolve());
@@ -67,7 +78,7 @@ export async function startWebhook(
       // Half-written files or a key that does not match: keep serving with the last good pair.
       log.warn('inject_tls_reload_failed', { error: (err as NodeJS.ErrnoException).code ?? 'invalid certificate or key' });
     }
-  }, tlsReloadMs).unref();
+  }, options.tlsReloadMs ?? TLS_RELOAD_MS).unref();
   return {
     url,
     stop: () => new Promise<void>((resolve) => {
@@ -78,20 +89,32 @@ export async function startWebhook(
   };
 }
 
-async function handle(
-  req: IncomingMessage,
-  res: ServerResponse,
-  onError: OnError,
-  settingsFor: (namespace: string) => InjectionSettings,
-  log: Logger,
-) {
+interface Serving {
+  onError: OnError;
+  settingsFor: (namespace: string) => InjectionSettings;
+  log: Logger;
+  bodyMs: number;
+  aborted: (reason: RequestAborted['reason'], during: AbortPhase) => void;
+}
+
+async function handle(req: IncomingMessage, res: ServerResponse, { onError, settingsFor, log, bodyMs, aborted }: Serving) {
   const path = (req.url ?? '').split('?')[0];
   if (req.method === 'GET' && path === '/healthz') return send(res, 200, 'text/plain', 'ok\n');
   if (path !== '/mutate') return send(res, 404, 'text/plain', 'not found\n');
   if (req.method !== 'POST') return send(res, 405, 'text/plain', 'use POST\n');
 
-  const body = await readBody(req);
-  if (body === undefined) return send(res, 413, 'text/plain', 'the AdmissionReview is too large\n');
+  let body: string;
+  try {
+    body = (await readBody(req, { maxBytes: MAX_BODY_BYTES, deadlineMs: bodyMs })).toString('utf8');
+  } catch (err) {
+    if (!(err instanceof RequestAborted)) throw err;
+    aborted(err.reason, 'body');
+    if (err.reason === 'client_closed') return void res.destroy();
+    // The rest of the body is not read: the connection closes after the answer.
+    res.setHeader('connection', 'close');
+    return err.reason === 'too_large' ? send(res, 413, 'text/plain', 'the AdmissionReview is too large\n')
+      : send(res, 408, 'text/plain', 'the request body took too long\n');
+  }
   let review: unknown;
   try {
     review = JSON.parse(body);
@@ -106,18 +129,6 @@ async function handle(
   const { outcome: what, ...fields } = outcome.event;
   (what === 'denied' || what === 'admitted_on_error' ? log.warn : log.info)(`inject_${what}`, fields);
   send(res, 200, 'application/json', JSON.stringify(outcome.review));
-}
-
-/** The body as text, or undefined past MAX_BODY_BYTES. */
-async function readBody(req: IncomingMessage): Promise<string | undefined> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > MAX_BODY_BYTES) return undefined;
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks).toString('utf8');
 }
 
 function send(res: ServerResponse, status: number, contentType: string, body: string) {

@@ -1,6 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import https from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { FILE_KINDS, readConfiguredFile } from '../schema/bounded-read.js';
 import type { IssuerClient, IssuerConfig } from '../config/issuer-config.js';
@@ -8,8 +7,10 @@ import type { Logger } from '../telemetry/log.js';
 import { listenFailure } from '../admin/listen-failure.js';
 import { serverTlsOptions } from '../tls/server-tls.js';
 import { readCaFile, readCertificateBundle } from '../tls/certificate-chain.js';
-import { authenticateClient, type ClientTrust } from './client-auth.js';
-import { readForm } from './form-body.js';
+import { createBoundedServer, type AbortPhase, type ServerBounds } from '../tls/server-bounds.js';
+import type { AbortReason } from '../tls/request-body.js';
+import { ClientAuthenticator } from './client-auth.js';
+import { BodyAborted, discardableBody, readForm } from './form-body.js';
 import type { Keyring } from './keyring.js';
 import { OAuthError } from './oauth-error.js';
 import type { RateLimiter } from './rate-limiter.js';
@@ -25,36 +26,50 @@ export interface IssuerServerDeps {
   now: () => number;
   /** Spans and audit records of every /token and /revoke outcome. */
   events: IssuerEvents;
+  bounds: ServerBounds;
+}
+
+/** What a request handler needs besides the deps: who the client is, and where to log a cut body. */
+interface Serving {
+  clients: ClientAuthenticator;
+  aborted: (reason: AbortReason, during: AbortPhase) => void;
 }
 
 /**
  * The issuer over HTTPS (node's TLS). Client certificates are requested on every connection
  * and checked per request, so discovery needs none and /token answers invalid_client
  * (not a failed handshake) when one is missing. Certificate validity is checked against the
- * wall clock, as the handshake checks it, not `deps.now`.
+ * wall clock, as the handshake checks it, not `deps.now`. Held to `deps.bounds` (server-bounds.ts);
+ * a rate-limited /token is refused before its body is read.
  */
 export async function startIssuerServer(deps: IssuerServerDeps): Promise<{ url: string; close: () => Promise<void> }> {
   const { config } = deps;
   const clientCa = readCaFile(config.tls.clientCaFile, 'tls.client_ca');
-  const trust: ClientTrust = {
+  const clients = new ClientAuthenticator({
     clients: new Map<string, IssuerClient>(config.clients.map((c) => [c.id, c])),
     clientCas: readCertificateBundle(clientCa.toString('utf8')),
-  };
-  const server = https.createServer({
-    ...serverTlsOptions({
-      cert: readConfiguredFile(config.tls.certFile, 'tls.cert', FILE_KINDS.certificate),
-      key: readConfiguredFile(config.tls.keyFile, 'tls.key', FILE_KINDS.key),
-      ca: clientCa,
-    }),
-    requestCert: true,
-    rejectUnauthorized: false,
+  });
+  const { server, aborted } = createBoundedServer({
+    tls: {
+      ...serverTlsOptions({
+        cert: readConfiguredFile(config.tls.certFile, 'tls.cert', FILE_KINDS.certificate),
+        key: readConfiguredFile(config.tls.keyFile, 'tls.key', FILE_KINDS.key),
+        ca: clientCa,
+      }),
+      requestCert: true,
+      rejectUnauthorized: false,
+    },
+    bounds: deps.bounds,
+    log: deps.log,
+    name: 'issuer',
+    // A request node's parser refuses, or that ran out of time, gets an OAuth error like every other refusal.
+    refusal: (_status, description) => ({ contentType: 'application/json', body: JSON.stringify({ error: 'invalid_request', error_description: description }) }),
   }, (req, res) => {
-    handle(req, res, deps, trust).catch((err: unknown) => {
+    handle(req, res, deps, { clients, aborted }).catch((err: unknown) => {
       deps.log.error('issuer_request_failed', { error: err instanceof Error ? err.name : 'unknown' });
       if (!res.headersSent) json(res, 500, { error: 'server_error' });
     });
   });
-  server.on('clientError', answerUnparsable);
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err) => reject(listenFailure('listen', `${config.listen.host}:${config.listen.port}`, err)));
     server.listen(config.listen.port, config.listen.host, () => resolve());
@@ -70,7 +85,7 @@ export async function startIssuerServer(deps: IssuerServerDeps): Promise<{ url: 
   };
 }
 
-async function handle(req: IncomingMessage, res: ServerResponse, deps: IssuerServerDeps, trust: ClientTrust) {
+async function handle(req: IncomingMessage, res: ServerResponse, deps: IssuerServerDeps, serving: Serving) {
   const path = (req.url ?? '').split('?')[0];
   const route = `${req.method} ${path}`;
   try {
@@ -81,11 +96,11 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: IssuerSer
         return json(res, 200, metadata(deps.config), { 'cache-control': 'public, max-age=3600' });
       case 'POST /token':
         return await deps.events.observe('token', req, async (outcome) => {
-          const auth = authenticateClient(req.socket as TLSSocket, trust, Date.now());
+          const auth = serving.clients.authenticate(req.socket as TLSSocket, Date.now());
           outcome.caller = auth.client.id;
           const wait = deps.rateLimiter.take(auth.client.id);
           if (wait > 0) throw new RateLimited(wait);
-          const form = await readForm(req);
+          const form = await readForm(req, deps.bounds.bodyMs);
           outcome.grant = form.get('grant_type');
           const { response, issued } = await deps.tokens.token(auth, form, dpopHeader(req));
           outcome.issued = issued;
@@ -93,9 +108,9 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: IssuerSer
         });
       case 'POST /revoke':
         return await deps.events.observe('revoke', req, async (outcome) => {
-          const auth = authenticateClient(req.socket as TLSSocket, trust, Date.now());
+          const auth = serving.clients.authenticate(req.socket as TLSSocket, Date.now());
           outcome.caller = auth.client.id;
-          const record = await deps.tokens.revoke(auth, await readForm(req));
+          const record = await deps.tokens.revoke(auth, await readForm(req, deps.bounds.bodyMs));
           if (record) outcome.revoked = record;
           res.writeHead(200, NO_STORE).end();
         });
@@ -104,37 +119,13 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: IssuerSer
     }
   } catch (err) {
     if (!(err instanceof OAuthError)) throw err;
+    if (err instanceof BodyAborted) serving.aborted(err.reason, 'body');
     const retry: Record<string, string> = err instanceof RateLimited ? { 'retry-after': String(err.retryAfterSeconds) } : {};
-    return json(res, err.status, { error: err.error, error_description: err.description }, { ...retry, ...NO_STORE });
+    // Answered before the body was read: a body cut short, or too large to discard, is not read on; the connection closes.
+    const close: Record<string, string> = !req.complete && (err instanceof BodyAborted || !discardableBody(req)) ? { connection: 'close' } : {};
+    return json(res, err.status, { error: err.error, error_description: err.description }, { ...retry, ...close, ...NO_STORE });
   }
 }
-
-/**
- * A request node's parser refuses (bad framing, bytes a header may not hold, bytes after a
- * body) is answered with an OAuth error, as every other refusal is, instead of node's bare 400.
- * Any other socket error (a TLS alert, a reset) just closes the connection, as node does.
- */
-function answerUnparsable(err: NodeJS.ErrnoException, socket: Socket) {
-  const timeout = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
-  if (!(timeout || err.code?.startsWith('HPE_')) || !socket.writable) return socket.destroy();
-  // Bytes after an answered request (more than its Content-Length, or anything after
-  // `connection: close`): the answer is written, so close after it, not over it. A destroy
-  // here dropped the answer the client was owed.
-  if (socket.bytesWritten > 0) return closeAfterWrites(socket);
-  const body = JSON.stringify({ error: 'invalid_request', error_description: timeout ? 'the request took too long' : 'the request is not valid HTTP/1.1' });
-  socket.end([
-    `HTTP/1.1 ${timeout ? '408 Request Timeout' : '400 Bad Request'}`, 'content-type: application/json', 'cache-control: no-store',
-    'pragma: no-cache', `content-length: ${Buffer.byteLength(body)}`, 'connection: close', '', body,
-  ].join('\r\n'), () => socket.destroy());
-}
-
-/** Ends the connection once what was written has gone out; a peer that never reads cannot hold it. */
-function closeAfterWrites(socket: Socket) {
-  socket.end();
-  setTimeout(() => socket.destroy(), CLOSE_GRACE_MS).unref();
-}
-
-const CLOSE_GRACE_MS = 1000;
 
 /** 429 with Retry-After: an OAuth error so it is audited and traced like any refusal. */
 class RateLimited extends OAuthError {

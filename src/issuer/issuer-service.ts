@@ -5,6 +5,7 @@ import { openStore } from '../store/open-store.js';
 import type { Store } from '../store/store.js';
 import type { Logger } from '../telemetry/log.js';
 import { startTelemetry } from '../telemetry/telemetry.js';
+import { SERVER_BOUNDS, type ServerBounds } from '../tls/server-bounds.js';
 import { IssuerEvents } from './issuer-events.js';
 import { startIssuerServer } from './issuer-server.js';
 import { Keyring, createKeyFile, deleteKeyFiles, keyRetention } from './keyring.js';
@@ -24,6 +25,8 @@ export interface IssuerStartOptions {
   /** Defaults to the store the config names; the demo shares one with its sidecars. */
   store?: Store;
   now?: () => number;
+  /** The design's bounds by default (SERVER_BOUNDS); tests shorten them. */
+  serverBounds?: Partial<ServerBounds>;
 }
 
 /**
@@ -60,6 +63,7 @@ export async function startIssuer(config: IssuerConfig, options: IssuerStartOpti
   const tokens = new TokenService(config, keyring, store, now);
   const server = await startIssuerServer({
     config, keyring, tokens, log, now,
+    bounds: { ...SERVER_BOUNDS, ...options.serverBounds },
     rateLimiter: new RateLimiter(config.rateLimit.perSecond, config.rateLimit.burst, now),
     events: new IssuerEvents(telemetry.tracing.tracer, audit, config.issuer),
   });

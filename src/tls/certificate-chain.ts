@@ -33,24 +33,28 @@ export function readCaFile(path: string, key: string): Buffer {
 /**
  * Whether the peer's certificate, as the connection holds it now, is a client certificate that
  * chains to one of `anchors` (through intermediates the peer sent), every link signed and
- * within its validity at `nowMs`. A check per request on top of the handshake's, so a verdict
+ * within its validity at `nowMs`: the time the chain holds until (its earliest notAfter), or
+ * undefined when it does not chain. Checked on top of the handshake's verdict, so a verdict
  * is never carried over from an earlier handshake.
  */
-export function chainsToAnchor(peer: DetailedPeerCertificate, anchors: readonly X509Certificate[], nowMs: number): boolean {
-  if (!peer.raw) return false;
+export function chainedUntil(peer: DetailedPeerCertificate, anchors: readonly X509Certificate[], nowMs: number): number | undefined {
+  if (!peer.raw) return undefined;
   let cert = new X509Certificate(peer.raw);
-  if (cert.ca || !valid(cert, nowMs) || !forClientAuth(cert)) return false;
+  if (cert.ca || !valid(cert, nowMs) || !forClientAuth(cert)) return undefined;
+  let until = Date.parse(cert.validTo);
   let presented = peer.issuerCertificate as DetailedPeerCertificate | undefined;
   for (let depth = 0; depth <= MAX_INTERMEDIATES; depth++) {
     const child = cert;
-    if (anchors.some((anchor) => issued(anchor, child) && valid(anchor, nowMs))) return true;
+    const anchor = anchors.find((a) => issued(a, child) && valid(a, nowMs));
+    if (anchor) return Math.min(until, Date.parse(anchor.validTo));
     // Node ends the peer's chain with a certificate that names itself as its issuer.
-    if (!presented?.raw || presented.raw.equals(cert.raw)) return false;
+    if (!presented?.raw || presented.raw.equals(cert.raw)) return undefined;
     cert = new X509Certificate(presented.raw);
-    if (!cert.ca || !issued(cert, child) || !valid(cert, nowMs)) return false;
+    if (!cert.ca || !issued(cert, child) || !valid(cert, nowMs)) return undefined;
+    until = Math.min(until, Date.parse(cert.validTo));
     presented = presented.issuerCertificate;
   }
-  return false;
+  return undefined;
 }
 
 function issued(issuer: X509Certificate, cert: X509Certificate): boolean {

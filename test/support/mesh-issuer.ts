@@ -2,9 +2,9 @@ import path from 'node:path';
 import { parseIssuerConfig } from '../../src/config/load-issuer-config.js';
 import { issueCert, type IssuedCert } from '../../src/devkit/pki.js';
 import { createTrustDomain, type TrustDomain } from '../../src/devkit/trust-domain.js';
-import { startIssuer, type RunningIssuer } from '../../src/issuer/issuer-service.js';
+import { startIssuer, type IssuerStartOptions, type RunningIssuer } from '../../src/issuer/issuer-service.js';
 import { MemoryStore } from '../../src/store/memory-store.js';
-import { silentLogger } from '../../src/telemetry/log.js';
+import { silentLogger, type Logger } from '../../src/telemetry/log.js';
 
 /** The issuer's ISS and its clients: one per kind of client (plain, admin, DPoP), and two that are only audiences. */
 export const ISS = 'https://sts.test.local';
@@ -27,13 +27,20 @@ export interface MeshIssuer {
   stop(): Promise<void>;
 }
 
-/**
- * An issuer over real TLS on 127.0.0.1 with the mesh CA as client CA and a memory store.
- * `serverCert` replaces the mesh-issued ECDSA server certificate (e.g. with an RSA one).
- */
-export async function startMeshIssuer(label: string, serverCert?: (mesh: TrustDomain<MeshWorkload>) => IssuedCert): Promise<MeshIssuer> {
+export interface MeshIssuerOptions {
+  /** Replaces the mesh-issued ECDSA server certificate (e.g. with an RSA one). */
+  serverCert?: (mesh: TrustDomain<MeshWorkload>) => IssuedCert;
+  /** Per client; by default high enough for fuzzing's bursts. */
+  rateLimit?: { perSecond: number; burst: number };
+  serverBounds?: IssuerStartOptions['serverBounds'];
+  log?: Logger;
+}
+
+/** An issuer over real TLS on 127.0.0.1 with the mesh CA as client CA and a memory store. */
+export async function startMeshIssuer(label: string, options: MeshIssuerOptions = {}): Promise<MeshIssuer> {
   const mesh = await createTrustDomain(label, MESH_ID);
-  const cert = serverCert?.(mesh) ?? issueCert(mesh.ca, mesh.dir, { name: 'issuer-server', ipSans: ['127.0.0.1'], serverAuth: true });
+  const cert = options.serverCert?.(mesh) ?? issueCert(mesh.ca, mesh.dir, { name: 'issuer-server', ipSans: ['127.0.0.1'], serverAuth: true });
+  const rateLimit = options.rateLimit ?? { perSecond: 1000, burst: 1000 };
   const store = new MemoryStore();
   const issuer = await startIssuer(parseIssuerConfig(`
 listen: 127.0.0.1:0
@@ -41,8 +48,7 @@ admin: off
 issuer: ${ISS}
 tls: { cert: ${cert.certPath}, key: ${cert.keyPath}, client_ca: ${mesh.ca.certPath} }
 keys: { dir: ${path.join(mesh.dir, 'keys')}, publish_ahead: 2s }
-# Fuzzing sends bursts from one client; 429 is tested elsewhere.
-rate_limit: { per_second: 1000, burst: 1000 }
+rate_limit: { per_second: ${rateLimit.perSecond}, burst: ${rateLimit.burst} }
 clients:
   - id: ${MESH_ID.frontend}
     grants: [client_credentials]
@@ -56,7 +62,9 @@ clients:
     audiences: [${MESH_ID.orders}]
     scopes: [orders:read]
     dpop: true
-`, { baseDir: mesh.dir }), { log: silentLogger, store });
+`, { baseDir: mesh.dir }), {
+    log: options.log ?? silentLogger, store, ...(options.serverBounds && { serverBounds: options.serverBounds }),
+  });
   return {
     mesh, serverCert: cert, issuer, store,
     async stop() {

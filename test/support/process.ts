@@ -22,11 +22,16 @@ export interface CliOptions {
   /** Node options before the CLI, e.g. `--require` of a probe. */
   nodeArgs?: string[];
   env?: NodeJS.ProcessEnv;
+  /** Run under this many file descriptors (soft and hard: node raises its soft limit to the hard one). */
+  fdLimit?: number;
 }
 
 /** Runs the built CLI (`npm test` builds first) as a separate process. */
 export function spawnCli(args: string[], options: CliOptions = {}): Spawned {
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), CLI, ...args], {
+  const argv = [...(options.nodeArgs ?? []), CLI, ...args];
+  const [command, commandArgs] = options.fdLimit === undefined ? [process.execPath, argv]
+    : ['sh', ['-c', `ulimit -n ${options.fdLimit} && exec "$0" "$@"`, process.execPath, ...argv]];
+  const child = spawn(command, commandArgs, {
     stdio: ['ignore', 'pipe', 'pipe'],
     ...(options.user && { uid: options.user.uid, gid: options.user.gid }),
     ...(options.env && { env: options.env }),
