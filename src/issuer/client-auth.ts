@@ -35,10 +35,12 @@ export class ClientAuthenticator {
   constructor(private readonly trust: ClientTrust) {}
 
   authenticate(socket: TLSSocket, nowMs: number): AuthenticatedClient {
-    const raw = socket.getPeerX509Certificate()?.raw;
     const known = this.verdicts.get(socket);
-    const verdict = known && raw?.equals(known.raw) && nowMs <= known.until ? known : this.check(socket, nowMs);
-    if (raw) this.verdicts.set(socket, verdict);
+    // Only after a first check: getPeerCertificate(true) came without the intermediates a client
+    // sent when getPeerX509Certificate() had been called first (test/client-cert-chain.test.ts).
+    const reuse = known !== undefined && nowMs <= known.until && socket.getPeerX509Certificate()?.raw.equals(known.raw) === true;
+    const verdict = reuse ? known : this.check(socket, nowMs);
+    if (verdict.raw.length > 0) this.verdicts.set(socket, verdict);
     if (verdict.refused) throw verdict.refused;
     return verdict.client!;
   }
