@@ -552,3 +552,141 @@ describe('parseAuthzConfig: telemetry and audit', () => {
     expectProblem(withTop('audit', { checkpoint_records: 0 }), 'audit.checkpoint_records', 'at least 1');
   });
 });
+
+/** The design's "Egress: the application never holds a token" example, as written there. */
+const EGRESS_DESIGN_EXAMPLE = `
+issuer_client:                   # how this sidecar obtains tokens (egress and messages)
+  token_endpoint: https://sts.shop.svc.cluster.local:8443/token
+  ca_file: /etc/hopguard/tls/ca.crt        # CA of the issuer's server certificate
+  cert_file: /etc/hopguard/tls/tls.crt     # this workload's certificate and key (the ones Envoy presents):
+  key_file: /etc/hopguard/tls/tls.key      #   tokens are bound to it; reread when they change
+  timeout: 2s
+egress:
+  listen: 127.0.0.1:9194         # ext_authz for the outbound listener; never the inbound port,
+                                 # so an inbound check can never obtain a token
+  handle_header: x-hopguard-handle
+  other_hosts: passthrough       # passthrough (no token added, handle removed) | deny (no_destination)
+  destinations:                  # matched on the outbound request's host, port ignored; first match wins
+    - host: payments.shop.svc.cluster.local      # exact, or *.suffix
+      audience: spiffe://cluster.local/ns/shop/sa/payments
+      scopes: [payments:write]   # asked for; the issuer narrows
+      per_request: false         # true: a new token for every request (the callee's route is one-time)
+      without_handle: deny       # deny (handle_missing) | client_credentials (this workload's own token)
+`;
+
+const ISSUER_CLIENT = { token_endpoint: 'https://sts.example:8443/token', ca_file: 'tls/ca.crt', cert_file: 'tls/tls.crt', key_file: 'tls/tls.key' };
+const withEgress = (egress: Record<string, unknown>, issuerClient: Record<string, unknown> | null = ISSUER_CLIENT) =>
+  variant((c) => {
+    c.egress = egress;
+    if (issuerClient) c.issuer_client = issuerClient;
+  });
+
+describe('parseAuthzConfig: issuer_client and egress', () => {
+  it('parses the design example', () => {
+    const config = parse(`${YAML.stringify(MINIMAL)}${EGRESS_DESIGN_EXAMPLE}`);
+    expect(config.issuerClient).toEqual({
+      tokenEndpoint: 'https://sts.shop.svc.cluster.local:8443/token',
+      caFile: '/etc/hopguard/tls/ca.crt', certFile: '/etc/hopguard/tls/tls.crt', keyFile: '/etc/hopguard/tls/tls.key',
+      timeoutMs: 2000,
+    });
+    expect(config.egress).toEqual({
+      listen: { kind: 'tcp', host: '127.0.0.1', port: 9194 },
+      handleHeader: 'x-hopguard-handle',
+      otherHosts: 'passthrough',
+      destinations: [{
+        host: 'payments.shop.svc.cluster.local', audience: 'spiffe://cluster.local/ns/shop/sa/payments',
+        scopes: ['payments:write'], perRequest: false, withoutHandle: 'deny',
+      }],
+    });
+  });
+
+  it('is off when absent, and fills the design defaults, resolving files against the config directory', () => {
+    expect(parse(YAML.stringify(MINIMAL))).not.toHaveProperty('egress');
+    expect(parse(YAML.stringify(MINIMAL))).not.toHaveProperty('issuerClient');
+    const config = parse(withEgress({ listen: '127.0.0.1:9194', destinations: [{ host: '*.Shop.svc', audience: 'spiffe://x/payments' }] }));
+    expect(config.issuerClient).toMatchObject({ caFile: '/etc/hopguard/tls/ca.crt', keyFile: '/etc/hopguard/tls/tls.key', timeoutMs: 2000 });
+    expect(config.egress).toMatchObject({ handleHeader: 'x-hopguard-handle', otherHosts: 'passthrough' });
+    expect(config.egress?.destinations).toEqual([
+      { host: '*.shop.svc', audience: 'spiffe://x/payments', scopes: [], perRequest: false, withoutHandle: 'deny' },
+    ]);
+    expect(parse(withEgress({ listen: '127.0.0.1:9194' })).egress?.destinations).toEqual([]);
+    // issuer_client alone (for messages, later) is allowed.
+    expect(parse(variant((c) => { c.issuer_client = ISSUER_CLIENT; })).issuerClient?.timeoutMs).toBe(2000);
+  });
+
+  it('refuses unknown keys in each section, naming them', () => {
+    const found = problems(withEgress(
+      { listen: '127.0.0.1:9194', handle_baggage: true, destinations: [{ host: 'a.svc', audience: 'x', port: 80 }] },
+      { ...ISSUER_CLIENT, client_secret: 'hunter2' },
+    ));
+    expect(found).toEqual(expect.arrayContaining([
+      { path: 'egress.handle_baggage', message: 'unknown key "handle_baggage"' },
+      { path: 'egress.destinations[0].port', message: 'unknown key "port"' },
+      { path: 'issuer_client.client_secret', message: 'unknown key "client_secret"' },
+    ]));
+    expect(JSON.stringify(found)).not.toContain('hunter2');
+  });
+
+  it('wants issuer_client with egress, and egress.listen apart from listen and admin', () => {
+    expect(problems(withEgress({ listen: '127.0.0.1:9194' }, null))).toEqual([
+      { path: 'issuer_client', message: expect.stringContaining('is required with egress') },
+    ]);
+    const sameAsListen = variant((c) => { c.listen = '127.0.0.1:9191'; c.issuer_client = ISSUER_CLIENT; c.egress = { listen: '127.0.0.1:9191' }; });
+    expect(problems(sameAsListen)).toEqual([{ path: 'egress.listen', message: expect.stringContaining('must differ from listen') }]);
+    const wildcard = variant((c) => { c.listen = '0.0.0.0:9191'; c.issuer_client = ISSUER_CLIENT; c.egress = { listen: '127.0.0.1:9191' }; });
+    expect(problems(wildcard)).toEqual([{ path: 'egress.listen', message: expect.stringContaining('must differ from listen') }]);
+    const sameSocket = variant((c) => { c.listen = 'unix:/run/a.sock'; c.issuer_client = ISSUER_CLIENT; c.egress = { listen: 'unix:/run/a.sock' }; });
+    expect(problems(sameSocket)).toEqual([{ path: 'egress.listen', message: expect.stringContaining('must differ from listen') }]);
+    expectProblem(withEgress({ listen: '127.0.0.1:9192' }), 'egress.listen', 'must differ from admin');
+    // Port 0 picks a free port each time: never the same.
+    expect(parse(withEgress({ listen: '127.0.0.1:0' })).egress?.listen).toEqual({ kind: 'tcp', host: '127.0.0.1', port: 0 });
+  });
+
+  it('refuses forward_token with egress: the application would hold the token', () => {
+    const yaml = variant((c) => {
+      c.routes[0] = { name: 'exchange', path: '/exchange', forward_token: true };
+      c.issuer_client = ISSUER_CLIENT;
+      c.egress = { listen: '127.0.0.1:9194' };
+    });
+    expectProblem(yaml, 'routes[0].forward_token', 'not allowed with egress');
+  });
+
+  it('names each bad value', () => {
+    const found = problems(withEgress(
+      {
+        listen: 'localhost',
+        handle_header: 'Authorization',
+        other_hosts: 'allow',
+        destinations: [
+          { host: 'https://payments.svc', audience: 'a b' },
+          { host: 'payments.svc:8443', audience: 'x', without_handle: 'anonymous', per_request: 'yes', scopes: ['a b'] },
+          { host: 'dup.svc', audience: 'x' },
+          { host: 'dup.svc', audience: 'y' },
+          { audience: 'x' },
+        ],
+      },
+      { token_endpoint: 'http://sts.example/token', ca_file: '', cert_file: 'c', timeout: '0s' },
+    ));
+    expect(found).toEqual(expect.arrayContaining([
+      { path: 'egress.listen', message: expect.stringContaining('host:port') },
+      { path: 'egress.handle_header', message: expect.stringContaining('lower-case header name') },
+      { path: 'egress.other_hosts', message: 'expected one of passthrough, deny' },
+      { path: 'egress.destinations[0].host', message: expect.stringContaining('expected a host name') },
+      { path: 'egress.destinations[0].audience', message: expect.stringContaining('without whitespace') },
+      { path: 'egress.destinations[1].host', message: expect.stringContaining('no port') },
+      { path: 'egress.destinations[1].without_handle', message: 'expected one of deny, client_credentials' },
+      { path: 'egress.destinations[1].per_request', message: 'expected true or false' },
+      { path: 'egress.destinations[1].scopes[0]', message: expect.stringContaining('without spaces') },
+      { path: 'egress.destinations[3].host', message: 'duplicate host, already used by destinations[2]' },
+      { path: 'egress.destinations[4].host', message: 'is required' },
+      { path: 'issuer_client.token_endpoint', message: expect.stringContaining('expected an https URL') },
+      { path: 'issuer_client.ca_file', message: 'must not be empty' },
+      { path: 'issuer_client.key_file', message: 'is required' },
+      { path: 'issuer_client.timeout', message: 'must be greater than 0' },
+    ]));
+    for (const header of ['authorization', 'x-hopguard-subject', 'baggage']) {
+      expectProblem(withEgress({ listen: '127.0.0.1:9194', handle_header: header }), 'egress.handle_header', 'means something else');
+    }
+    expectProblem(withEgress({ listen: '127.0.0.1:9194' }, { ...ISSUER_CLIENT, token_endpoint: 'https://user:pw@sts/token' }), 'issuer_client.token_endpoint', 'credentials');
+  });
+});

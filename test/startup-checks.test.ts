@@ -45,6 +45,18 @@ function closingLine(stderr: string): string {
   return last;
 }
 
+/** issuer_client with egress, the fixtures' CA and checkout's certificate unless told otherwise. */
+function issuerClient(files: { ca?: string; key?: string } = {}): string {
+  return `issuer_client:
+  token_endpoint: https://127.0.0.1:1/token
+  ca_file: ${files.ca ?? fixtures.ca.certPath}
+  cert_file: ${fixtures.checkout.certPath}
+  key_file: ${files.key ?? fixtures.checkout.keyPath}
+egress:
+  listen: 127.0.0.1:0
+`;
+}
+
 function ed25519PrivateKeyFile(name: string): string {
   const { privateKey } = generateKeyPairSync('ed25519');
   writeFileSync(file(name), privateKey.export({ type: 'pkcs8', format: 'pem' }));
@@ -136,6 +148,26 @@ describe('check-config loads every file authz loads, and refuses what authz refu
         `store: rediss://127.0.0.1:1\nredis:\n  tls_cert_file: ${fixtures.checkout.certPath}\n  tls_key_file: ${fixtures.stranger.keyPath}\n`),
       key: 'redis.tls_cert_file', says: 'is not a PEM certificate whose private key is redis.tls_key_file',
     },
+    {
+      name: 'a missing issuer_client.ca_file',
+      yaml: () => config(`jwks_file: ${fixtures.jwksPath}`, issuerClient({ ca: file('missing-issuer-ca.pem') })),
+      key: 'issuer_client.ca_file', says: 'does not exist (ENOENT)',
+    },
+    {
+      name: 'an issuer_client.ca_file that holds no certificate',
+      yaml: () => config(`jwks_file: ${fixtures.jwksPath}`, issuerClient({ ca: fixtures.jwksPath })),
+      key: 'issuer_client.ca_file', says: 'is not a PEM certificate bundle',
+    },
+    {
+      name: 'a missing issuer_client.key_file',
+      yaml: () => config(`jwks_file: ${fixtures.jwksPath}`, issuerClient({ key: file('missing-workload.key') })),
+      key: 'issuer_client.key_file', says: 'does not exist (ENOENT)',
+    },
+    {
+      name: 'an issuer_client certificate with another certificate\'s key',
+      yaml: () => config(`jwks_file: ${fixtures.jwksPath}`, issuerClient({ key: fixtures.stranger.keyPath })),
+      key: 'issuer_client.cert_file', says: 'is not a PEM certificate whose private key is issuer_client.key_file',
+    },
   ];
 
   it.each(cases)('$name: both exit 2 naming $key', async ({ name, yaml, key, says }) => {
@@ -175,7 +207,8 @@ describe('check-config loads every file authz loads, and refuses what authz refu
     writeFileSync(secret, 'shared-between-replicas');
     const configFile = writeConfigFile(fixtures, 'all-files.yaml', config(`jwks_file: ${fixtures.jwksPath}`,
       `dpop:\n  nonce: true\n  nonce_secret_file: ${secret}\n`
-      + `audit:\n  output: ${file('audit.jsonl')}\n  signing_key_file: ${ed25519PrivateKeyFile('good-audit.key')}\n`));
+      + `audit:\n  output: ${file('audit.jsonl')}\n  signing_key_file: ${ed25519PrivateKeyFile('good-audit.key')}\n`
+      + issuerClient()));
     const check = await runCli(['check-config', '--config', configFile]);
     expect({ code: check.code, stderr: check.stderr }).toEqual({ code: 0, stderr: '' });
     expect(check.stdout).toMatch(/^config ok: /);

@@ -1,9 +1,10 @@
 /**
  * Every file an authz config names, read and checked before anything starts: JWKS files
  * (parsed, refused with private members), CA bundles, the DPoP nonce secret, the Redis
- * password and TLS files, the audit signing key and the audit log's directory. `hopguard authz`
- * loads them here first and `check-config` calls the same function, so a config check-config
- * passes is one authz starts with, short of listening and of reaching Redis or a jwks_uri.
+ * password and TLS files, the audit signing key and the audit log's directory, the issuer
+ * client's CA, certificate and key. `hopguard authz` loads them here first and `check-config`
+ * calls the same function, so a config check-config passes is one authz starts with, short of
+ * listening and of reaching Redis or a jwks_uri.
  * Every problem is collected into one ConfigError, each naming its key.
  */
 
@@ -13,12 +14,15 @@ import { FILE_KINDS, readConfiguredFile } from '../schema/bounded-read.js';
 import { ConfigError, type ConfigProblem } from '../schema/config-error.js';
 import { redisCredentials } from '../store/redis-credentials.js';
 import { readCaFile } from '../tls/certificate-chain.js';
+import { readIssuerClientFiles, type IssuerClientFiles } from '../tls/issuer-client-files.js';
 import { parseJwks } from '../token/jwks-source.js';
 
 export interface AuthzMaterials {
   /** Per issuer, in config order: its jwks_ca_file bundle, if it names one. */
   jwksCas: (Buffer | undefined)[];
   dpopNonceSecret?: Buffer;
+  /** The issuer client's CA, certificate and key, when issuer_client is set. */
+  issuerClient?: IssuerClientFiles;
 }
 
 export function loadAuthzMaterials(config: AuthzConfig): AuthzMaterials {
@@ -42,8 +46,9 @@ export function loadAuthzMaterials(config: AuthzConfig): AuthzMaterials {
   if (config.store !== 'memory') attempt(() => redisCredentials(config.redis));
   attempt(() => readAuditSigningKey(config.audit));
   attempt(() => checkAuditOutput(config.audit));
+  const issuerClient = config.issuerClient && attempt(() => readIssuerClientFiles(config.issuerClient!));
   if (problems.length > 0) throw new ConfigError(problems);
-  return { jwksCas, ...(dpopNonceSecret && { dpopNonceSecret }) };
+  return { jwksCas, ...(dpopNonceSecret && { dpopNonceSecret }), ...(issuerClient && { issuerClient }) };
 }
 
 /** As the sidecar will load it at start: within the size limit, a JWKS, no private members. */

@@ -8,6 +8,8 @@ import type { AuditConfig } from '../audit/audit-config.js';
 import type { TelemetryConfig } from '../telemetry/telemetry-config.js';
 import type { Algorithm } from '../vocabulary/algorithms.js';
 import type { BindingMode } from '../vocabulary/binding.js';
+import type { EgressConfig } from '../vocabulary/egress-config.js';
+import type { IssuerClientConfig } from '../vocabulary/issuer-client-config.js';
 import type { ListenAddress } from '../vocabulary/listen-address.js';
 import type { MemoryOptions } from '../vocabulary/memory-options.js';
 import type { RedisOptions } from '../vocabulary/redis-options.js';
@@ -66,4 +68,8 @@ export interface AuthzConfig {
   telemetry: TelemetryConfig;
   /** The tamper-evident audit log; off by default. */
   audit: AuditConfig;
+  /** How this sidecar obtains tokens; required with egress. */
+  issuerClient?: IssuerClientConfig;
+  /** Handles on inbound allows and the outbound check on egress.listen; off when absent. */
+  egress?: EgressConfig;
 }

@@ -10,8 +10,9 @@ import { z } from 'zod';
 import { auditSchema } from '../audit/audit-config.js';
 import {
   duration, exactlyOneOf, expected, flag, isRecord, loadConfigFile, memorySchema, nonEmptyString, onLists, onObjects, parseAdmin, parseConfig,
-  parseListen, parseStore, parsedString, positiveDuration, quoteValue, redisSchema, redisTlsNeedsRediss, uniqueBy,
+  parseListen, parseStore, parsedString, positiveDuration, quoteValue, redisSchema, redisTlsNeedsRediss, uniqueBy, audience, scope,
 } from '../schema/config-schema.js';
+import { egressFitsTheRest, egressSchema, issuerClientSchema } from './egress-schema.js';
 import { parseDuration } from '../schema/duration.js';
 import { telemetrySchema } from '../telemetry/telemetry-config.js';
 import { ASYMMETRIC_ALGORITHMS, type Algorithm } from '../vocabulary/algorithms.js';
@@ -110,12 +111,8 @@ const MAX_CLOCK_SKEW_MS = parseDuration('5m');
 
 const listenAddress = parsedString('host:port such as 127.0.0.1:9191, or unix:/path/to.sock', parseListen);
 const adminAddress = parsedString('host:port such as 127.0.0.1:9192, or "off"', parseAdmin);
-const audience = z
-  .string(expected('a non-empty string'))
-  .regex(/^\S+$/, 'must be a non-empty string without whitespace');
 const algorithm = parsedString('an algorithm name such as ES256', parseAlgorithm);
 const httpMethod = parsedString('an HTTP method such as GET', parseMethod);
-const scope = z.string(expected('a string')).regex(/^\S+$/, 'expected a scope: a non-empty string without spaces');
 const routePath = (example: string) => parsedString(`a path such as ${example}`, parseRoutePath);
 
 function issuerSchema(baseDir: string) {
@@ -308,11 +305,14 @@ function authzConfigSchema(baseDir: string) {
           .default(DEFAULT_CONNECTION_WINDOW),
         telemetry: telemetrySchema.prefault({}),
         audit: auditSchema(baseDir).prefault({}),
+        issuer_client: issuerClientSchema(baseDir).optional(),
+        egress: egressSchema.optional(),
       },
       expected('a mapping with listen, audience, issuers and routes'),
     )
     .superRefine(workersShareOneTimeState, onObjects)
     .superRefine(redisTlsNeedsRediss, onObjects)
+    .superRefine(egressFitsTheRest, onObjects)
     .transform(
       (raw): AuthzConfig => ({
         listen: raw.listen,
@@ -333,6 +333,8 @@ function authzConfigSchema(baseDir: string) {
         http2ConnectionWindow: raw.http2_connection_window,
         telemetry: raw.telemetry,
         audit: raw.audit,
+        ...(raw.issuer_client && { issuerClient: raw.issuer_client }),
+        ...(raw.egress && { egress: raw.egress }),
       }),
     );
 }

@@ -7,7 +7,7 @@ import { resolve } from 'node:path';
 import { z } from 'zod';
 import { auditSchema } from '../audit/audit-config.js';
 import {
-  duration, expected, flag, loadConfigFile, nonEmptyString, onLists, onObjects, parseAdmin, parseConfig, parseHostPort,
+  duration, expected, flag, loadConfigFile, nonEmptyString, onLists, onObjects, oneOf, parseAdmin, parseConfig, parseHostPort,
   parseStore, parsedString, positiveDuration, redisSchema, redisTlsNeedsRediss, uniqueBy,
 } from '../schema/config-schema.js';
 import { telemetrySchema } from '../telemetry/telemetry-config.js';
@@ -34,14 +34,6 @@ function parseIssuerUrl(text: string): string {
   if (url.search !== '' || url.hash !== '' || text.includes('?') || text.includes('#')) throw new Error('must have no query or fragment (RFC 8414 §2)');
   if (url.username !== '' || url.password !== '') throw new Error('must not contain credentials');
   return text;
-}
-
-function oneOf<T extends string>(values: readonly T[], what: string) {
-  return parsedString(what, (text): T => {
-    const found = values.find((v) => v === text);
-    if (!found) throw new Error(`expected one of ${values.join(', ')}`);
-    return found;
-  });
 }
 
 const noSpaces = z.string(expected('a string')).regex(/^\S+$/, 'expected a non-empty string without spaces');

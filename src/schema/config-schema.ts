@@ -108,10 +108,21 @@ export function parsedString<T>(what: string, parse: (text: string) => T) {
   });
 }
 
+/** One of `values`, spelled exactly. */
+export function oneOf<T extends string>(values: readonly T[], what: string) {
+  return parsedString(what, (text): T => {
+    const found = values.find((v) => v === text);
+    if (!found) throw new Error(`expected one of ${values.join(', ')}`);
+    return found;
+  });
+}
+
 export const nonEmptyString = z.string(expected('a non-empty string')).min(1, 'must not be empty');
 export const flag = z.boolean(expected('true or false')).default(false);
 export const duration = parsedString('a duration such as "30s" or "5m"', parseDuration);
 export const positiveDuration = duration.refine((ms) => ms > 0, 'must be greater than 0');
+export const audience = z.string(expected('a non-empty string')).regex(/^\S+$/, 'must be a non-empty string without whitespace');
+export const scope = z.string(expected('a string')).regex(/^\S+$/, 'expected a scope: a non-empty string without spaces');
 
 export const isRecord = (value: unknown): value is Record<string, unknown> =>
   typeof value === 'object' && value !== null && !Array.isArray(value);
@@ -170,6 +181,11 @@ export function uniqueBy(list: string, key: string) {
 
 const DNS_NAME = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i;
 
+/** A DNS host name; a dotted all-digit name that is not a valid IPv4 address is a typo, not a host name. */
+export function isHostName(text: string): boolean {
+  return isIPv4(text) || (DNS_NAME.test(text) && !/^[\d.]+$/.test(text));
+}
+
 /** `host:port`, host an IPv4 address, `[ipv6]` or a DNS name; port 0 asks for a free port. */
 export function parseHostPort(text: string, what: string): { host: string; port: number } {
   const match = /^(\[[^\]]*\]|[^:[\]]*):(\d+)$/.exec(text);
@@ -179,8 +195,7 @@ export function parseHostPort(text: string, what: string): { host: string; port:
   if (port > 65535) throw new Error('port must be from 0 to 65535 (0 picks a free port)');
   const bracketed = rawHost.startsWith('[');
   const host = bracketed ? rawHost.slice(1, -1) : rawHost;
-  // A dotted all-digit name that is not a valid IPv4 address is a typo, not a host name.
-  const valid = bracketed ? isIPv6(host) : isIPv4(host) || (DNS_NAME.test(host) && !/^[\d.]+$/.test(host));
+  const valid = bracketed ? isIPv6(host) : isHostName(host);
   if (!valid) throw new Error('host must be an IPv4 address, an IPv6 address in brackets, or a DNS name');
   return { host, port };
 }

@@ -1,8 +1,9 @@
-import { createSecureContext, type ConnectionOptions } from 'node:tls';
+import type { ConnectionOptions } from 'node:tls';
 import type { RedisOptions } from '../vocabulary/redis-options.js';
 import { FILE_KINDS, readConfiguredFile } from '../schema/bounded-read.js';
 import { ConfigError } from '../schema/config-error.js';
 import { readCaFile } from '../tls/certificate-chain.js';
+import { readKeyPair } from '../tls/key-pair.js';
 
 export const PASSWORD_ENV = 'HOPGUARD_REDIS_PASSWORD';
 
@@ -15,17 +16,11 @@ export function redisCredentials(options: RedisOptions): { password?: string; tl
   const password = readPassword(options);
   const tls: ConnectionOptions = {
     ...(options.tlsCaFile !== undefined && { ca: readCaFile(options.tlsCaFile, 'redis.tls_ca_file') }),
-    ...(options.tlsCertFile !== undefined && { cert: readConfiguredFile(options.tlsCertFile, 'redis.tls_cert_file', FILE_KINDS.certificate) }),
-    ...(options.tlsKeyFile !== undefined && { key: readConfiguredFile(options.tlsKeyFile, 'redis.tls_key_file', FILE_KINDS.key) }),
+    ...(options.tlsCertFile !== undefined && readKeyPair(
+      { cert: options.tlsCertFile, key: options.tlsKeyFile! },
+      { cert: 'redis.tls_cert_file', key: 'redis.tls_key_file' },
+    )),
   };
-  if (tls.cert !== undefined) {
-    try {
-      createSecureContext({ cert: tls.cert, key: tls.key });
-    } catch (err) {
-      const reason = (err as NodeJS.ErrnoException).code ?? 'invalid';
-      throw new ConfigError([{ path: 'redis.tls_cert_file', message: `is not a PEM certificate whose private key is redis.tls_key_file (${reason})` }]);
-    }
-  }
   return { ...(password !== undefined && { password }), tls };
 }
 
