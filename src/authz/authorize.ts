@@ -1,4 +1,5 @@
 import type { AuthzConfig } from '../config/authz-config.js';
+import type { InboundHandles } from '../egress/inbound-handles.js';
 import { RequestPathError, normalizeRequestPath } from '../policy/request-path.js';
 import { callerAllowed, missingScopes } from '../policy/route-policy.js';
 import type { RouteTable } from '../policy/route-table.js';
@@ -21,6 +22,8 @@ export interface AuthorizeDeps {
   store: Store;
   /** Set when the service hands out DPoP nonces (dpop.nonce): every proof must carry a valid one. */
   dpopNonces?: DpopNonces;
+  /** Set with egress: an allow carries the token's handle. */
+  handles?: InboundHandles;
 }
 
 /**
@@ -107,7 +110,8 @@ async function decide(request: HopRequest, deps: AuthorizeDeps, held: HeldUses):
     if (!first) return deny('token_replayed', 'one-time token already used', context);
   }
 
-  return { allowed: true, route, token, binding, cacheHit };
+  const handle = deps.handles?.handleFor(token, credential.token);
+  return { allowed: true, route, token, binding, cacheHit, ...(handle !== undefined && { handle }) };
 }
 
 /**

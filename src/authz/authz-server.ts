@@ -27,6 +27,8 @@ export interface AuthzServerDeps {
   audit: AuditCheck;
   /** HTTP/2 connection window of each connection, bytes (see http2-window.ts). */
   connectionWindow: number;
+  /** With egress: the header allows set to the handle (or remove). */
+  handleHeader?: string;
 }
 
 /**
@@ -109,7 +111,7 @@ export class AuthzServer {
     } catch (err) {
       decision = this.failed(err);
     }
-    const response = checkResponse(decision, request, span.traceId);
+    const response = checkResponse(decision, request, span.traceId, this.deps.handleHeader);
     span.end(decision, request);
     this.deps.metrics.recordDecision(decision, (performance.now() - started) / 1000);
     this.deps.audit(decision, request, span.traceId);

@@ -2,6 +2,8 @@ import { startAdminServer, type Readiness } from '../admin/admin-server.js';
 import { openAuditLog } from '../audit/audit-log.js';
 import { validationAudit } from '../audit/validation-audit.js';
 import type { AuthzConfig } from '../config/authz-config.js';
+import { HandleSealer, newHandleKey } from '../egress/handle.js';
+import { InboundHandles } from '../egress/inbound-handles.js';
 import { RouteTable } from '../policy/route-table.js';
 import { openStore } from '../store/open-store.js';
 import type { Store } from '../store/store.js';
@@ -32,6 +34,8 @@ export interface StartOptions {
   store?: Store;
   /** Set in a worker of `workers: N` (its cluster id): the primary reports the start for all of them. */
   worker?: number;
+  /** The key handles are sealed with; the primary of `workers: N` makes one for all. Made here otherwise. */
+  handleKey?: Buffer;
 }
 
 /** Builds every part from a validated config and starts serving. I/O lives here and in the servers. */
@@ -74,7 +78,12 @@ export async function startAuthz(config: AuthzConfig, options: StartOptions): Pr
   const routes = new RouteTable(config.routes);
   const nonce = config.dpop.nonce;
   const secret = materials.dpopNonceSecret;
-  const deps = { config, routes, verifier, store, ...(nonce && secret && { dpopNonces: new DpopNonces(secret, nonce.lifetimeMs) }) };
+  const handles = config.egress && new InboundHandles(new HandleSealer(options.handleKey ?? newHandleKey(), config.audience));
+  const deps = {
+    config, routes, verifier, store,
+    ...(nonce && secret && { dpopNonces: new DpopNonces(secret, nonce.lifetimeMs) }),
+    ...(handles && { handles }),
+  };
 
   const readiness = (): Readiness => {
     const reasons = issuers.flatMap(({ keys, config: { issuer } }) => {
@@ -93,6 +102,7 @@ export async function startAuthz(config: AuthzConfig, options: StartOptions): Pr
     startSpan: checkSpans(telemetry.tracing, config.audience),
     audit: validationAudit(audit, config.audit, config.audience),
     connectionWindow: config.http2ConnectionWindow ?? DEFAULT_CONNECTION_WINDOW,
+    ...(config.egress && { handleHeader: config.egress.handleHeader }),
   });
   const grpcAddress = await server.listen(config.listen);
   const admin = config.admin

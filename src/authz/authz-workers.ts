@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { startAdminServer, type Readiness } from '../admin/admin-server.js';
 import { serveUntilSignal } from '../admin/serve-until-signal.js';
 import type { AuthzConfig } from '../config/authz-config.js';
+import { newHandleKey } from '../egress/handle.js';
 import type { Logger } from '../telemetry/log.js';
 import { loadAuthzMaterials } from './authz-materials.js';
 import { removeStaleSocket } from './authz-server.js';
@@ -22,7 +23,10 @@ import { startAuthz, type RunningAuthz } from './authz-service.js';
 export async function serveAuthz(config: AuthzConfig, log: Logger): Promise<number> {
   if ((config.workers ?? 1) > 1 && cluster.isPrimary) return runPrimary(config, config.workers!, log);
   const worker = cluster.worker;
-  const running = await startAuthz(worker ? workerConfig(config) : config, { log, ...(worker && { worker: worker.id }) });
+  const handleKey = worker && config.egress ? await handleKeyFromPrimary() : undefined;
+  const running = await startAuthz(worker ? workerConfig(config) : config, {
+    log, ...(worker && { worker: worker.id }), ...(handleKey && { handleKey }),
+  });
   if (worker) reportToPrimary(running);
   return serveUntilSignal(running, log);
 }
@@ -31,8 +35,29 @@ export async function serveAuthz(config: AuthzConfig, log: Logger): Promise<numb
 // Worker side.
 
 type WorkerMessage =
+  | { hopguard: 'handle_key_wanted' }
   | { hopguard: 'started'; grpc: string; admin?: string }
   | { hopguard: 'readiness'; readiness: Readiness };
+
+/** Sent by the primary only, over the IPC channel: never in the environment or a log. */
+type PrimaryMessage = { hopguard: 'handle_key'; key: string };
+
+/**
+ * A handle one worker made must open in every other (Envoy's next connection may land on any),
+ * so all seal with the primary's key. Asked for, not pushed: a message sent before the worker
+ * listens would be lost.
+ */
+function handleKeyFromPrimary(): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const onMessage = (message: PrimaryMessage) => {
+      if (message?.hopguard !== 'handle_key') return;
+      process.off('message', onMessage);
+      resolve(Buffer.from(message.key, 'base64'));
+    };
+    process.on('message', onMessage);
+    process.send?.({ hopguard: 'handle_key_wanted' } satisfies WorkerMessage);
+  });
+}
 
 /** A worker's admin listener is for the primary only: loopback, a port of its own. */
 function workerConfig(config: AuthzConfig): AuthzConfig {
@@ -62,6 +87,7 @@ async function runPrimary(config: AuthzConfig, count: number, log: Logger): Prom
   loadAuthzMaterials(config);
   // Workers must not remove the socket file one of them is already serving on.
   if (config.listen.kind === 'unix') removeStaleSocket(config.listen.path);
+  const handleKey = config.egress && newHandleKey();
   const states = new Map<number, WorkerState>();
   let stopping = false;
   let grpcAddress = '';
@@ -72,7 +98,9 @@ async function runPrimary(config: AuthzConfig, count: number, log: Logger): Prom
     const state: WorkerState = { worker, started: false };
     states.set(worker.id, state);
     worker.on('message', (message: WorkerMessage) => {
-      if (message?.hopguard === 'started') {
+      if (message?.hopguard === 'handle_key_wanted' && handleKey) {
+        worker.send({ hopguard: 'handle_key', key: handleKey.toString('base64') } satisfies PrimaryMessage);
+      } else if (message?.hopguard === 'started') {
         state.started = true;
         grpcAddress = message.grpc;
         if (message.admin !== undefined) state.admin = message.admin;

@@ -1,6 +1,7 @@
 import type { Allow, Decision, Deny } from '../vocabulary/decision.js';
 import { DENY_CODES } from '../vocabulary/deny-codes.js';
 import type { HopRequest } from '../vocabulary/hop-request.js';
+import { IDENTITY_HEADERS, IDENTITY_PREFIX } from '../vocabulary/identity-headers.js';
 import type { RouteConfig } from '../vocabulary/route.js';
 import type { VerifiedToken } from '../vocabulary/verified-token.js';
 import { encodeCheckResponseMessage, type CheckResponseMessage, type HeaderValueOption, type Struct, type StructValue } from './check-response-encoder.js';
@@ -10,13 +11,6 @@ import { encodeCheckResponseMessage, type CheckResponseMessage, type HeaderValue
  * shape (proto-loader's, keepCase), encoded by check-response-encoder.
  */
 
-export const IDENTITY_HEADERS = {
-  subject: 'x-hopguard-subject',
-  clientId: 'x-hopguard-client-id',
-  scope: 'x-hopguard-scope',
-  tokenId: 'x-hopguard-token-id',
-} as const;
-const IDENTITY_PREFIX = 'x-hopguard-';
 const REALM = 'hopguard';
 
 // Current Envoy's default append_action appends: a client's forged x-hopguard-subject would
@@ -38,13 +32,14 @@ export function encodeCheckResponse(response: CheckResponseMessage | Buffer): Bu
  */
 const encodedAllows = new WeakMap<VerifiedToken, { route: RouteConfig; binding: Allow['binding']; bytes: Buffer }>();
 
-export function checkResponse(decision: Decision, request: HopRequest, traceId: string): CheckResponseMessage | Buffer {
+/** `handleHeader`: set when egress is on; an allow then sets it (token routes) or removes it. */
+export function checkResponse(decision: Decision, request: HopRequest, traceId: string, handleHeader?: string): CheckResponseMessage | Buffer {
   if (!decision.allowed) return denyResponse(decision, traceId);
   const { token } = decision;
-  if (!token || !decision.cacheHit || hasIdentityHeader(request)) return allowResponse(decision, request);
+  if (!token || !decision.cacheHit || hasIdentityHeader(request)) return allowResponse(decision, request, handleHeader);
   const known = encodedAllows.get(token);
   if (known && known.route === decision.route && known.binding === decision.binding) return known.bytes;
-  const bytes = encodeCheckResponseMessage(allowResponse(decision, request));
+  const bytes = encodeCheckResponseMessage(allowResponse(decision, request, handleHeader));
   encodedAllows.set(token, { route: decision.route, binding: decision.binding, bytes });
   return bytes;
 }
@@ -54,8 +49,8 @@ function hasIdentityHeader(request: HopRequest): boolean {
   return false;
 }
 
-function allowResponse(decision: Allow, request: HopRequest): CheckResponseMessage {
-  const { route, token } = decision;
+function allowResponse(decision: Allow, request: HopRequest, handleHeader: string | undefined): CheckResponseMessage {
+  const { route, token, handle } = decision;
   const set = [];
   const remove: string[] = [];
   if (!route.forwardToken) remove.push('authorization');
@@ -68,9 +63,15 @@ function allowResponse(decision: Allow, request: HopRequest): CheckResponseMessa
     // An empty value would be dropped, not overwritten, by Envoy: remove the header instead.
     if (token.scope !== '') set.push(setHeader(IDENTITY_HEADERS.scope, token.scope));
   }
+  if (handleHeader !== undefined) {
+    // Overwritten, never also removed: Envoy applies headers_to_remove after the headers it sets.
+    if (handle !== undefined) set.push(setHeader(handleHeader, handle));
+    // A DPoP proof is a JWT too: with egress, the application holds none.
+    remove.push('dpop');
+  }
   const ours = new Set(set.map((h) => h.header.key));
   for (const name of request.headers.keys()) {
-    if (name.startsWith(IDENTITY_PREFIX) && !ours.has(name)) remove.push(name);
+    if ((name.startsWith(IDENTITY_PREFIX) || name === handleHeader) && !ours.has(name)) remove.push(name);
   }
   return {
     status: { code: 0 },

@@ -13,6 +13,8 @@ export interface Allow {
   token?: VerifiedToken;
   binding: BindingKind;
   cacheHit: boolean;
+  /** With egress on, what the application gets instead of the token (token routes only). */
+  handle?: string;
 }
 
 export interface Deny {

@@ -1,0 +1,166 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CheckInput, CheckOutput } from '../src/authz/envoy-client.js';
+import type { AuthzConfig } from '../src/config/authz-config.js';
+import { HANDLE_PREFIX, HandleSealer, MAX_HANDLE_LENGTH, newHandleKey } from '../src/egress/handle.js';
+import { MAX_TOKEN_LENGTH } from '../src/token/compact-jws.js';
+import {
+  AUDIENCE, CHECKOUT, authzConfig, createFixtures, route, startServer, type Fixtures, type Running,
+} from './support/harness.js';
+
+const HANDLE_HEADER = 'x-hopguard-handle';
+/** Three base64url segments, as a compact JWS is: anywhere in a header value. */
+const JWT_SHAPE = /[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}/;
+const nowS = () => Math.floor(Date.now() / 1000);
+
+/** With egress on, no route may forward the token: these are the harness's routes minus that one. */
+const ROUTES = [
+  route('create-payment', { methods: ['POST'], path: '/payments', scopes: ['payments:write'], callers: [CHECKOUT], oneTime: true }),
+  route('read-orders', { methods: ['GET'], pathPrefix: '/orders/', scopes: ['orders:read'] }),
+  route('health', { path: '/healthz', public: true }),
+];
+
+export function egressConfig(fixtures: Fixtures, overrides: Partial<AuthzConfig> = {}): AuthzConfig {
+  return authzConfig(fixtures, {
+    routes: ROUTES,
+    issuerClient: {
+      tokenEndpoint: 'https://127.0.0.1:1/token',
+      caFile: fixtures.ca.certPath, certFile: fixtures.checkout.certPath, keyFile: fixtures.checkout.keyPath,
+      timeoutMs: 2000,
+    },
+    egress: { listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, handleHeader: HANDLE_HEADER, otherHosts: 'passthrough', destinations: [] },
+    ...overrides,
+  });
+}
+
+/** What the application receives: the request's headers, less those removed, with those set (overwriting). */
+function applicationHeaders(sent: Record<string, string>, out: CheckOutput): Record<string, string> {
+  const seen: Record<string, string> = {};
+  for (const [name, value] of Object.entries(sent)) if (!out.headersToRemove.includes(name)) seen[name] = value;
+  for (const h of out.raw.ok_response.headers ?? []) {
+    expect(h.append_action).toBe('OVERWRITE_IF_EXISTS_OR_ADD');
+    seen[h.header.key] = h.header.value;
+  }
+  return seen;
+}
+
+describe('handle sealing', () => {
+  const key = newHandleKey();
+  const sealer = new HandleSealer(key, AUDIENCE);
+  const token = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln';
+  const exp = nowS() + 60;
+
+  it('opens what it sealed, and is one opaque blob, not a JWT', () => {
+    const handle = sealer.seal(token, exp);
+    expect(handle).toMatch(/^hgh1\.[A-Za-z0-9_-]+$/);
+    expect(handle.split('.')).toHaveLength(2);
+    expect(handle).not.toContain(token.split('.')[1]);
+    expect(sealer.open(handle, Date.now())).toEqual({ ok: true, token, exp });
+    // A fresh IV each time: two handles of one token differ, and both open.
+    const again = sealer.seal(token, exp);
+    expect(again).not.toBe(handle);
+    expect(sealer.open(again, Date.now())).toMatchObject({ ok: true, token });
+  });
+
+  it('refuses a tampered handle: any changed character', () => {
+    const handle = sealer.seal(token, exp);
+    const body = handle.slice(HANDLE_PREFIX.length);
+    for (const at of [0, 8, 20, Math.floor(body.length / 2), body.length - 2]) {
+      const flipped = body[at] === 'A' ? 'B' : 'A';
+      const tampered = HANDLE_PREFIX + body.slice(0, at) + flipped + body.slice(at + 1);
+      expect(sealer.open(tampered, Date.now())).toEqual({ ok: false, reason: 'not_ours' });
+    }
+  });
+
+  it('refuses a handle of another sidecar: another key, or another audience under the same key', () => {
+    const handle = sealer.seal(token, exp);
+    expect(new HandleSealer(newHandleKey(), AUDIENCE).open(handle, Date.now())).toEqual({ ok: false, reason: 'not_ours' });
+    expect(new HandleSealer(key, 'spiffe://test.local/ns/shop/sa/payments').open(handle, Date.now())).toEqual({ ok: false, reason: 'not_ours' });
+  });
+
+  it('expires with the token it carries', () => {
+    const handle = sealer.seal(token, exp);
+    expect(sealer.open(handle, exp * 1000 - 1)).toMatchObject({ ok: true });
+    expect(sealer.open(handle, exp * 1000)).toEqual({ ok: false, reason: 'expired' });
+  });
+
+  it('refuses malformed and oversized handles unopened', () => {
+    for (const bad of ['', 'hgh1.', 'hgh1.!!!', 'hgh2.AAAA', token, `hgh1.${'A'.repeat(20)}`, `hgh1.${'A'.repeat(MAX_HANDLE_LENGTH)}`]) {
+      expect(sealer.open(bad, Date.now())).toEqual({ ok: false, reason: 'malformed' });
+    }
+  });
+
+  it('is bounded: the longest token a verifier accepts makes a handle within MAX_HANDLE_LENGTH', () => {
+    const longest = sealer.seal('a'.repeat(MAX_TOKEN_LENGTH), exp);
+    expect(longest.length).toBeLessThanOrEqual(MAX_HANDLE_LENGTH);
+    expect(sealer.open(longest, Date.now())).toMatchObject({ ok: true });
+    expect(() => sealer.seal('a'.repeat(MAX_TOKEN_LENGTH + 1), exp)).toThrow();
+  });
+});
+
+describe('handles on inbound allows (gRPC)', () => {
+  let fixtures: Fixtures;
+  let server: Running;
+  beforeAll(async () => {
+    fixtures = await createFixtures();
+    server = await startServer(egressConfig(fixtures));
+  });
+  afterAll(async () => {
+    await server?.stop();
+    fixtures?.cleanup();
+  });
+
+  const asCheckout = () => ({ principal: CHECKOUT, certificatePem: fixtures.checkout.certPem });
+  const check = (input: CheckInput) => server.envoy.check({ ...asCheckout(), ...input });
+
+  it('sets the handle on an allow with overwrite, never also removing it, the same handle for the same token', async () => {
+    const token = await fixtures.token({ jti: 'handle-1' });
+    const first = await check({ path: '/orders/1', headers: { authorization: `Bearer ${token}` } });
+    expect(first.allowed).toBe(true);
+    const handle = first.headers[HANDLE_HEADER];
+    expect(handle).toMatch(/^hgh1\.[A-Za-z0-9_-]+$/);
+    expect(first.headersToRemove).not.toContain(HANDLE_HEADER);
+    expect(first.headersToRemove).toContain('authorization');
+    // A cache hit answers the handle made at verification.
+    const second = await check({ path: '/orders/2', headers: { authorization: `Bearer ${token}` } });
+    expect(second.headers[HANDLE_HEADER]).toBe(handle);
+    const other = await check({ path: '/orders/1', headers: { authorization: `Bearer ${await fixtures.token({ jti: 'handle-2' })}` } });
+    expect(other.headers[HANDLE_HEADER]).not.toBe(handle);
+  });
+
+  it('overwrites a handle the client sent on a token route, and removes it on a public route', async () => {
+    const token = await fixtures.token({ jti: 'forged-1' });
+    const forged = 'hgh1.forged-by-the-client';
+    const onToken = await check({ path: '/orders/1', headers: { authorization: `Bearer ${token}`, [HANDLE_HEADER]: forged } });
+    expect(onToken.allowed).toBe(true);
+    expect(applicationHeaders({ [HANDLE_HEADER]: forged }, onToken)[HANDLE_HEADER]).toMatch(/^hgh1\.[A-Za-z0-9_-]{40,}$/);
+    expect(onToken.headers[HANDLE_HEADER]).not.toBe(forged);
+    const onPublic = await check({ path: '/healthz', headers: { [HANDLE_HEADER]: forged } });
+    expect(onPublic.allowed).toBe(true);
+    expect(onPublic.headers[HANDLE_HEADER]).toBeUndefined();
+    expect(onPublic.headersToRemove).toContain(HANDLE_HEADER);
+  });
+
+  it('lets no JWT reach the application, on any route', async () => {
+    const requests: CheckInput[] = [
+      { path: '/orders/7', headers: { authorization: `Bearer ${await fixtures.token({ jti: 'jwt-1' })}`, 'x-request-id': 'r1' } },
+      { method: 'POST', path: '/payments', headers: { authorization: `Bearer ${await fixtures.token({ jti: 'jwt-2' })}` } },
+      { path: '/healthz', headers: { authorization: `Bearer ${await fixtures.token({ jti: 'jwt-3' })}`, dpop: await fixtures.token({ jti: 'proof' }) } },
+    ];
+    for (const input of requests) {
+      const out = await check(input);
+      expect(out.allowed, input.path).toBe(true);
+      const seen = applicationHeaders(input.headers!, out);
+      for (const [name, value] of Object.entries(seen)) expect(value, `${input.path} ${name}`).not.toMatch(JWT_SHAPE);
+    }
+  });
+
+  it('denies a handle presented as a bearer token: malformed_token', async () => {
+    const token = await fixtures.token({ jti: 'as-bearer' });
+    const allowed = await check({ path: '/orders/1', headers: { authorization: `Bearer ${token}` } });
+    const handle = allowed.headers[HANDLE_HEADER]!;
+    const out = await check({ path: '/orders/1', headers: { authorization: `Bearer ${handle}` } });
+    expect(out.allowed).toBe(false);
+    expect(out.body?.code).toBe('malformed_token');
+    expect(out.httpStatus).toBe(401);
+  });
+});
