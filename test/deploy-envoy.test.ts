@@ -26,6 +26,21 @@ function listener(config: Obj, name: string): Obj {
   return found;
 }
 
+function cluster(config: Obj, name: string): Obj {
+  const found = (config.static_resources.clusters as Obj[]).find((c) => c.name === name);
+  if (!found) throw new Error(`no cluster ${name}`);
+  return found;
+}
+
+/** The one endpoint's socket_address of a STATIC cluster. */
+const endpointOf = (c: Obj): Obj => c.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address;
+
+/** A protobuf JSON duration ("1s", "0.25s") in seconds. */
+function seconds(duration: string): number {
+  expect(duration).toMatch(/^\d+(\.\d+)?s$/);
+  return Number(duration.slice(0, -1));
+}
+
 let schema: EnvoySchema;
 beforeAll(() => {
   schema = loadEnvoySchema(Object.values(configs));
@@ -131,7 +146,7 @@ describe('the sidecar follows hopguard\'s ext_authz contract', () => {
   const sidecar = configs['sidecar.yaml']!;
 
   it('asks hopguard with the peer certificate, fails closed, buffers no body, times out', () => {
-    const filters = typed(sidecar, EXT_AUTHZ);
+    const filters = typed(listener(sidecar, 'inbound'), EXT_AUTHZ);
     expect(filters).toHaveLength(1);
     expect(filters[0]).toMatchObject({
       transport_api_version: 'V3',
@@ -140,14 +155,46 @@ describe('the sidecar follows hopguard\'s ext_authz contract', () => {
       grpc_service: { envoy_grpc: { cluster_name: 'hopguard' }, timeout: '1s' },
     });
     expect(filters[0]).not.toHaveProperty('with_request_body');
-    const hopguard = (sidecar.static_resources.clusters as Obj[]).find((c) => c.name === 'hopguard')!;
-    expect(hopguard.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address).toEqual({ address: '127.0.0.1', port_value: 9191 });
+    expect(endpointOf(cluster(sidecar, 'hopguard'))).toEqual({ address: '127.0.0.1', port_value: 9191 });
   });
 
-  it('runs ext_authz before the router and no response cache anywhere', () => {
-    const inbound = listener(sidecar, 'inbound').filter_chains[0].filters[0].typed_config;
-    expect((inbound.http_filters as Obj[]).map((f) => f.name)).toEqual(['envoy.filters.http.ext_authz', 'envoy.filters.http.router']);
+  it('asks hopguard\'s egress port on the outbound listener, fails closed, buffers no body, outlasts the issuer timeout', () => {
+    const filters = typed(listener(sidecar, 'outbound'), EXT_AUTHZ);
+    expect(filters).toHaveLength(1);
+    expect(filters[0]).toMatchObject({
+      transport_api_version: 'V3',
+      failure_mode_allow: false,
+      status_on_error: { code: 'ServiceUnavailable' },
+      grpc_service: { envoy_grpc: { cluster_name: 'hopguard_egress' } },
+    });
+    expect(filters[0]).not.toHaveProperty('with_request_body');
+    // No peer certificate on loopback plain HTTP: the outbound check binds to this workload's own.
+    expect(filters[0]).not.toHaveProperty('include_peer_certificate');
+    // hopguard answers issuer_unavailable within issuer_client.timeout (design default 2s), before Envoy gives up.
+    expect(seconds(filters[0]!.grpc_service.timeout)).toBeGreaterThan(2);
+    expect(typed(sidecar, EXT_AUTHZ)).toHaveLength(2);
+  });
+
+  it('reaches the egress port over HTTP/2, the same window as the inbound check\'s, on loopback', () => {
+    const egress = cluster(sidecar, 'hopguard_egress');
+    expect(endpointOf(egress)).toEqual({ address: '127.0.0.1', port_value: 9194 });
+    const [options] = typed(egress, `${T}envoy.extensions.upstreams.http.v3.HttpProtocolOptions`);
+    expect(options!.explicit_http_config).toHaveProperty('http2_protocol_options');
+    expect(egress.typed_extension_protocol_options).toEqual(cluster(sidecar, 'hopguard').typed_extension_protocol_options);
+  });
+
+  it('runs ext_authz before anything else on both listeners and no response cache anywhere', () => {
+    const filtersOf = (name: string) => (listener(sidecar, name).filter_chains[0].filters[0].typed_config.http_filters as Obj[]).map((f) => f.name);
+    expect(filtersOf('inbound')).toEqual(['envoy.filters.http.ext_authz', 'envoy.filters.http.router']);
+    expect(filtersOf('outbound')).toEqual(['envoy.filters.http.ext_authz', 'envoy.filters.http.dynamic_forward_proxy', 'envoy.filters.http.router']);
     expect(JSON.stringify(sidecar)).not.toMatch(/envoy\.filters\.http\.cache|cache\.v3/);
+  });
+
+  it('never sends the handle or hopguard\'s identity headers out of the pod', () => {
+    const outbound = typed(listener(sidecar, 'outbound'), HCM)[0]!;
+    expect(outbound.route_config.request_headers_to_remove).toEqual(
+      ['x-hopguard-subject', 'x-hopguard-client-id', 'x-hopguard-scope', 'x-hopguard-token-id', 'x-hopguard-handle'],
+    );
   });
 
   it('normalizes paths and rejects escaped slashes on every HTTP listener, in both files', () => {
@@ -182,9 +229,9 @@ describe('the sidecar follows hopguard\'s ext_authz contract', () => {
     expect(formats).toContain('%REQ_WITHOUT_QUERY(X-ENVOY-ORIGINAL-PATH?:PATH)%');
   });
 
-  it('names the Envoy route to hopguard through context_extensions', () => {
-    const [perRoute] = typed(listener(sidecar, 'inbound'), `${T}envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute`);
-    expect(perRoute!.check_settings.context_extensions).toEqual({ listener: 'inbound', envoy_route: 'local_app' });
+  it.each([['inbound', 'local_app'], ['outbound', 'mesh']])('names the %s listener and its Envoy route to hopguard through context_extensions', (name, route) => {
+    const [perRoute] = typed(listener(sidecar, name), `${T}envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute`);
+    expect(perRoute!.check_settings.context_extensions).toEqual({ listener: name, envoy_route: route });
   });
 });
 
