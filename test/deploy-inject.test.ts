@@ -126,6 +126,24 @@ describe('admission: an annotated pod', () => {
     expect(JSON.stringify(pod.spec.containers)).not.toContain('HOPGUARD_REDIS_PASSWORD');
   });
 
+  it('mounts the workload certificate into the sidecars only: hopguard authz where issuer_client reads it, never the application', () => {
+    const tlsVolumes = (pod.spec.volumes as Obj[]).filter((v) => v.secret?.secretName === 'hopguard-orders-tls').map((v) => v.name);
+    expect(tlsVolumes).toEqual(['hopguard-tls']);
+    const mounting = (pod.spec.containers as Obj[]).filter((c) => (c.volumeMounts ?? []).some((m: Obj) => tlsVolumes.includes(m.name)));
+    expect(mounting.map((c) => c.name)).toEqual(['hopguard-envoy', 'hopguard-authz']);
+    // issuer_client's ca_file, cert_file and key_file: /etc/hopguard/tls/{ca.crt,tls.crt,tls.key}.
+    expect(container(pod, 'hopguard-authz').volumeMounts).toContainEqual({ name: 'hopguard-tls', mountPath: '/etc/hopguard/tls', readOnly: true });
+  });
+
+  it('gives Envoy an outbound listener that asks hopguard\'s egress port, fail closed', () => {
+    const bootstrap = envoyBootstrapOf(pod);
+    const outbound = (bootstrap.static_resources.listeners as Obj[]).find((l) => l.name === 'outbound')!;
+    const [extAuthz] = (outbound.filter_chains[0].filters[0].typed_config.http_filters as Obj[]).map((f) => f.typed_config);
+    expect(extAuthz).toMatchObject({ grpc_service: { envoy_grpc: { cluster_name: 'hopguard_egress' } }, failure_mode_allow: false });
+    const egress = (bootstrap.static_resources.clusters as Obj[]).find((c) => c.name === 'hopguard_egress')!;
+    expect(egress.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address).toEqual({ address: '127.0.0.1', port_value: 9194 });
+  });
+
   it('gives Envoy a bootstrap for this pod that is a valid Envoy Bootstrap', () => {
     const bootstrap = envoyBootstrapOf(pod);
     expect(loadEnvoySchema([bootstrap]).check(bootstrap)).toEqual([]);
@@ -201,6 +219,13 @@ describe('admission: malformed reviews', () => {
     ['no containers', () => ({ ...orderPod(), spec: { containers: [] } }), /spec\.containers must be a non-empty list/],
     ['a non-numeric app port', () => orderPod({ 'hopguard.dev/inject': 'true', 'hopguard.dev/app-port': 'http' }), /hopguard\.dev\/app-port must be a port number/],
     ['an app port the sidecars use', () => orderPod({ 'hopguard.dev/inject': 'true', 'hopguard.dev/app-port': '15001' }), /the application port 15001 is one the sidecars use/],
+    ['the egress port as the app port', () => orderPod({ 'hopguard.dev/inject': 'true', 'hopguard.dev/app-port': '9194' }), /the application port 9194 is one the sidecars use/],
+    ['the application mounting the workload certificate by its volume name', () => {
+      const p = orderPod(); p.spec.containers[0].volumeMounts = [{ name: 'hopguard-tls', mountPath: '/certs' }]; return p;
+    }, /container orders mounts hopguard-tls, a volume injection adds for the sidecars alone/],
+    ['an init container mounting the Redis credentials by their volume name', () => {
+      const p = orderPod(); p.spec.initContainers = [{ name: 'setup', image: 'x', volumeMounts: [{ name: 'hopguard-redis', mountPath: '/r' }] }]; return p;
+    }, /container setup mounts hopguard-redis/],
     ['no port at all', () => { const p = orderPod(); delete p.spec.containers[0].ports; return p; }, /no application port/],
     ['a container already named hopguard-envoy', () => { const p = orderPod(); p.spec.containers.push({ name: 'hopguard-envoy', image: 'x' }); return p; }, /already named hopguard-envoy/],
     ['annotations that are not a mapping', () => ({ ...orderPod(), metadata: { annotations: ['hopguard.dev/inject'] } }), /metadata\.annotations is not an object/],

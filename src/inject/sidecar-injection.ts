@@ -34,11 +34,12 @@ export const AUTHZ_CONTAINER = 'hopguard-authz';
 const TLS_VOLUME = 'hopguard-tls';
 const AUTHZ_CONFIG_VOLUME = 'hopguard-authz-config';
 const REDIS_VOLUME = 'hopguard-redis';
+const SIDECAR_VOLUMES = [TLS_VOLUME, AUTHZ_CONFIG_VOLUME, REDIS_VOLUME];
 /** Where hopguard authz finds the Redis credentials: redis.password_file: /etc/hopguard/redis/password. */
 const REDIS_CREDENTIALS_DIR = '/etc/hopguard/redis';
 
-/** Ports the sidecars take in the pod's network namespace (see envoy/sidecar.yaml). */
-export const SIDECAR_PORTS = { inbound: 15443, outbound: 15001, health: 15021, envoyAdmin: 15000, authz: 9191, authzAdmin: 9192 };
+/** Ports the sidecars take in the pod's network namespace (see envoy/sidecar.yaml; egress: egress.listen). */
+export const SIDECAR_PORTS = { inbound: 15443, outbound: 15001, health: 15021, envoyAdmin: 15000, authz: 9191, authzAdmin: 9192, egress: 9194 };
 
 export interface InjectionSettings {
   namespace: string;
@@ -75,10 +76,19 @@ export function planInjection(pod: unknown, settings: InjectionSettings): Inject
     throw new InjectionError('spec.containers must be a non-empty list of containers');
   }
   const containers = spec.containers as Record<string, unknown>[];
-  const taken = [...containers, ...(Array.isArray(spec.initContainers) ? spec.initContainers : [])]
-    .map((c) => (isRecord(c) ? c.name : undefined));
+  const ownContainers = [...containers, ...(Array.isArray(spec.initContainers) ? spec.initContainers : [])].filter(isRecord);
+  const taken = ownContainers.map((c) => c.name);
   for (const name of [ENVOY_CONTAINER, AUTHZ_CONTAINER]) {
     if (taken.includes(name)) throw new InjectionError(`a container is already named ${name}, but the pod has no ${ANNOTATIONS.status} annotation`);
+  }
+  // A mount names its volume, and the API server validates the pod after injection has added it:
+  // the application could otherwise mount the workload key or the Redis credentials by name.
+  for (const container of ownContainers) {
+    const mounted = (Array.isArray(container.volumeMounts) ? container.volumeMounts : []).map((m) => (isRecord(m) ? m.name : undefined));
+    const sidecarOnly = SIDECAR_VOLUMES.find((name) => mounted.includes(name));
+    if (sidecarOnly !== undefined) {
+      throw new InjectionError(`container ${String(container.name)} mounts ${sidecarOnly}, a volume injection adds for the sidecars alone: remove the mount`);
+    }
   }
   if (spec.volumes !== undefined && !Array.isArray(spec.volumes)) throw new InjectionError('spec.volumes is not a list');
   const volumeNames = (spec.volumes ?? []).map((v) => (isRecord(v) ? v.name : undefined));
@@ -86,7 +96,7 @@ export function planInjection(pod: unknown, settings: InjectionSettings): Inject
   if (spec.shareProcessNamespace === true) {
     throw new InjectionError('spec.shareProcessNamespace: true would let the application read hopguard\'s Redis credentials: remove it');
   }
-  for (const name of [TLS_VOLUME, AUTHZ_CONFIG_VOLUME, REDIS_VOLUME]) {
+  for (const name of SIDECAR_VOLUMES) {
     if (volumeNames.includes(name)) throw new InjectionError(`a volume is already named ${name}`);
   }
 
@@ -164,6 +174,11 @@ const RESTRICTED = {
   seccompProfile: { type: 'RuntimeDefault' },
 };
 
+/**
+ * The workload certificate, in the sidecars only: Envoy presents it, and hopguard authz's
+ * issuer_client binds the tokens it obtains to it (/etc/hopguard/tls/tls.crt, tls.key, ca.crt).
+ * Never the application's: with the key it could obtain tokens of its own.
+ */
 const TLS_MOUNT = { name: TLS_VOLUME, mountPath: '/etc/hopguard/tls', readOnly: true };
 
 function envoyContainer(image: string, bootstrap: EnvoyTemplate): Record<string, unknown> {
