@@ -1,12 +1,13 @@
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { chmodSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTrustDomain } from '../src/devkit/trust-domain.js';
 import { kubernetesProblems } from './support/deploy-kubernetes-schema.js';
+import { mountSidecarSecrets, sidecarConfigAt } from './support/pod-mounts.js';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const DOCKERFILE = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
@@ -118,20 +119,18 @@ describe('the image layout, without Docker', () => {
   it('runs hopguard check-config on the example\'s authz config, which checks the files its pod mounts', async () => {
     const configMap = parseAllDocuments(readFileSync(path.join(ROOT, 'k8s/overlays/example/orders.yaml'), 'utf8'))
       .map((doc) => doc.toJS()).find((doc) => doc.kind === 'ConfigMap');
-    const mesh = await createTrustDomain('image-config', {});
+    const mesh = await createTrustDomain('image-config', { orders: 'spiffe://cluster.local/ns/shop/sa/orders' });
     chmodSync(mesh.dir, 0o755);
     try {
       // The Secrets the pod mounts under /etc/hopguard/, here under the temp dir.
       const mounts = path.join(mesh.dir, 'etc-hopguard');
       const config = path.join(mesh.dir, 'authz.yaml');
-      writeFileSync(config, configMap.data['authz.yaml'].replaceAll('/etc/hopguard/', `${mounts}/`));
+      writeFileSync(config, sidecarConfigAt(mounts, configMap.data['authz.yaml']));
       const unmounted = spawnSync(process.execPath, [path.join(app, 'dist/cli.js'), 'check-config', '--config', config], { encoding: 'utf8', cwd: app, ...UNPRIVILEGED });
       expect({ status: unmounted.status, stdout: unmounted.stdout }).toEqual({ status: 2, stdout: '' });
       expect(unmounted.stderr).toContain(`hopguard: issuers[0].jwks_ca_file: cannot read ${mounts}/tls/ca.crt: it does not exist (ENOENT)`);
 
-      for (const dir of ['tls', 'redis']) mkdirSync(path.join(mounts, dir), { recursive: true, mode: 0o755 });
-      for (const ca of ['tls/ca.crt', 'redis/ca.crt']) writeFileSync(path.join(mounts, ca), mesh.ca.certPem, { mode: 0o644 });
-      writeFileSync(path.join(mounts, 'redis/password'), 'sidecar-password\n', { mode: 0o644 });
+      mountSidecarSecrets(mounts, mesh.ca, mesh.workloads.orders);
       expect(run('check-config', '--config', config)).toMatch(/^config ok: audience spiffe:\/\/cluster\.local\/ns\/shop\/sa\/orders/);
     } finally {
       mesh.cleanup();

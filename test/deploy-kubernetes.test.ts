@@ -1,4 +1,7 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer, type IncomingHttpHeaders } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -6,11 +9,14 @@ import { parseAllDocuments } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { parseAuthzConfig } from '../src/config/load-authz-config.js';
 import { parseIssuerConfig } from '../src/config/load-issuer-config.js';
-import { loadEnvoyTemplate } from '../src/inject/envoy-bootstrap.js';
+import { createTrustDomain } from '../src/devkit/trust-domain.js';
+import { loadEnvoyTemplate, objectsOfType } from '../src/inject/envoy-bootstrap.js';
 import { defaultInjectConfig, injectionSettings, parseInjectConfig } from '../src/inject/inject-config.js';
 import { injectManifests } from '../src/inject/offline-inject.js';
 import { loadEnvoySchema } from './support/deploy-envoy-schema.js';
+import { readYaml } from '../src/schema/config-schema.js';
 import { kubernetesProblems } from './support/deploy-kubernetes-schema.js';
+import { mountSidecarSecrets, sidecarConfigAt } from './support/pod-mounts.js';
 import { runCli } from './support/process.js';
 
 type Obj = Record<string, any>;
@@ -37,6 +43,7 @@ const RESOURCES = RESOURCE_FILES.flatMap((file) => documents(readFileSync(file, 
 const byKind = (kind: string) => RESOURCES.filter((r) => r.doc.kind === kind).map((r) => r.doc);
 const named = (kind: string, name: string) => byKind(kind).find((doc) => doc.metadata.name === name)!;
 const deployments = byKind('Deployment');
+const EXT_AUTHZ = 'type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz';
 
 /** kubectl's built-in kustomize, when it is new enough to read `labels:` (kustomize v4+). */
 function kustomizeAvailable(): boolean {
@@ -80,14 +87,16 @@ describe('k8s/: kustomizations', () => {
 describe('k8s/: every resource against the Kubernetes OpenAPI schemas', () => {
   it('has what the deployment needs', () => {
     expect(RESOURCES.map((r) => `${r.doc.kind}/${r.doc.metadata.name}`).sort()).toEqual([
-      'ConfigMap/hopguard-frontend', 'ConfigMap/hopguard-injector', 'ConfigMap/hopguard-issuer', 'ConfigMap/hopguard-orders', 'ConfigMap/otel-collector',
+      'ConfigMap/hopguard-frontend', 'ConfigMap/hopguard-injector', 'ConfigMap/hopguard-issuer', 'ConfigMap/hopguard-orders', 'ConfigMap/hopguard-payments',
+      'ConfigMap/otel-collector', 'ConfigMap/shop-app',
       'Deployment/frontend', 'Deployment/hopguard-injector', 'Deployment/hopguard-issuer', 'Deployment/hopguard-redis', 'Deployment/orders', 'Deployment/otel-collector',
+      'Deployment/payments',
       'MutatingWebhookConfiguration/hopguard-sidecar-injector',
       'Namespace/hopguard-system', 'Namespace/shop',
-      'NetworkPolicy/frontend', 'NetworkPolicy/hopguard-issuer', 'NetworkPolicy/hopguard-redis', 'NetworkPolicy/orders',
+      'NetworkPolicy/frontend', 'NetworkPolicy/hopguard-issuer', 'NetworkPolicy/hopguard-redis', 'NetworkPolicy/orders', 'NetworkPolicy/payments',
       'PodDisruptionBudget/hopguard-injector', 'PodDisruptionBudget/hopguard-issuer',
-      'Service/hopguard-injector', 'Service/hopguard-issuer', 'Service/hopguard-redis', 'Service/orders', 'Service/otel-collector',
-      'ServiceAccount/frontend', 'ServiceAccount/hopguard-injector', 'ServiceAccount/hopguard-issuer', 'ServiceAccount/orders',
+      'Service/hopguard-injector', 'Service/hopguard-issuer', 'Service/hopguard-redis', 'Service/orders', 'Service/otel-collector', 'Service/payments',
+      'ServiceAccount/frontend', 'ServiceAccount/hopguard-injector', 'ServiceAccount/hopguard-issuer', 'ServiceAccount/orders', 'ServiceAccount/payments',
     ]);
   });
 
@@ -233,19 +242,141 @@ describe('k8s/: the configs inside the ConfigMaps are valid hopguard configs tha
     expect(authz.telemetry).toMatchObject({ tracing: true, endpoint: 'http://otel-collector.hopguard-system.svc:4317', protocol: 'grpc' });
   });
 
-  it('the issuer lets frontend ask orders for exactly the scopes orders\' routes need', () => {
-    const issuer = parseIssuerConfig(configText('hopguard-issuer', 'issuer.yaml'), { baseDir: '/' });
-    const orders = parseAuthzConfig(configText('hopguard-orders', 'authz.yaml'), { baseDir: '/' });
-    const frontend = issuer.clients.find((c) => c.id === 'spiffe://cluster.local/ns/shop/sa/frontend')!;
-    expect(frontend.audiences).toEqual([orders.audience]);
-    expect(orders.routes.flatMap((r) => r.scopes).sort()).toEqual([...frontend.scopes].sort());
+  it.each(workloads.map((d) => [d.metadata.name, d] as const))('%s: hopguard check-config accepts its authz config with the files its injected pod mounts', async (_, deployment) => {
+    const serviceAccount = deployment.spec.template.spec.serviceAccountName as string;
+    const mesh = await createTrustDomain(`example-${serviceAccount}`, { workload: identityOf(serviceAccount) });
+    try {
+      const mounts = path.join(mesh.dir, 'etc-hopguard');
+      mountSidecarSecrets(mounts, mesh.ca, mesh.workloads.workload);
+      const configFile = path.join(mesh.dir, 'authz.yaml');
+      writeFileSync(configFile, sidecarConfigAt(mounts, configText(`hopguard-${serviceAccount}`, 'authz.yaml')));
+      const { code, stdout, stderr } = await runCli(['check-config', '--config', configFile]);
+      expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
+      expect(stdout).toMatch(new RegExp(`^config ok: audience ${identityOf(serviceAccount)}`));
+    } finally {
+      mesh.cleanup();
+    }
+  });
+});
+
+const identityOf = (serviceAccount: string) => `spiffe://cluster.local/ns/shop/sa/${serviceAccount}`;
+
+describe('k8s/: the example uses egress end to end, frontend → orders → payments, with no token in an application', () => {
+  const configText = (name: string, key: string) => named('ConfigMap', name).data[key] as string;
+  const issuer = parseIssuerConfig(configText('hopguard-issuer', 'issuer.yaml'), { baseDir: '/' });
+  const shop = deployments.filter((d) => d.metadata.namespace === 'shop');
+  const sidecars = shop.map((d) => {
+    const serviceAccount = d.spec.template.spec.serviceAccountName as string;
+    return { name: d.metadata.name as string, identity: identityOf(serviceAccount), authz: parseAuthzConfig(configText(`hopguard-${serviceAccount}`, 'authz.yaml'), { baseDir: '/' }) };
+  });
+  /** The sidecar a destination host names: <Service>.shop.svc.cluster.local, the Service selecting its Deployment. */
+  const calleeOf = (host: string) => {
+    const service = named('Service', host.replace(/\.shop\.svc\.cluster\.local$/, ''));
+    const deployment = shop.find((d) => service && JSON.stringify(d.spec.template.metadata.labels) === JSON.stringify(service.spec.selector));
+    return sidecars.find((s) => s.name === deployment?.metadata.name);
+  };
+  const hops = sidecars.flatMap((caller) => (caller.authz.egress?.destinations ?? []).map((destination) => ({ caller, destination, callee: calleeOf(destination.host) })));
+  const sidecarYaml = readYaml(readFileSync(path.resolve(K8S, '../envoy/sidecar.yaml'), 'utf8'), 'sidecar.yaml') as Obj;
+
+  it('the chain is frontend → orders → payments, each destination addressed to its callee\'s identity', () => {
+    expect(hops.map((h) => `${h.caller.name} → ${h.callee?.name}`)).toEqual(['frontend → orders', 'orders → payments']);
+    for (const { destination, callee } of hops) expect(destination.audience).toBe(callee!.identity);
+  });
+
+  it('every sidecar has issuer_client with its workload certificate, and egress where Envoy\'s hopguard_egress cluster points', () => {
+    const egressCluster = (sidecarYaml.static_resources.clusters as Obj[]).find((c) => c.name === 'hopguard_egress')!;
+    const outbound = objectsOfType((sidecarYaml.static_resources.listeners as Obj[]).find((l) => l.name === 'outbound'), EXT_AUTHZ)[0] as Obj;
+    const envoyTimeoutMs = Number(String(outbound.grpc_service.timeout).replace(/s$/, '')) * 1000;
+    for (const { name, authz } of sidecars) {
+      expect(authz.issuerClient, name).toEqual({
+        tokenEndpoint: `${issuer.issuer}/token`,
+        caFile: '/etc/hopguard/tls/ca.crt', certFile: '/etc/hopguard/tls/tls.crt', keyFile: '/etc/hopguard/tls/tls.key',
+        timeoutMs: expect.any(Number),
+      });
+      // hopguard answers issuer_unavailable before Envoy's own timeout would answer for it.
+      expect(authz.issuerClient!.timeoutMs, name).toBeLessThan(envoyTimeoutMs);
+      const { address, port_value } = egressCluster.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address as Obj;
+      expect(authz.egress?.listen, name).toEqual({ kind: 'tcp', host: address, port: port_value });
+    }
+  });
+
+  it('the issuer lets each caller obtain what its destinations ask: its own token at the edge, an exchange after', () => {
+    for (const { caller, destination } of hops) {
+      const client = issuer.clients.find((c) => c.id === caller.identity);
+      expect(client, caller.name).toBeDefined();
+      expect(client!.grants).toContain(destination.withoutHandle === 'client_credentials' ? 'client_credentials' : 'token_exchange');
+      expect(client!.audiences).toContain(destination.audience);
+      expect(client!.scopes).toEqual(expect.arrayContaining(destination.scopes));
+    }
+  });
+
+  it('each hop asks for the scopes its callee\'s routes need, and an exchange only for scopes the inbound token carries', () => {
+    for (const { caller, destination, callee } of hops) {
+      expect(destination.scopes, `${caller.name} → ${callee!.name}`).toEqual(expect.arrayContaining(callee!.authz.routes.flatMap((r) => r.scopes)));
+      if (destination.withoutHandle !== 'deny') continue;
+      // Scopes only narrow along a chain: what every token addressed to this caller carries.
+      for (const inbound of hops.filter((h) => h.callee === caller)) expect(inbound.destination.scopes).toEqual(expect.arrayContaining(destination.scopes));
+    }
+  });
+
+  it('a destination whose callee has a one-time route gets a fresh token per request (a cached one would be token_replayed)', () => {
+    for (const { destination, callee } of hops) expect(destination.perRequest).toBe(callee!.authz.routes.some((r) => r.oneTime));
+  });
+
+  it('orders\' application passes on the handle and the trace context to payments through its Envoy, and nothing else', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'hopguard-shop-app-'));
+    // Stands in for Envoy's outbound listener (127.0.0.1:15001): records what the application sends.
+    const sent: IncomingHttpHeaders[] = [];
+    const outbound = createServer((req, res) => {
+      sent.push(req.headers);
+      req.resume();
+      res.setHeader('content-type', 'application/json');
+      res.end('{"service":"payments"}');
+    });
+    await new Promise<void>((resolve) => outbound.listen(0, '127.0.0.1', resolve));
+    const orders = named('Deployment', 'orders').spec.template.spec.containers[0] as Obj;
+    const env = Object.fromEntries((orders.env as Obj[]).map((e) => [e.name, e.value]));
+    const script = path.join(dir, 'shop-app.mjs');
+    writeFileSync(script, named('ConfigMap', 'shop-app').data['shop-app.mjs']);
+    expect(orders.command).toEqual(['node', '/app/shop-app.mjs']);
+    const app = spawn(process.execPath, [script], {
+      env: { ...env, PORT: '0', OUTBOUND: `http://127.0.0.1:${(outbound.address() as AddressInfo).port}` }, stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    try {
+      const [line] = await once(app.stdout!, 'data');
+      const port = Number(/listening on (\d+)/.exec(String(line))![1]);
+      // What orders' Envoy delivers after an inbound allow: the handle and identity headers, no token.
+      const inbound = { 'x-hopguard-handle': 'hgh.opaque', 'x-hopguard-subject': identityOf('frontend'), traceparent: '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', cookie: 'session=1' };
+      const res = await fetch(`http://127.0.0.1:${port}/orders/pay`, { method: 'POST', headers: inbound, body: '{}' });
+      const answer = await res.json() as Obj;
+      expect(answer).toMatchObject({ service: 'orders', received: inbound, next: { status: 200, body: { service: 'payments' } } });
+      expect(sent).toHaveLength(1);
+      const { 'content-length': _length, connection: _connection, ...propagated } = sent[0]!;
+      expect(propagated).toEqual({
+        host: 'payments.shop.svc.cluster.local:15443', 'content-type': 'application/json',
+        'x-hopguard-handle': 'hgh.opaque', traceparent: inbound.traceparent,
+      });
+    } finally {
+      app.kill();
+      outbound.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('no application container mounts a Secret: the workload key stays with the sidecars', () => {
+    for (const deployment of shop) {
+      const pod = deployment.spec.template.spec;
+      const secretVolumes = ((pod.volumes ?? []) as Obj[]).filter((v) => v.secret !== undefined || v.projected !== undefined).map((v) => v.name);
+      const mounting = (pod.containers as Obj[]).filter((c) => ((c.volumeMounts ?? []) as Obj[]).some((m) => secretVolumes.includes(m.name)));
+      expect(mounting.map((c) => c.name), deployment.metadata.name).toEqual([]);
+    }
   });
 });
 
 describe('hopguard inject -f on the example app', () => {
   const config = defaultInjectConfig();
   const settingsFor = injectionSettings(config, loadEnvoyTemplate(config.envoyTemplate));
-  const files = ['orders.yaml', 'frontend.yaml'].map((file) => path.join(OVERLAY, file));
+  const files = ['orders.yaml', 'frontend.yaml', 'payments.yaml'].map((file) => path.join(OVERLAY, file));
 
   it.each(files)('%s: the injected Deployment validates, and its Envoy bootstrap is a valid Bootstrap', (file) => {
     const text = readFileSync(file, 'utf8');
@@ -265,6 +396,11 @@ describe('hopguard inject -f on the example app', () => {
     expect(redisVolumes).toHaveLength(1);
     const mounting = (pod.spec.containers as Obj[]).filter((c) => (c.volumeMounts ?? []).some((m: Obj) => redisVolumes.includes(m.name)));
     expect(mounting.map((c) => c.name)).toEqual(['hopguard-authz']);
+    // The workload certificate, which issuer_client binds tokens to: the sidecars', never the application's.
+    const tlsVolumes = (pod.spec.volumes as Obj[]).filter((v) => v.secret?.secretName === `hopguard-${deployment.metadata.name}-tls`).map((v) => v.name);
+    expect(tlsVolumes).toHaveLength(1);
+    const mountingTls = (pod.spec.containers as Obj[]).filter((c) => (c.volumeMounts ?? []).some((m: Obj) => tlsVolumes.includes(m.name)));
+    expect(mountingTls.map((c) => c.name)).toEqual(['hopguard-envoy', 'hopguard-authz']);
     // Everything but the workload came through unchanged.
     expect(out.filter((doc) => doc.kind !== 'Deployment')).toEqual(documents(text).filter((doc) => doc.kind !== 'Deployment'));
     expect(result.notes).toEqual([`Deployment/${deployment.metadata.name}: injected as spiffe://cluster.local/ns/shop/sa/${deployment.metadata.name}`]);
