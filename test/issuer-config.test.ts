@@ -83,3 +83,41 @@ describe('issuer config', () => {
     expect(found.map((p) => `${p.path}: ${p.message}`)).toEqual(expect.arrayContaining(['tls: is required', 'keys: is required']));
   });
 });
+
+const WITH_SUBJECT_ISSUER = `${DESIGN_EXAMPLE}subject_issuers:
+  - issuer: https://idp.example.com/realms/shop
+    jwks_uri: https://idp.example.com/realms/shop/certs
+    jwks_ca_file: tls/idp-ca.pem
+    algorithms: [RS256]
+    audience: shop-web
+    clients: [spiffe://cluster.local/ns/shop/sa/orders]
+`;
+
+describe('issuer config: subject_issuers', () => {
+  it('reads a subject issuer, with max_ttl 10m, typ [at+jwt] and no clients by default', () => {
+    expect(parse(WITH_SUBJECT_ISSUER).subjectIssuers).toEqual([{
+      issuer: 'https://idp.example.com/realms/shop', jwksUri: 'https://idp.example.com/realms/shop/certs', jwksCaFile: '/etc/hopguard/tls/idp-ca.pem',
+      algorithms: ['RS256'], maxTtlMs: 600_000, audience: 'shop-web', clients: ['spiffe://cluster.local/ns/shop/sa/orders'], typ: ['at+jwt'],
+    }]);
+    const minimal = parse(WITH_SUBJECT_ISSUER.replace(/    clients: \[.*\]\n/, '').replace('algorithms: [RS256]', 'algorithms: [ES256]\n    typ: [JWT]'));
+    expect(minimal.subjectIssuers[0]).toMatchObject({ clients: [], typ: ['JWT'] });
+    expect(parse(DESIGN_EXAMPLE).subjectIssuers).toEqual([]);
+  });
+
+  it.each([
+    ['an unknown key', WITH_SUBJECT_ISSUER.replace('audience: shop-web', 'audience: shop-web\n    audiences: [x]'), 'subject_issuers[0].audiences', 'unknown key'],
+    ['no audience', WITH_SUBJECT_ISSUER.replace('    audience: shop-web\n', ''), 'subject_issuers[0].audience', 'required'],
+    ['a symmetric algorithm', WITH_SUBJECT_ISSUER.replace('[RS256]', '[HS256]'), 'subject_issuers[0].algorithms[0]', 'symmetric'],
+    ['both key sources', WITH_SUBJECT_ISSUER.replace('algorithms:', 'jwks_file: idp.json\n    algorithms:'), 'subject_issuers[0]', 'set only one of jwks_file and jwks_uri'],
+    ['a CA without a URL', WITH_SUBJECT_ISSUER.replace(/    jwks_uri: .*\n/, '    jwks_file: idp.json\n'), 'subject_issuers[0].jwks_ca_file', 'only applies with jwks_uri'],
+    ['an unknown typ', WITH_SUBJECT_ISSUER.replace('audience: shop-web', 'audience: shop-web\n    typ: [id+jwt]'), 'subject_issuers[0].typ[0]', 'expected one of at+jwt, JWT'],
+    ['an unregistered client', WITH_SUBJECT_ISSUER.replace('clients: [spiffe://cluster.local/ns/shop/sa/orders]', 'clients: [spiffe://cluster.local/ns/shop/sa/order]'), 'subject_issuers[0].clients[0]', 'is not one of the clients'],
+    ['a client that may not exchange', WITH_SUBJECT_ISSUER.replace('clients: [spiffe://cluster.local/ns/shop/sa/orders]', 'clients: [spiffe://cluster.local/ns/shop/sa/frontend]'), 'subject_issuers[0].clients[0]', 'without the token_exchange grant'],
+    ['this issuer itself', WITH_SUBJECT_ISSUER.replace('issuer: https://idp.example.com/realms/shop', 'issuer: https://sts.shop.svc.cluster.local'), 'subject_issuers[0].issuer', 'this issuer itself'],
+    ['a duplicate', `${WITH_SUBJECT_ISSUER}${WITH_SUBJECT_ISSUER.slice(WITH_SUBJECT_ISSUER.indexOf('  - issuer:'))}`, 'subject_issuers[1].issuer', 'duplicate issuer'],
+  ])('refuses %s, naming the key', (_what, yaml, path, fragment) => {
+    const found = problems(yaml);
+    expect(found.map((p) => p.path)).toContain(path);
+    expect(found.find((p) => p.path === path)!.message).toContain(fragment);
+  });
+});

@@ -1,6 +1,8 @@
 import type { AuditConfig } from '../audit/audit-config.js';
+import type { JwksOptions } from './authz-config.js';
 import type { TelemetryConfig } from '../telemetry/telemetry-config.js';
 import type { RedisOptions } from '../vocabulary/redis-options.js';
+import type { IssuerConfig as TrustedIssuerConfig } from '../vocabulary/trusted-issuer.js';
 
 /** Grants a client may use at POST /token. */
 export const GRANTS = ['client_credentials', 'token_exchange', 'refresh_token'] as const;
@@ -20,6 +22,25 @@ export interface IssuerClient {
   admin: boolean;
   /** May send a DPoP proof to /token (RFC 9449 §5) to get a DPoP-bound token instead of a certificate-bound one. */
   dpop: boolean;
+}
+
+/**
+ * The `typ` header values a subject issuer's tokens may carry: `at+jwt` (RFC 9068, also
+ * `application/at+jwt`) and `JWT` (also `application/jwt`), which many identity providers use.
+ */
+export const SUBJECT_TOKEN_TYPES = ['at+jwt', 'JWT'] as const;
+export type SubjectTokenType = (typeof SUBJECT_TOKEN_TYPES)[number];
+
+/**
+ * An identity provider whose access tokens start a delegation chain: the edge client trades
+ * the user's token for one of this issuer, with the user as `sub` and itself as the first actor.
+ */
+export interface SubjectIssuer extends TrustedIssuerConfig {
+  /** The audience its tokens carry for the edge (the gateway's client id, or the API's audience). */
+  audience: string;
+  /** The clients that may exchange its tokens; none by default. */
+  clients: string[];
+  typ: SubjectTokenType[];
 }
 
 export interface IssuerConfig {
@@ -47,6 +68,10 @@ export interface IssuerConfig {
   /** Token bucket per client at POST /token. */
   rateLimit: { perSecond: number; burst: number };
   clients: IssuerClient[];
+  /** Trusted external issuers of subject tokens (token exchange at the edge). */
+  subjectIssuers: SubjectIssuer[];
+  /** How the subject issuers' keys are fetched. */
+  jwks: JwksOptions;
   telemetry: TelemetryConfig;
   audit: AuditConfig;
 }

@@ -115,38 +115,45 @@ const algorithm = parsedString('an algorithm name such as ES256', parseAlgorithm
 const httpMethod = parsedString('an HTTP method such as GET', parseMethod);
 const routePath = (example: string) => parsedString(`a path such as ${example}`, parseRoutePath);
 
+/** The keys of a trusted issuer, shared by authz `issuers` and the issuer's `subject_issuers`. */
+export const trustedIssuerFields = {
+  issuer: nonEmptyString,
+  jwks_file: nonEmptyString.optional(),
+  jwks_uri: parsedString('an https URL', parseJwksUri).optional(),
+  jwks_ca_file: nonEmptyString.optional(),
+  algorithms: z
+    .array(algorithm, expected('a list of algorithms such as [ES256]'))
+    .min(1, 'expected at least one algorithm, such as [ES256]'),
+  max_ttl: positiveDuration.prefault('10m'),
+};
+
+type TrustedIssuerRaw = { issuer: string; jwks_file?: string; jwks_uri?: string; jwks_ca_file?: string; algorithms: Algorithm[]; max_ttl: number };
+
+/** Exactly one key source; a CA bundle only for a URL. */
+export function checkKeySource(raw: TrustedIssuerRaw, ctx: z.RefinementCtx): void {
+  exactlyOneOf('jwks_file', 'jwks_uri')(raw, ctx);
+  if (raw.jwks_ca_file !== undefined && raw.jwks_uri === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['jwks_ca_file'], message: 'only applies with jwks_uri' });
+  }
+}
+
+export function trustedIssuerConfig(raw: TrustedIssuerRaw, baseDir: string): IssuerConfig {
+  return {
+    issuer: raw.issuer,
+    ...(raw.jwks_file !== undefined
+      ? { jwksFile: resolve(baseDir, raw.jwks_file) }
+      : { jwksUri: raw.jwks_uri }),
+    ...(raw.jwks_ca_file !== undefined && { jwksCaFile: resolve(baseDir, raw.jwks_ca_file) }),
+    algorithms: raw.algorithms,
+    maxTtlMs: raw.max_ttl,
+  };
+}
+
 function issuerSchema(baseDir: string) {
   return z
-    .strictObject(
-      {
-        issuer: nonEmptyString,
-        jwks_file: nonEmptyString.optional(),
-        jwks_uri: parsedString('an https URL', parseJwksUri).optional(),
-        jwks_ca_file: nonEmptyString.optional(),
-        algorithms: z
-          .array(algorithm, expected('a list of algorithms such as [ES256]'))
-          .min(1, 'expected at least one algorithm, such as [ES256]'),
-        max_ttl: positiveDuration.prefault('10m'),
-      },
-      expected('a mapping with issuer, jwks_file or jwks_uri, and algorithms'),
-    )
-    .superRefine(exactlyOneOf('jwks_file', 'jwks_uri'), onObjects)
-    .superRefine((raw, ctx) => {
-      if (raw.jwks_ca_file !== undefined && raw.jwks_uri === undefined) {
-        ctx.addIssue({ code: 'custom', path: ['jwks_ca_file'], message: 'only applies with jwks_uri' });
-      }
-    }, onObjects)
-    .transform(
-      (raw): IssuerConfig => ({
-        issuer: raw.issuer,
-        ...(raw.jwks_file !== undefined
-          ? { jwksFile: resolve(baseDir, raw.jwks_file) }
-          : { jwksUri: raw.jwks_uri }),
-        ...(raw.jwks_ca_file !== undefined && { jwksCaFile: resolve(baseDir, raw.jwks_ca_file) }),
-        algorithms: raw.algorithms,
-        maxTtlMs: raw.max_ttl,
-      }),
-    );
+    .strictObject(trustedIssuerFields, expected('a mapping with issuer, jwks_file or jwks_uri, and algorithms'))
+    .superRefine(checkKeySource, onObjects)
+    .transform((raw) => trustedIssuerConfig(raw, baseDir));
 }
 
 /** A public route checks no token, so token rules on it would be silently ignored. */
@@ -196,7 +203,8 @@ const routeSchema = z
 /** A check answers unknown_key after waiting this long at most on its kid's refetch. */
 const MAX_CHECK_WAIT_MS = 500;
 
-const jwksSchema = z
+/** How keys are fetched; the issuer uses it for its subject issuers. */
+export const jwksSchema = z
   .strictObject(
     {
       refresh_interval: positiveDuration.prefault('5m'),

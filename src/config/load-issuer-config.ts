@@ -7,11 +7,14 @@ import { resolve } from 'node:path';
 import { z } from 'zod';
 import { auditSchema } from '../audit/audit-config.js';
 import {
-  duration, expected, flag, loadConfigFile, nonEmptyString, onLists, onObjects, oneOf, parseAdmin, parseConfig, parseHostPort,
+  duration, expected, flag, isRecord, loadConfigFile, nonEmptyString, onLists, onObjects, oneOf, parseAdmin, parseConfig, parseHostPort,
   parseStore, parsedString, positiveDuration, redisSchema, redisTlsNeedsRediss, uniqueBy,
 } from '../schema/config-schema.js';
 import { telemetrySchema } from '../telemetry/telemetry-config.js';
-import { GRANTS, SIGNING_ALGORITHMS, type Grant, type IssuerConfig, type SigningAlgorithm } from './issuer-config.js';
+import {
+  GRANTS, SIGNING_ALGORITHMS, SUBJECT_TOKEN_TYPES, type Grant, type IssuerConfig, type SigningAlgorithm, type SubjectIssuer, type SubjectTokenType,
+} from './issuer-config.js';
+import { checkKeySource, jwksSchema, trustedIssuerConfig, trustedIssuerFields } from './load-authz-config.js';
 
 export function loadIssuerConfigFile(path: string): IssuerConfig {
   return loadConfigFile(path, parseIssuerConfig);
@@ -51,6 +54,45 @@ const clientSchema = z
     expected('a mapping with id and grants'),
   );
 
+/** Verified as the authz `issuers` are (key source, asymmetric algorithms, max_ttl), plus what the edge needs. */
+function subjectIssuerSchema(baseDir: string) {
+  return z
+    .strictObject(
+      {
+        ...trustedIssuerFields,
+        audience: noSpaces,
+        clients: z.array(noSpaces, expected('a list of client ids')).default([]),
+        typ: z.array(oneOf<SubjectTokenType>(SUBJECT_TOKEN_TYPES, 'a token type'), expected('a list of token types such as [at+jwt]'))
+          .min(1, 'expected at least one token type, such as [at+jwt]').default(['at+jwt']),
+      },
+      expected('a mapping with issuer, jwks_file or jwks_uri, algorithms and audience'),
+    )
+    .superRefine(checkKeySource, onObjects)
+    .transform((raw): SubjectIssuer => ({ ...trustedIssuerConfig(raw, baseDir), audience: raw.audience, clients: raw.clients, typ: raw.typ }));
+}
+
+/**
+ * A subject issuer is not this issuer (its tokens are verified another way), and each client
+ * it names is registered and may exchange: a typo must not silently leave the edge without it.
+ */
+function subjectIssuersFitClients(raw: Record<string, unknown>, ctx: z.RefinementCtx) {
+  const subjectIssuers = Array.isArray(raw.subject_issuers) ? raw.subject_issuers : [];
+  const clients = Array.isArray(raw.clients) ? raw.clients.filter(isRecord) : [];
+  subjectIssuers.forEach((subjectIssuer: unknown, index) => {
+    if (!isRecord(subjectIssuer)) return;
+    if (subjectIssuer.issuer === raw.issuer) {
+      ctx.addIssue({ code: 'custom', path: ['subject_issuers', index, 'issuer'], message: 'is this issuer itself: its own tokens are exchanged without a subject issuer' });
+    }
+    const named = Array.isArray(subjectIssuer.clients) ? subjectIssuer.clients : [];
+    named.forEach((id: unknown, at) => {
+      const client = clients.find((c) => c.id === id);
+      const problem = !client ? 'is not one of the clients'
+        : !(Array.isArray(client.grants) && client.grants.includes('token_exchange')) ? 'is a client without the token_exchange grant' : undefined;
+      if (problem) ctx.addIssue({ code: 'custom', path: ['subject_issuers', index, 'clients', at], message: problem });
+    });
+  });
+}
+
 function issuerConfigSchema(baseDir: string) {
   const file = nonEmptyString.transform((f) => resolve(baseDir, f));
   return z
@@ -85,10 +127,14 @@ function issuerConfigSchema(baseDir: string) {
         telemetry: telemetrySchema.prefault({}),
         audit: auditSchema(baseDir).prefault({}),
         clients: z.array(clientSchema, expected('a list of clients')).min(1, 'expected at least one client').superRefine(uniqueBy('clients', 'id'), onLists),
+        subject_issuers: z.array(subjectIssuerSchema(baseDir), expected('a list of subject issuers'))
+          .superRefine(uniqueBy('subject_issuers', 'issuer'), onLists).default([]),
+        jwks: jwksSchema.prefault({}),
       },
       expected('a mapping with listen, issuer, tls, keys and clients'),
     )
     .superRefine(redisTlsNeedsRediss, onObjects)
+    .superRefine(subjectIssuersFitClients, onObjects)
     .transform((raw): IssuerConfig => ({
       listen: raw.listen,
       admin: raw.admin,
@@ -108,6 +154,8 @@ function issuerConfigSchema(baseDir: string) {
       redis: raw.redis,
       rateLimit: { perSecond: raw.rate_limit.per_second, burst: raw.rate_limit.burst },
       clients: raw.clients,
+      subjectIssuers: raw.subject_issuers,
+      jwks: raw.jwks,
       telemetry: raw.telemetry,
       audit: raw.audit,
     }));
