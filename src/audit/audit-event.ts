@@ -36,16 +36,18 @@ export type AuditEvent =
     scope?: string;
     /** RFC 8693 delegation chain, outermost actor first. */
     actors?: string[];
+    /** The identity provider whose token an exchange started the chain from (its `iss`). */
+    subjectIssuer?: string;
   })
   | (AuditFields & { event: 'revocation'; revoked: 'jti' | 'subject' | 'client' | 'cert' | 'key' | 'refresh_family' });
 
-type AnyEventField = keyof AuditFields | 'scope' | 'actors' | 'revoked';
+type AnyEventField = keyof AuditFields | 'scope' | 'actors' | 'subjectIssuer' | 'revoked';
 
 /** File names, in file order. Only these leave the process: a stray property on an event never does. */
 const FIELD_NAMES: [AnyEventField, string][] = [
   ['decision', 'decision'], ['code', 'code'], ['route', 'route'], ['issuer', 'issuer'], ['audience', 'audience'],
   ['subject', 'subject'], ['client', 'client'], ['caller', 'caller'], ['scope', 'scope'], ['actors', 'actors'],
-  ['revoked', 'revoked'], ['tokenFingerprint', 'token_fingerprint'], ['traceId', 'trace_id'],
+  ['subjectIssuer', 'subject_issuer'], ['revoked', 'revoked'], ['tokenFingerprint', 'token_fingerprint'], ['traceId', 'trace_id'],
 ];
 
 /** The event's fields as written: snake_case, fixed order, absent ones left out. */

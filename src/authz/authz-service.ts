@@ -14,6 +14,7 @@ import { startTelemetry } from '../telemetry/telemetry.js';
 import { AccessTokenVerifier, type TrustedIssuer } from '../token/access-token-verifier.js';
 import { DpopNonces } from '../token/dpop-nonce.js';
 import { createIssuerKeys } from '../token/jwks-source.js';
+import { loadIssuerKeys } from '../token/load-issuer-keys.js';
 import { DEFAULT_CONNECTION_WINDOW } from '../vocabulary/connection-window.js';
 import { loadAuthzMaterials } from './authz-materials.js';
 import { authorize } from './authorize.js';
@@ -66,7 +67,7 @@ export async function startAuthz(config: AuthzConfig, options: StartOptions): Pr
       },
     }),
   }));
-  await Promise.all(issuers.map((issuer) => loadKeys(issuer, config.jwks.refetchIntervalMs, log)));
+  await Promise.all(issuers.map((issuer) => loadIssuerKeys(issuer, config.jwks.refetchIntervalMs, log)));
   const audit = await openAuditLog(config.audit, { log, onRecords: (outcome, count) => metrics.recordAudit(outcome, count) });
 
   const verifier = new AccessTokenVerifier({
@@ -142,18 +143,4 @@ export async function startAuthz(config: AuthzConfig, options: StartOptions): Pr
       log.info(`${role}_stopped`, who);
     },
   };
-}
-
-/**
- * A key file that cannot be read is a deployment error: refuse to start. A JWKS URL may be
- * briefly unreachable (the issuer starting alongside): start unready and keep trying.
- */
-async function loadKeys(issuer: TrustedIssuer, retryMs: number, log: Logger): Promise<void> {
-  try {
-    await issuer.keys.start();
-  } catch (err) {
-    if (issuer.config.jwksFile !== undefined) throw err;
-    log.warn('jwks_not_loaded_yet', { issuer: issuer.config.issuer, retry_ms: retryMs });
-    setTimeout(() => void loadKeys(issuer, retryMs, log), retryMs).unref();
-  }
 }

@@ -55,6 +55,7 @@ export class IssuerEvents {
       ...(code !== undefined && { 'hopguard.deny_code': code }),
       ...(caller !== undefined && { 'hopguard.caller': caller }),
       ...(issued && { 'hopguard.grant': issued.grant, 'hopguard.audience': issued.audience, 'hopguard.token.fingerprint': issued.fingerprint }),
+      ...(issued?.subjectIssuer !== undefined && { 'hopguard.subject_issuer': issued.subjectIssuer }),
       ...(revoked && { 'hopguard.revoked': revoked.revocation.kind }),
     });
     if (code !== undefined) span.setStatus({ code: SpanStatusCode.ERROR, message: code });
@@ -67,6 +68,7 @@ export class IssuerEvents {
         ? {
           event: EVENT_OF_GRANT[issued.grant], decision: 'allow', ...common, audience: issued.audience, subject: issued.subject,
           client: issued.client, scope: issued.scope, actors: issued.actors, tokenFingerprint: issued.fingerprint,
+          ...(issued.subjectIssuer !== undefined && { subjectIssuer: issued.subjectIssuer }),
         }
         : { event: grant === TOKEN_EXCHANGE_GRANT ? 'exchange' : grant === 'refresh_token' ? 'refresh' : 'issuance', decision: 'deny', code: code ?? 'server_error', ...common };
     } else if (revoked || code !== undefined) {

@@ -6,10 +6,12 @@ import type { Store } from '../store/store.js';
 import type { Logger } from '../telemetry/log.js';
 import { startTelemetry } from '../telemetry/telemetry.js';
 import { SERVER_BOUNDS, type ServerBounds } from '../tls/server-bounds.js';
+import { loadIssuerKeys } from '../token/load-issuer-keys.js';
 import { IssuerEvents } from './issuer-events.js';
 import { startIssuerServer } from './issuer-server.js';
 import { Keyring, createKeyFile, deleteKeyFiles, keyRetention } from './keyring.js';
 import { RateLimiter } from './rate-limiter.js';
+import { trustSubjectIssuers } from './subject-issuers.js';
 import { TokenService } from './token-service.js';
 
 export interface RunningIssuer {
@@ -38,6 +40,9 @@ const KEY_RELOAD_MS = 1_000;
 export async function startIssuer(config: IssuerConfig, options: IssuerStartOptions): Promise<RunningIssuer> {
   const { log } = options;
   const now = options.now ?? Date.now;
+  const subjectIssuers = trustSubjectIssuers(config, log);
+  const subjectTrust = subjectIssuers.map((s) => s.trusted);
+  await Promise.all(subjectTrust.map((trusted) => loadIssuerKeys(trusted, config.jwks.refetchIntervalMs, log)));
   const keyring = new Keyring(config.keys.dir, keyRetention(config));
   await keyring.load();
   if (keyring.newestNotBefore() === undefined) {
@@ -60,7 +65,7 @@ export async function startIssuer(config: IssuerConfig, options: IssuerStartOpti
   const store = options.store ?? await openStore(config, log);
   const telemetry = await startTelemetry(config.telemetry);
   const audit = await openAuditLog(config.audit, { log });
-  const tokens = new TokenService(config, keyring, store, now);
+  const tokens = new TokenService(config, keyring, store, now, subjectIssuers);
   const server = await startIssuerServer({
     config, keyring, tokens, log, now,
     bounds: { ...SERVER_BOUNDS, ...options.serverBounds },
@@ -70,6 +75,7 @@ export async function startIssuer(config: IssuerConfig, options: IssuerStartOpti
   const admin = config.admin
     ? await startAdminServer(config.admin.host, config.admin.port, {
       readiness: () => {
+        // Subject issuers' keys are left out: an identity provider's outage fails its exchanges, not the issuer.
         const reasons: string[] = [];
         try {
           keyring.signingKey(now());
@@ -90,6 +96,7 @@ export async function startIssuer(config: IssuerConfig, options: IssuerStartOpti
     keyring,
     async stop() {
       clearInterval(keyTimer);
+      for (const trusted of subjectTrust) trusted.keys.stop();
       await server.close();
       await admin?.close();
       await audit.close();

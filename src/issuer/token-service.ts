@@ -13,6 +13,7 @@ import type { AuthenticatedClient } from './client-auth.js';
 import { actors, allowGrant, narrowScope, target } from './grant-rules.js';
 import type { Keyring } from './keyring.js';
 import { OAuthError } from './oauth-error.js';
+import type { TrustedSubjectIssuer } from './subject-issuers.js';
 
 /** The reason on every revocation a refresh-token family's reuse or revocation causes. */
 export const FAMILY_REVOKED = 'refresh token family revoked';
@@ -49,6 +50,8 @@ export interface IssuedToken {
   fingerprint: string;
   /** The delegation chain, outermost actor first (token exchange). */
   actors: string[];
+  /** The identity provider whose token started the chain (an exchange of a subject issuer's token). */
+  subjectIssuer?: string;
 }
 
 interface RefreshClaims {
@@ -76,13 +79,16 @@ export class TokenService {
     private readonly keyring: Keyring,
     private readonly store: Store,
     private readonly now: () => number = Date.now,
+    subjectIssuers: readonly TrustedSubjectIssuer[] = [],
   ) {
-    // Only the audience of a token may exchange it: one verifier per client that may exchange.
+    // Only the audience of a token may exchange it: one verifier per client that may exchange,
+    // trusting this issuer's tokens for that client and the subject issuers that list it.
     const keys = keyringKeys(keyring, now);
     for (const client of config.clients.filter((c) => c.grants.includes('token_exchange'))) {
+      const external = subjectIssuers.filter((s) => s.clients.includes(client.id)).map((s) => s.trusted);
       this.exchangeVerifiers.set(client.id, new AccessTokenVerifier({
         audience: client.id,
-        issuers: [{ config: { issuer: config.issuer, algorithms: [...SIGNING_ALGORITHMS], maxTtlMs: config.tokenTtlMs }, keys }],
+        issuers: [{ config: { issuer: config.issuer, algorithms: [...SIGNING_ALGORITHMS], maxTtlMs: config.tokenTtlMs }, keys }, ...external],
         clockSkewMs: config.clockSkewMs,
         cacheMaxEntries: 0,
         now,
@@ -169,6 +175,8 @@ export class TokenService {
     if (requested !== undefined && requested !== ACCESS_TOKEN_TYPE) throw new OAuthError('invalid_request', 'only access tokens can be requested');
 
     const subject = await this.verifySubject(client, subjectToken);
+    const subjectIssuer = subject.iss === this.config.issuer ? undefined : subject.iss;
+    if (subjectIssuer !== undefined) startsChain(subject, thumbprint);
     const depth = actors(subject.act).length + 1;
     if (depth > this.config.maxDelegationDepth) throw new OAuthError('invalid_grant', 'the delegation chain is longer than allowed');
     const audience = target(client, params);
@@ -179,6 +187,7 @@ export class TokenService {
     const exp = Math.min(this.nowSeconds() + this.ttlSeconds(), subject.exp);
     const issued = await this.issue({ client, cnf: { 'x5t#S256': thumbprint }, subject: subject.sub, audience, scope, exp, jti: randomUUID(), act, grant: 'token_exchange' });
     issued.response.issued_token_type = ACCESS_TOKEN_TYPE;
+    if (subjectIssuer !== undefined) issued.issued.subjectIssuer = subjectIssuer;
     return issued;
   }
 
@@ -385,8 +394,15 @@ export class TokenService {
     return record;
   }
 
+  /** A revocation lasts as long as any token it covers could still be presented here, a subject issuer's included. */
   revocationPolicy() {
-    return { issuers: [{ issuer: this.config.issuer, maxTtlMs: Math.max(this.config.tokenTtlMs, this.config.refreshTtlMs) }], clockSkewMs: this.config.clockSkewMs };
+    return {
+      issuers: [
+        { issuer: this.config.issuer, maxTtlMs: Math.max(this.config.tokenTtlMs, this.config.refreshTtlMs) },
+        ...this.config.subjectIssuers.map(({ issuer, maxTtlMs }) => ({ issuer, maxTtlMs })),
+      ],
+      clockSkewMs: this.config.clockSkewMs,
+    };
   }
 
   private async stateful<T>(action: () => Promise<T>): Promise<T> {
@@ -404,6 +420,21 @@ export class TokenService {
 
   private ttlSeconds(): number {
     return Math.floor(this.config.tokenTtlMs / 1000);
+  }
+}
+
+/**
+ * A subject issuer's token starts the chain: the caller becomes its first actor, so the token
+ * may name no actor of its own (an identity provider's `act` names parties this mesh never
+ * authenticated, and callees' `callers` rules read the chain). A token bound to a key or
+ * certificate is its holder's alone: it is exchanged only by the holder of that certificate,
+ * never laundered into an unbound one by whoever else got hold of it.
+ */
+function startsChain(subject: VerifiedToken, thumbprint: string): void {
+  if (subject.act !== undefined) throw new OAuthError('invalid_grant', 'a subject issuer\'s token must not carry act: the chain starts at this client');
+  const { cnf } = subject;
+  if (cnf && (cnf.other || cnf.jkt !== undefined || cnf.x5tS256 !== thumbprint)) {
+    throw new OAuthError('invalid_grant', 'the subject token is bound to another holder than this client\'s certificate');
   }
 }
 

@@ -12,6 +12,10 @@ import { TokenError } from './token-error.js';
 export interface TrustedIssuer {
   config: IssuerConfig;
   keys: IssuerKeys;
+  /** The `aud` this issuer's tokens must carry, when not the verifier's (an identity provider's, for the edge). */
+  audience?: string;
+  /** The `typ` values accepted, lower case; RFC 9068's access token types when absent. */
+  types?: ReadonlySet<string>;
 }
 
 export interface VerifierOptions {
@@ -34,7 +38,7 @@ interface CacheEntry {
 }
 
 // RFC 9068 §2.1; media types compare case-insensitively.
-const ACCESS_TOKEN_TYPES = new Set(['at+jwt', 'application/at+jwt']);
+const ACCESS_TOKEN_TYPES: ReadonlySet<string> = new Set(['at+jwt', 'application/at+jwt']);
 
 /**
  * Verifies RFC 9068 access tokens for one audience: strict decoding, issuer allowlist,
@@ -92,6 +96,10 @@ export class AccessTokenVerifier {
 
     const iss = payload.iss;
     const issuer = typeof iss === 'string' ? this.issuers.get(iss) : undefined;
+    // An access token of the wrong type is refused as such whoever signed it.
+    const { typ } = header;
+    const types = issuer?.types ?? ACCESS_TOKEN_TYPES;
+    if (typeof typ !== 'string' || !types.has(typ.toLowerCase())) throw new TokenError('wrong_token_type', 'token typ is not at+jwt');
     if (!issuer) throw new TokenError('unknown_issuer', 'token issuer is not trusted');
     if (!(issuer.config.algorithms as string[]).includes(alg)) {
       throw new TokenError('disallowed_algorithm', 'token algorithm is not allowed for this issuer');
@@ -110,7 +118,7 @@ export class AccessTokenVerifier {
     const claims = readAccessTokenClaims(payload);
     const verified: VerifiedToken = { ...claims, fingerprint: fingerprint(claims.iss, claims.jti), ...(kid !== undefined && { kid }) };
     this.checkTime(verified, issuer);
-    checkAudience(verified, this.options.audience);
+    checkAudience(verified, issuer.audience ?? this.options.audience);
     return { verified, issuer, generation };
   }
 
@@ -125,16 +133,13 @@ export class AccessTokenVerifier {
 
 /** Header rules that need no issuer: returns the `alg`. */
 function checkHeader(header: Record<string, unknown>): string {
-  const { alg, typ } = header;
+  const { alg } = header;
   if (typeof alg !== 'string' || alg === '') throw new TokenError('malformed_token', 'token alg is missing');
   // Unsigned and symmetric algorithms are never trusted, whatever an issuer claims (RFC 8725 §3.1–3.2).
   if (alg.toLowerCase() === 'none' || /^hs/i.test(alg)) throw new TokenError('disallowed_algorithm', 'token algorithm is not allowed');
   if ('enc' in header || 'zip' in header) throw new TokenError('malformed_token', 'token header is a JWE header');
   if ('crit' in header || 'b64' in header) throw new TokenError('malformed_token', 'token header has critical extensions hopguard does not support');
   if ('cty' in header) throw new TokenError('wrong_token_type', 'token has a content type; nested tokens are not access tokens');
-  if (typeof typ !== 'string' || !ACCESS_TOKEN_TYPES.has(typ.toLowerCase())) {
-    throw new TokenError('wrong_token_type', 'token typ is not at+jwt');
-  }
   return alg;
 }
 
