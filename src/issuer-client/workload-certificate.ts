@@ -77,7 +77,14 @@ export class WorkloadCertificate {
     if (pair.thumbprint === this.pair.thumbprint) return;
     this.pair = pair;
     this.log.info('workload_certificate_reloaded', { thumbprint: pair.thumbprint });
-    for (const listener of this.listeners) listener(pair);
+    for (const listener of this.listeners) {
+      // One failing listener must neither stop the others nor escape the timer and end the process.
+      try {
+        listener(pair);
+      } catch {
+        this.log.error('workload_certificate_listener_failed', { thumbprint: pair.thumbprint });
+      }
+    }
   }
 
   /** Once per version of the files, not once a second. */
