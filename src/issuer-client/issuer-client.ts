@@ -54,7 +54,7 @@ export class IssuerClient {
   }
 
   /** RFC 8693: a token for `audience` on behalf of the subject token's subject, this workload as actor. */
-  exchange(request: ExchangeRequest): Promise<IssuedToken> {
+  async exchange(request: ExchangeRequest): Promise<IssuedToken> {
     if (typeof request.subjectToken !== 'string' || request.subjectToken === '') throw new TypeError('subjectToken must be a non-empty string');
     return this.requestToken({
       grant_type: TOKEN_EXCHANGE,
@@ -65,7 +65,7 @@ export class IssuerClient {
   }
 
   /** This workload's own token for `audience`. */
-  clientCredentials(request: TokenRequest): Promise<IssuedToken> {
+  async clientCredentials(request: TokenRequest): Promise<IssuedToken> {
     return this.requestToken({ grant_type: 'client_credentials', ...tokenParameters(request) });
   }
 

@@ -52,7 +52,7 @@ export class TokenCache<T extends ExpiringToken> {
 
   /** The cached token for `key`, or one from `mint` (shared with concurrent callers); `perRequest` always mints. */
   get(key: string, mint: Mint<T>, { perRequest = false }: { perRequest?: boolean } = {}): Promise<T> {
-    if (perRequest) return mint();
+    if (perRequest) return Promise.resolve().then(mint);
     return this.cached(key) ?? this.mintOnce(key, mint, false);
   }
 
@@ -81,6 +81,12 @@ export class TokenCache<T extends ExpiringToken> {
     this.pending.clear();
   }
 
+  /** Whether `key` has a token to hand out now (for a cache-hit attribute or metric). */
+  has(key: string): boolean {
+    const entry = this.entries.peek(key);
+    return entry !== undefined && this.now() < entry.staleAtMs;
+  }
+
   get size(): number {
     return this.entries.size;
   }
@@ -97,7 +103,8 @@ export class TokenCache<T extends ExpiringToken> {
     const inflight = this.pending.get(key);
     if (inflight) return inflight;
     const generation = this.generation;
-    const minting = mint().then((token) => {
+    // Called on the next microtask, so even a mint that throws at once is a rejection here.
+    const minting = Promise.resolve().then(mint).then((token) => {
       if (generation === this.generation) this.store(key, token, keepFresh ? mint : undefined);
       return token;
     }).finally(() => {
