@@ -1,4 +1,4 @@
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { copyFileSync, mkdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import type http from 'node:http';
 import https from 'node:https';
@@ -15,6 +15,7 @@ import { TokenCache } from '../src/issuer-client/token-cache.js';
 import { startIssuer, type RunningIssuer } from '../src/issuer/issuer-service.js';
 import { ConfigError } from '../src/schema/config-error.js';
 import { createLogger, silentLogger, type Logger } from '../src/telemetry/log.js';
+import { incomingContext, mapGetter } from '../src/telemetry/tracing.js';
 import { claimsOf, issuerRequest } from './support/issuer-client.js';
 
 const ID = {
@@ -95,12 +96,11 @@ async function subjectToken(): Promise<string> {
   return reply.body.access_token;
 }
 
+const auditRecords = (): Record<string, any>[] => readFileSync(auditPath, 'utf8').trim().split('\n').map((line) => JSON.parse(line));
+
 /** Issuer requests as its audit log counts them, once the log has settled. */
 async function audited(event: 'exchange' | 'issuance', client = ID.orders): Promise<number> {
-  const count = () => readFileSync(auditPath, 'utf8').trim().split('\n').filter((line) => {
-    const record = JSON.parse(line);
-    return record.event === event && record.client === client;
-  }).length;
+  const count = () => auditRecords().filter((record) => record.event === event && record.client === client).length;
   let last = -1;
   for (;;) {
     await sleep(150);
@@ -184,6 +184,15 @@ describe('IssuerClient', () => {
     expect(Math.abs(issued.expiresAtMs - claims.exp * 1000)).toBeLessThan(5_000);
     // It prints without the token.
     expect(JSON.stringify(issued)).not.toContain(issued.accessToken);
+  });
+
+  it('asks within the caller\'s trace: the issuer audits the exchange under it', async () => {
+    const { client } = ordersClient();
+    const trace = randomBytes(16).toString('hex');
+    const context = incomingContext([new Map([['traceparent', `00-${trace}-00f067aa0ba902b7-01`]]), mapGetter]);
+    await client.exchange({ subjectToken: await subjectToken(), audience: ID.payments, context });
+    await audited('exchange');
+    expect(auditRecords().filter((record) => record.trace_id === trace).map((record) => record.event)).toEqual(['exchange']);
   });
 
   it('gets this workload\'s own token with client_credentials', async () => {

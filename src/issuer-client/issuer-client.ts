@@ -7,8 +7,10 @@
 
 import https from 'node:https';
 import type { IncomingMessage } from 'node:http';
+import type { Context } from '@opentelemetry/api';
 import { FILE_KINDS, readConfiguredFile } from '../schema/bounded-read.js';
 import { silentLogger, type Logger } from '../telemetry/log.js';
+import { outgoingTraceHeaders } from '../telemetry/tracing.js';
 import { IssuedToken } from './issued-token.js';
 import { exchangeRefused, issuerUnavailable, IssuerClientError } from './issuer-client-error.js';
 import { parseIssuerClientOptions, type IssuerClientOptions } from './issuer-client-options.js';
@@ -26,6 +28,8 @@ export interface TokenRequest {
   audience: string;
   /** Asked for; the issuer may narrow them. Empty: whatever the issuer grants by default. */
   scopes?: readonly string[];
+  /** The trace the request belongs to (e.g. the egress check's span): the issuer's span and audit record join it. */
+  context?: Context;
 }
 
 export interface ExchangeRequest extends TokenRequest {
@@ -61,12 +65,12 @@ export class IssuerClient {
       subject_token: request.subjectToken,
       subject_token_type: ACCESS_TOKEN_TYPE,
       ...tokenParameters(request),
-    });
+    }, request.context);
   }
 
   /** This workload's own token for `audience`. */
   async clientCredentials(request: TokenRequest): Promise<IssuedToken> {
-    return this.requestToken({ grant_type: 'client_credentials', ...tokenParameters(request) });
+    return this.requestToken({ grant_type: 'client_credentials', ...tokenParameters(request) }, request.context);
   }
 
   /**
@@ -93,7 +97,7 @@ export class IssuerClient {
     return new https.Agent({ keepAlive: true, ca: this.ca, cert: pair.cert, key: pair.key, minVersion: 'TLSv1.2' });
   }
 
-  private requestToken(form: Record<string, string>): Promise<IssuedToken> {
+  private requestToken(form: Record<string, string>, context: Context | undefined): Promise<IssuedToken> {
     const body = new URLSearchParams(form).toString();
     const boundTo = this.thumbprint;
     const { timeoutMs } = this.options;
@@ -105,6 +109,7 @@ export class IssuerClient {
           'content-type': 'application/x-www-form-urlencoded',
           'content-length': Buffer.byteLength(body),
           accept: 'application/json',
+          ...(context && outgoingTraceHeaders(context)),
         },
       }, (res) => {
         readBody(res).then((text) => tokenFrom(res.statusCode ?? 0, text, boundTo)).then(resolve, reject);

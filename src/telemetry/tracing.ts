@@ -10,7 +10,7 @@
  */
 
 import {
-  ProxyTracerProvider, ROOT_CONTEXT, isSpanContextValid, trace, type Context, type TextMapGetter, type Tracer,
+  ProxyTracerProvider, ROOT_CONTEXT, defaultTextMapSetter, isSpanContextValid, trace, type Context, type TextMapGetter, type Tracer,
 } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import type { Resource } from '@opentelemetry/resources';
@@ -62,4 +62,11 @@ export function incomingContext(...sources: [unknown, TextMapGetter<any>][]): Co
     if (parent && isSpanContextValid(parent)) return context;
   }
   return ROOT_CONTEXT;
+}
+
+/** `traceparent` (and `tracestate`) for a request made within `context`: the callee's span joins this trace. */
+export function outgoingTraceHeaders(context: Context): Record<string, string> {
+  const headers: Record<string, string> = {};
+  propagator.inject(context, headers, defaultTextMapSetter);
+  return headers;
 }
