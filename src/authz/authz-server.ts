@@ -7,43 +7,75 @@ import type { AuditCheck } from '../audit/validation-audit.js';
 import type { StartCheckSpan } from '../telemetry/check-span.js';
 import type { Logger } from '../telemetry/log.js';
 import type { AuthzMetrics } from '../telemetry/metrics.js';
-import { deny, type Decision } from '../vocabulary/decision.js';
+import { deny, type Decision, type Deny } from '../vocabulary/decision.js';
 import type { HopRequest } from '../vocabulary/hop-request.js';
 import type { ListenAddress } from '../vocabulary/listen-address.js';
 import { decodeCheckRequest } from './check-request-decoder.js';
 import { checkResponse, encodeCheckResponse } from './check-response.js';
+import type { CheckResponseMessage } from './check-response-encoder.js';
 import { authorizationService } from './envoy-protos.js';
 import { raiseConnectionWindow } from './http2-window.js';
 
 /** The gRPC service name Envoy's health checks and `grpc_health_probe` ask about. */
 export const AUTHZ_HEALTH_SERVICE = 'envoy.service.auth.v3.Authorization';
 
-export interface AuthzServerDeps {
-  authorize(request: HopRequest): Promise<Decision>;
-  metrics: AuthzMetrics;
-  log: Logger;
+/** What one ext_authz listener decides and how: the inbound check, or the outbound one (egress). */
+export interface CheckHandler<D> {
+  decide(request: HopRequest): Promise<D>;
+  /** The decision when deciding itself failed: a denial (internal_error). */
+  failed(): D;
+  respond(decision: D, request: HopRequest, traceId: string): CheckResponseMessage | Buffer;
   /** The check's span (tracing on) or just its trace id (off). */
-  startSpan: StartCheckSpan;
-  audit: AuditCheck;
+  startSpan(metadata: grpc.Metadata, request: HopRequest): { traceId: string; end(decision: D, request: HopRequest): void };
+  /** After answering: metrics and audit. */
+  record(decision: D, request: HopRequest, traceId: string, seconds: number): void;
+}
+
+export interface AuthzServerDeps<D> {
+  handler: CheckHandler<D>;
+  log: Logger;
   /** HTTP/2 connection window of each connection, bytes (see http2-window.ts). */
   connectionWindow: number;
+}
+
+/** The inbound check: `authorize` behind the identity-header responses, spans, metrics and audit. */
+export function inboundHandler(deps: {
+  authorize(request: HopRequest): Promise<Decision>;
+  metrics: AuthzMetrics;
+  startSpan: StartCheckSpan;
+  audit: AuditCheck;
   /** With egress: the header allows set to the handle (or remove). */
   handleHeader?: string;
+}): CheckHandler<Decision> {
+  return {
+    decide: deps.authorize,
+    failed: internalError,
+    respond: (decision, request, traceId) => checkResponse(decision, request, traceId, deps.handleHeader),
+    startSpan: deps.startSpan,
+    record(decision, request, traceId, seconds) {
+      deps.metrics.recordDecision(decision, seconds);
+      deps.audit(decision, request, traceId);
+    },
+  };
+}
+
+export function internalError(): Deny {
+  return deny('internal_error', 'unexpected failure while deciding');
 }
 
 /**
  * The transport: ext_authz v3 Check and the standard gRPC health service. It turns the
- * wire message into a HopRequest, asks `authorize`, and answers; every failure inside
+ * wire message into a HopRequest, asks its handler, and answers; every failure inside
  * hopguard becomes a denial, never a gRPC error, so Envoy's failure_mode_allow is moot.
  */
-export class AuthzServer {
+export class AuthzServer<D> {
   private readonly server = new grpc.Server({
     // Envoy keeps few long-lived connections and multiplexes checks over them.
     'grpc.keepalive_permit_without_calls': 1,
   });
   private readonly health = new HealthImplementation({ '': 'NOT_SERVING', [AUTHZ_HEALTH_SERVICE]: 'NOT_SERVING' });
 
-  constructor(private readonly deps: AuthzServerDeps) {
+  constructor(private readonly deps: AuthzServerDeps<D>) {
     // grpc-js writes its errors as bare text on stderr; here they stay JSON lines like every log.
     grpc.setLogger({
       error: (message: unknown) => deps.log.error('grpc_error', { message: String(message) }),
@@ -103,24 +135,21 @@ export class AuthzServer {
   private async respond(call: grpc.ServerUnaryCall<HopRequest, unknown>) {
     const started = performance.now();
     const request = call.request;
+    const { handler } = this.deps;
     // The request's headers hold the fallback trace context.
-    const span = this.deps.startSpan(call.metadata, request);
-    let decision: Decision;
+    const span = handler.startSpan(call.metadata, request);
+    let decision: D;
     try {
-      decision = await this.deps.authorize(request);
+      decision = await handler.decide(request);
     } catch (err) {
-      decision = this.failed(err);
+      // By name only: an error's message may hold request data.
+      this.deps.log.error('check_failed', { error: err instanceof Error ? err.name : 'unknown' });
+      decision = handler.failed();
     }
-    const response = checkResponse(decision, request, span.traceId, this.deps.handleHeader);
+    const response = handler.respond(decision, request, span.traceId);
     span.end(decision, request);
-    this.deps.metrics.recordDecision(decision, (performance.now() - started) / 1000);
-    this.deps.audit(decision, request, span.traceId);
+    handler.record(decision, request, span.traceId, (performance.now() - started) / 1000);
     return response;
-  }
-
-  private failed(err: unknown): Decision {
-    this.deps.log.error('check_failed', { error: err instanceof Error ? err.name : 'unknown' });
-    return deny('internal_error', 'unexpected failure while deciding');
   }
 }
 

@@ -4,6 +4,8 @@ import { validationAudit } from '../audit/validation-audit.js';
 import type { AuthzConfig } from '../config/authz-config.js';
 import { HandleSealer, newHandleKey } from '../egress/handle.js';
 import { InboundHandles } from '../egress/inbound-handles.js';
+import { OutboundTokens } from '../egress/outbound-tokens.js';
+import { IssuerClient } from '../issuer-client/issuer-client.js';
 import { RouteTable } from '../policy/route-table.js';
 import { openStore } from '../store/open-store.js';
 import type { Store } from '../store/store.js';
@@ -16,13 +18,18 @@ import { DpopNonces } from '../token/dpop-nonce.js';
 import { createIssuerKeys } from '../token/jwks-source.js';
 import { loadIssuerKeys } from '../token/load-issuer-keys.js';
 import { DEFAULT_CONNECTION_WINDOW } from '../vocabulary/connection-window.js';
+import type { EgressConfig } from '../vocabulary/egress-config.js';
+import type { IssuerClientConfig } from '../vocabulary/issuer-client-config.js';
 import { loadAuthzMaterials } from './authz-materials.js';
 import { authorize } from './authorize.js';
-import { AuthzServer } from './authz-server.js';
+import { AuthzServer, inboundHandler } from './authz-server.js';
+import { outboundHandler } from './outbound-handler.js';
 
 export interface RunningAuthz {
   /** host:port or unix:/path, as bound. */
   grpcAddress: string;
+  /** egress.listen as bound, with egress on. */
+  egressAddress?: string;
   adminAddress?: string;
   readiness(): Readiness;
   /** Graceful: stop accepting, finish in-flight checks (within shutdown_grace), release everything. */
@@ -79,7 +86,8 @@ export async function startAuthz(config: AuthzConfig, options: StartOptions): Pr
   const routes = new RouteTable(config.routes);
   const nonce = config.dpop.nonce;
   const secret = materials.dpopNonceSecret;
-  const handles = config.egress && new InboundHandles(new HandleSealer(options.handleKey ?? newHandleKey(), config.audience));
+  const sealer = config.egress && new HandleSealer(options.handleKey ?? newHandleKey(), config.audience);
+  const handles = sealer && new InboundHandles(sealer);
   const deps = {
     config, routes, verifier, store,
     ...(nonce && secret && { dpopNonces: new DpopNonces(secret, nonce.lifetimeMs) }),
@@ -96,27 +104,39 @@ export async function startAuthz(config: AuthzConfig, options: StartOptions): Pr
     return { ready: reasons.length === 0, reasons, store: state };
   };
 
+  const connectionWindow = config.http2ConnectionWindow ?? DEFAULT_CONNECTION_WINDOW;
   const server = new AuthzServer({
-    authorize: (request) => authorize(request, deps),
-    metrics,
+    handler: inboundHandler({
+      authorize: (request) => authorize(request, deps),
+      metrics,
+      startSpan: checkSpans(telemetry.tracing, config.audience),
+      audit: validationAudit(audit, config.audit, config.audience),
+      ...(config.egress && { handleHeader: config.egress.handleHeader }),
+    }),
     log,
-    startSpan: checkSpans(telemetry.tracing, config.audience),
-    audit: validationAudit(audit, config.audit, config.audience),
-    connectionWindow: config.http2ConnectionWindow ?? DEFAULT_CONNECTION_WINDOW,
-    ...(config.egress && { handleHeader: config.egress.handleHeader }),
+    connectionWindow,
   });
   const grpcAddress = await server.listen(config.listen);
+  const outbound = config.egress && config.issuerClient && sealer
+    ? await startOutbound(config.egress, config.issuerClient, sealer, { log, connectionWindow })
+    : undefined;
+  const servers: AuthzServer<unknown>[] = [server, ...(outbound ? [outbound.server] : [])];
   const admin = config.admin
     ? await startAdminServer(config.admin.host, config.admin.port, { readiness, serveMetrics: telemetry.serveMetrics })
     : undefined;
-  server.setServing(readiness().ready);
+  const setServing = () => {
+    const { ready } = readiness();
+    for (const each of servers) each.setServing(ready);
+  };
+  setServing();
   // gRPC health follows readiness, so Envoy's health checks see what /readyz sees.
-  const healthTimer = setInterval(() => server.setServing(readiness().ready), 1000).unref();
+  const healthTimer = setInterval(setServing, 1000).unref();
   // A worker of `workers: N` logs as one; the primary logs authz_started/stopped for all.
   const [role, who] = options.worker === undefined ? ['authz', {}] : ['worker', { worker: options.worker }];
   log.info(`${role}_started`, {
     ...who,
     grpc: grpcAddress,
+    ...(outbound && { egress: outbound.address }),
     admin: admin?.address ?? 'off',
     audience: config.audience,
     tracing: telemetry.tracing.enabled,
@@ -125,11 +145,13 @@ export async function startAuthz(config: AuthzConfig, options: StartOptions): Pr
 
   return {
     grpcAddress,
+    ...(outbound && { egressAddress: outbound.address }),
     ...(admin && { adminAddress: admin.address }),
     readiness,
     async stop() {
       clearInterval(healthTimer);
-      await server.shutdown(config.shutdownGraceMs);
+      await Promise.all(servers.map((each) => each.shutdown(config.shutdownGraceMs)));
+      outbound?.tokens.close();
       await admin?.close();
       for (const issuer of issuers) issuer.keys.stop();
       await store.close();
@@ -143,4 +165,21 @@ export async function startAuthz(config: AuthzConfig, options: StartOptions): Pr
       log.info(`${role}_stopped`, who);
     },
   };
+}
+
+/** The outbound check on egress.listen: tokens from the issuer client, for handles this process sealed. */
+async function startOutbound(
+  egress: EgressConfig,
+  issuerClient: IssuerClientConfig,
+  sealer: HandleSealer,
+  { log, connectionWindow }: { log: Logger; connectionWindow: number },
+) {
+  const tokens = new OutboundTokens(new IssuerClient({ ...issuerClient }, log));
+  const server = new AuthzServer({ handler: outboundHandler({ egress, sealer, tokens }), log, connectionWindow });
+  try {
+    return { server, tokens, address: await server.listen(egress.listen) };
+  } catch (err) {
+    tokens.close();
+    throw err;
+  }
 }

@@ -36,7 +36,7 @@ export async function serveAuthz(config: AuthzConfig, log: Logger): Promise<numb
 
 type WorkerMessage =
   | { hopguard: 'handle_key_wanted' }
-  | { hopguard: 'started'; grpc: string; admin?: string }
+  | { hopguard: 'started'; grpc: string; egress?: string; admin?: string }
   | { hopguard: 'readiness'; readiness: Readiness };
 
 /** Sent by the primary only, over the IPC channel: never in the environment or a log. */
@@ -66,7 +66,11 @@ function workerConfig(config: AuthzConfig): AuthzConfig {
 
 function reportToPrimary(running: RunningAuthz): void {
   const send = (message: WorkerMessage) => process.send?.(message);
-  send({ hopguard: 'started', grpc: running.grpcAddress, ...(running.adminAddress && { admin: running.adminAddress }) });
+  send({
+    hopguard: 'started', grpc: running.grpcAddress,
+    ...(running.egressAddress && { egress: running.egressAddress }),
+    ...(running.adminAddress && { admin: running.adminAddress }),
+  });
   const report = () => send({ hopguard: 'readiness', readiness: running.readiness() });
   report();
   setInterval(report, 1000).unref();
@@ -86,11 +90,12 @@ async function runPrimary(config: AuthzConfig, count: number, log: Logger): Prom
   // Refused once here, not once per worker.
   loadAuthzMaterials(config);
   // Workers must not remove the socket file one of them is already serving on.
-  if (config.listen.kind === 'unix') removeStaleSocket(config.listen.path);
+  for (const listen of [config.listen, config.egress?.listen]) if (listen?.kind === 'unix') removeStaleSocket(listen.path);
   const handleKey = config.egress && newHandleKey();
   const states = new Map<number, WorkerState>();
   let stopping = false;
   let grpcAddress = '';
+  let egressAddress: string | undefined;
 
   /** Resolves once the worker serves; rejects with its exit code if it dies before. */
   const fork = () => new Promise<void>((resolve, reject) => {
@@ -103,6 +108,7 @@ async function runPrimary(config: AuthzConfig, count: number, log: Logger): Prom
       } else if (message?.hopguard === 'started') {
         state.started = true;
         grpcAddress = message.grpc;
+        egressAddress = message.egress;
         if (message.admin !== undefined) state.admin = message.admin;
         resolve();
       } else if (message?.hopguard === 'readiness') {
@@ -147,7 +153,7 @@ async function runPrimary(config: AuthzConfig, count: number, log: Logger): Prom
       serveMetrics: (_req, res) => void combinedMetrics([...states.values()], res, log),
     })
     : undefined;
-  log.info('authz_started', { grpc: grpcAddress, admin: admin?.address ?? 'off', audience: config.audience, workers: count });
+  log.info('authz_started', { grpc: grpcAddress, ...(egressAddress && { egress: egressAddress }), admin: admin?.address ?? 'off', audience: config.audience, workers: count });
 
   let clean = false;
   await serveUntilSignal({

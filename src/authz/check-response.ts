@@ -1,3 +1,4 @@
+import type { OutboundDecision } from '../egress/outbound-check.js';
 import type { Allow, Decision, Deny } from '../vocabulary/decision.js';
 import { DENY_CODES } from '../vocabulary/deny-codes.js';
 import type { HopRequest } from '../vocabulary/hop-request.js';
@@ -92,6 +93,27 @@ function allowResponse(decision: Allow, request: HopRequest, handleHeader: strin
   };
 }
 
+/**
+ * An outbound check's answer: on allow, `authorization: Bearer` for a destination (overwriting
+ * whatever the application set) and the handle header removed, whatever the host: it never
+ * leaves the pod. The token is set, never also removed (Envoy removes after it sets).
+ */
+export function outboundResponse(decision: OutboundDecision, handleHeader: string, traceId: string): CheckResponseMessage {
+  if (!decision.allowed) return denyResponse(decision, traceId);
+  const { destination, token } = decision;
+  return {
+    status: { code: 0 },
+    ok_response: {
+      headers: token ? [setHeader('authorization', `Bearer ${token.accessToken}`)] : [],
+      headers_to_remove: [handleHeader],
+    },
+    dynamic_metadata: struct({
+      decision: 'allow',
+      ...(destination && { destination: destination.host, audience: destination.audience }),
+    }),
+  };
+}
+
 function denyResponse(decision: Deny, traceId: string): CheckResponseMessage {
   const spec = DENY_CODES[decision.code];
   const headers = [
@@ -106,7 +128,7 @@ function denyResponse(decision: Deny, traceId: string): CheckResponseMessage {
     denied_response: {
       status: { code: spec.http },
       headers,
-      body: JSON.stringify({ error: spec.bodyError, code: decision.code, trace_id: traceId }),
+      body: JSON.stringify({ error: decision.oauthError ?? spec.bodyError, code: decision.code, trace_id: traceId }),
     },
     dynamic_metadata: struct({ decision: 'deny', code: decision.code, ...(decision.route && { route: decision.route.name }) }),
   };
@@ -120,7 +142,8 @@ function wwwAuthenticate(decision: Deny): string | undefined {
   const spec = DENY_CODES[decision.code];
   const dpop = decision.scheme === 'DPoP';
   const scheme = dpop ? `DPoP realm="${REALM}", algs="${(decision.dpopAlgs ?? []).join(' ')}"` : `Bearer realm="${REALM}"`;
-  if (decision.code === 'missing_token') return scheme;
+  // No credential sent: no error attribute (§3.1).
+  if (decision.code === 'missing_token' || decision.code === 'handle_missing') return scheme;
   if (!('bearerError' in spec)) return undefined;
   let challenge = `${scheme}, error="${spec.bearerError}", error_description="${spec.description}"`;
   if (decision.scopes) challenge += `, scope="${decision.scopes.join(' ')}"`;

@@ -42,6 +42,12 @@ function randomTraceId(): string {
   return pool.toString('hex', poolOffset - 16, poolOffset);
 }
 
+/** The trace a check belongs to, as Envoy passed it on (metadata, else the request's traceparent), else a fresh id. */
+export function incomingTraceId(metadata: Metadata, request: HopRequest): string {
+  const parent = trace.getSpanContext(incomingContext([metadata, metadataGetter], [request.headers, mapGetter]));
+  return parent?.traceId ?? randomTraceId();
+}
+
 /**
  * A `hopguard.check` SERVER span per Check, child of the W3C context Envoy put in the gRPC
  * metadata (its ext_authz client span), else of the HTTP request's `traceparent`. With tracing
@@ -49,12 +55,7 @@ function randomTraceId(): string {
  * `trace_id` always names something to search for.
  */
 export function checkSpans(tracing: Tracing, audience: string): StartCheckSpan {
-  if (!tracing.enabled) {
-    return (metadata, request) => {
-      const parent = trace.getSpanContext(incomingContext([metadata, metadataGetter], [request.headers, mapGetter]));
-      return { traceId: parent?.traceId ?? randomTraceId(), end: noEnd };
-    };
-  }
+  if (!tracing.enabled) return (metadata, request) => ({ traceId: incomingTraceId(metadata, request), end: noEnd });
   return (metadata, request) => {
     const parent = incomingContext([metadata, metadataGetter], [request.headers, mapGetter]);
     const span = tracing.tracer.startSpan('hopguard.check', { kind: SpanKind.SERVER, attributes: RPC_ATTRIBUTES }, parent);

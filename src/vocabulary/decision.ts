@@ -32,6 +32,8 @@ export interface Deny {
   dpopNonce?: string;
   /** Route scopes, on insufficient_scope (RFC 6750 §3 `scope` attribute). */
   scopes?: string[];
+  /** On exchange_refused: the issuer's OAuth error (RFC 6749 §5.2), the body's `error`. */
+  oauthError?: string;
   cacheHit?: boolean;
 }
 

@@ -58,6 +58,18 @@ export const DENY_CODES = {
     http: 503, bodyError: 'temporarily_unavailable', grpc: 7,
     description: 'authorization state is unavailable; try again',
   },
+  // Outbound (egress.listen): the answer goes back to the application's outbound call.
+  handle_missing: { http: 401, bodyError: 'unauthorized', grpc: 16, description: 'this destination needs the handle of the request being served' },
+  handle_invalid: unauth('the handle was not issued by this sidecar, was altered, or has expired'),
+  exchange_refused: {
+    http: 403, bodyError: 'access_denied', grpc: 7,
+    description: 'the issuer refused to exchange the token for this destination',
+  },
+  issuer_unavailable: {
+    http: 503, bodyError: 'temporarily_unavailable', grpc: 7,
+    description: 'the issuer could not be reached; try again',
+  },
+  no_destination: { http: 403, bodyError: 'access_denied', grpc: 7, description: 'this host is not a configured destination' },
   internal_error: {
     http: 500, bodyError: 'server_error', grpc: 7,
     description: 'hopguard failed to reach a decision; the request is denied',
@@ -65,3 +77,6 @@ export const DENY_CODES = {
 } as const satisfies Record<string, DenyCodeSpec>;
 
 export type DenyCode = keyof typeof DENY_CODES;
+
+/** The codes only the outbound check (egress.listen) answers. */
+export const OUTBOUND_DENY_CODES: readonly DenyCode[] = ['handle_missing', 'handle_invalid', 'exchange_refused', 'issuer_unavailable', 'no_destination'];

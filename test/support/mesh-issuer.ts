@@ -6,11 +6,12 @@ import { startIssuer, type IssuerStartOptions, type RunningIssuer } from '../../
 import { MemoryStore } from '../../src/store/memory-store.js';
 import { silentLogger, type Logger } from '../../src/telemetry/log.js';
 
-/** The issuer's ISS and its clients: one per kind of client (plain, admin, DPoP), and two that are only audiences. */
+/** The issuer's ISS and its clients: one per kind of client (plain, admin, DPoP), and three that are only audiences. */
 export const ISS = 'https://sts.test.local';
 export const MESH_ID = {
   frontend: 'spiffe://test.local/ns/shop/sa/frontend',
   orders: 'spiffe://test.local/ns/shop/sa/orders',
+  payments: 'spiffe://test.local/ns/shop/sa/payments',
   ledger: 'spiffe://test.local/ns/shop/sa/ledger',
   admin: 'spiffe://test.local/ns/ops/sa/admin',
   mobile: 'spiffe://test.local/ns/edge/sa/mobile-gateway',

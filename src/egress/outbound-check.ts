@@ -1,0 +1,62 @@
+import { IssuerClientError } from '../issuer-client/issuer-client-error.js';
+import type { IssuedToken } from '../issuer-client/issued-token.js';
+import { deny, type Deny } from '../vocabulary/decision.js';
+import type { EgressConfig, EgressDestination } from '../vocabulary/egress-config.js';
+import type { HopRequest } from '../vocabulary/hop-request.js';
+import { matchDestination } from './destinations.js';
+import type { HandleSealer } from './handle.js';
+import type { OutboundTokens } from './outbound-tokens.js';
+
+/** The outcome of one outbound check, before it is turned into Envoy's CheckResponse. */
+export type OutboundDecision = OutboundAllow | Deny;
+
+export interface OutboundAllow {
+  allowed: true;
+  /** Absent under other_hosts: passthrough for a host no destination matches. */
+  destination?: EgressDestination;
+  /** What Envoy sends as `authorization: Bearer`; set with every destination. */
+  token?: IssuedToken;
+}
+
+export interface OutboundDeps {
+  egress: EgressConfig;
+  sealer: HandleSealer;
+  tokens: OutboundTokens;
+}
+
+/**
+ * The outbound check, top to bottom: one handle header at most, which destination, the handle
+ * opened (or this workload's own token where the destination allows none), then the token
+ * from the issuer. Deny by default: every path that does not reach a token is a denial, but
+ * for a host no destination names under other_hosts: passthrough.
+ */
+export async function decideOutbound(request: HopRequest, deps: OutboundDeps): Promise<OutboundDecision> {
+  const header = deps.egress.handleHeader;
+  const handle = request.headers.get(header);
+  // A handle is base64url: a "," is two headers joined.
+  if (request.repeated.has(header) || handle?.includes(',')) return deny('malformed_request', 'more than one handle header');
+
+  const destination = matchDestination(deps.egress.destinations, request.host);
+  if (!destination) {
+    if (deps.egress.otherHosts === 'deny') return deny('no_destination', 'no destination matches the host');
+    return { allowed: true };
+  }
+
+  if (handle === undefined || handle === '') {
+    if (destination.withoutHandle === 'deny') return deny('handle_missing', 'the destination needs a handle');
+    return fromIssuer(() => deps.tokens.own(destination), destination);
+  }
+  const opened = deps.sealer.open(handle, Date.now());
+  if (!opened.ok) return deny('handle_invalid', `the handle is ${opened.reason.replace('_', ' ')}`);
+  return fromIssuer(() => deps.tokens.exchanged(opened.token, destination), destination);
+}
+
+async function fromIssuer(obtain: () => Promise<IssuedToken>, destination: EgressDestination): Promise<OutboundDecision> {
+  try {
+    return { allowed: true, destination, token: await obtain() };
+  } catch (err) {
+    if (!(err instanceof IssuerClientError)) throw err;
+    if (err.code === 'exchange_refused') return deny('exchange_refused', 'the issuer refused the token request', { oauthError: err.oauthError ?? 'access_denied' });
+    return deny('issuer_unavailable', 'the issuer could not be reached');
+  }
+}
