@@ -68,12 +68,12 @@ routes:
 ${routes}
 ${extra}`;
 
-const egressYaml = (tokenEndpoint: string, otherHosts: 'passthrough' | 'deny') => `
+const egressYaml = (tokenEndpoint: string, otherHosts: 'passthrough' | 'deny', pair: { certPath: string; keyPath: string } = mesh.workloads.orders) => `
 issuer_client:
   token_endpoint: ${tokenEndpoint}
   ca_file: ${mesh.ca.certPath}
-  cert_file: ${mesh.workloads.orders.certPath}
-  key_file: ${mesh.workloads.orders.keyPath}
+  cert_file: ${pair.certPath}
+  key_file: ${pair.keyPath}
   timeout: 1s
 egress:
   listen: 127.0.0.1:0
@@ -87,6 +87,9 @@ egress:
     - host: once.payments.svc
       audience: ${ID.payments}
       per_request: true
+    - host: own.payments.svc
+      audience: ${ID.payments}
+      without_handle: client_credentials
 `;
 
 const ORDERS_ROUTES = '  - { name: read-orders, methods: [GET], path_prefix: /orders/, scopes: [orders:read] }';
@@ -207,6 +210,41 @@ describe('egress: frontend → orders → payments with handles only', () => {
     expect(second.headers.authorization).not.toBe(first.headers.authorization);
     expect(await settledExchanges()).toBe(before + 2);
   });
+
+  it('gives this workload\'s own token where the destination says without_handle: client_credentials', async () => {
+    const out = await outbound(orders, { host: 'own.payments.svc', headers: {} });
+    expect(out.allowed).toBe(true);
+    const claims = claimsOf(out.headers.authorization!.replace(/^Bearer /, ''));
+    expect(claims).toMatchObject({ aud: ID.payments, sub: ID.orders, client_id: ID.orders, cnf: { 'x5t#S256': mesh.workloads.orders.thumbprint } });
+    expect(claims.act).toBeUndefined();
+  });
+
+  it('exchanges again, bound to the new certificate, once the workload certificate files are rotated', async () => {
+    const files = { certPath: path.join(mesh.dir, 'rotating.pem'), keyPath: path.join(mesh.dir, 'rotating-key.pem') };
+    writeFileSync(files.certPath, mesh.workloads.orders.certPem);
+    writeFileSync(files.keyPath, mesh.workloads.orders.keyPem);
+    const rotating = await startSidecar(sidecarYaml(ID.orders, ORDERS_ROUTES, egressYaml(`${issuer.url}/token`, 'deny', files)));
+    try {
+      const handle = await handleAt(rotating, await frontendToken());
+      const boundTo = async () => claimsOf((await outbound(rotating, { headers: { [HANDLE]: handle } })).headers.authorization!.replace(/^Bearer /, '')).cnf['x5t#S256'];
+      expect(await boundTo()).toBe(mesh.workloads.orders.thumbprint);
+      const renewed = issueCert(mesh.ca, mesh.dir, { name: 'orders-renewed', uriSan: ID.orders, clientAuth: true });
+      writeFileSync(files.keyPath, renewed.keyPem);
+      writeFileSync(files.certPath, renewed.certPem);
+      // The files are polled every second; a wide margin for load.
+      const deadline = Date.now() + 10_000;
+      let seen = await boundTo();
+      while (seen !== renewed.thumbprint && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 200));
+        seen = await boundTo();
+      }
+      expect(seen).toBe(renewed.thumbprint);
+    } finally {
+      rotating.inbound.close();
+      rotating.outbound?.close();
+      await rotating.authz.stop();
+    }
+  }, 20_000);
 
   it('removes the handle for a host no destination names and leaves the application\'s authorization alone (passthrough)', async () => {
     const handle = await handleAt(orders, await frontendToken());
