@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CheckInput, CheckOutput } from '../src/authz/envoy-client.js';
+import { upstreamHeaders, type CheckInput, type CheckOutput } from '../src/authz/envoy-client.js';
 import type { AuthzConfig } from '../src/config/authz-config.js';
 import { HANDLE_PREFIX, HandleSealer, MAX_HANDLE_LENGTH, newHandleKey } from '../src/egress/handle.js';
 import { MAX_TOKEN_LENGTH } from '../src/token/compact-jws.js';
@@ -34,13 +34,8 @@ export function egressConfig(fixtures: Fixtures, overrides: Partial<AuthzConfig>
 
 /** What the application receives: the request's headers, less those removed, with those set (overwriting). */
 function applicationHeaders(sent: Record<string, string>, out: CheckOutput): Record<string, string> {
-  const seen: Record<string, string> = {};
-  for (const [name, value] of Object.entries(sent)) if (!out.headersToRemove.includes(name)) seen[name] = value;
-  for (const h of out.raw.ok_response.headers ?? []) {
-    expect(h.append_action).toBe('OVERWRITE_IF_EXISTS_OR_ADD');
-    seen[h.header.key] = h.header.value;
-  }
-  return seen;
+  for (const h of out.raw.ok_response.headers ?? []) expect(h.append_action).toBe('OVERWRITE_IF_EXISTS_OR_ADD');
+  return upstreamHeaders(sent, out);
 }
 
 describe('handle sealing', () => {

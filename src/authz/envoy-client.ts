@@ -103,6 +103,13 @@ function readCheckResponse(raw: any): CheckOutput {
   };
 }
 
+/** What the upstream receives on an allow: the headers sent, less headers_to_remove, with the headers set. */
+export function upstreamHeaders(sent: Record<string, string>, out: CheckOutput): Record<string, string> {
+  const seen: Record<string, string> = {};
+  for (const [name, value] of Object.entries(sent)) if (!out.headersToRemove.includes(name)) seen[name] = value;
+  return { ...seen, ...out.headers };
+}
+
 // proto-loader decodes enums as names (enums: String); HttpStatus names are like "Unauthorized".
 const HTTP_STATUS_NAMES: Record<string, number> = {
   BadRequest: 400, Unauthorized: 401, Forbidden: 403, InternalServerError: 500, ServiceUnavailable: 503,

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { startAuthz, type RunningAuthz } from '../authz/authz-service.js';
-import { EnvoyClient, type CheckInput, type CheckOutput } from '../authz/envoy-client.js';
+import { EnvoyClient, upstreamHeaders, type CheckInput, type CheckOutput } from '../authz/envoy-client.js';
 import { parseAuthzConfig } from '../config/load-authz-config.js';
 import { parseIssuerConfig } from '../config/load-issuer-config.js';
 import { issueCert, type IssuedCert } from '../devkit/pki.js';
@@ -8,6 +8,7 @@ import { createTrustDomain } from '../devkit/trust-domain.js';
 import { startIssuer } from '../issuer/issuer-service.js';
 import { MemoryStore } from '../store/memory-store.js';
 import { silentLogger } from '../telemetry/log.js';
+import { decodeCompactJws } from '../token/compact-jws.js';
 import { postForm } from './https-form.js';
 
 const ISSUER = 'https://sts.demo.local';
@@ -18,6 +19,10 @@ const ID = {
   stranger: 'spiffe://demo.local/ns/shop/sa/stranger',
 } as const;
 type Workload = keyof typeof ID;
+const HOST = { orders: 'orders.shop.svc.cluster.local', payments: 'payments.shop.svc.cluster.local' } as const;
+const HANDLE = 'x-hopguard-handle';
+/** Three base64url segments, as a compact JWS is, anywhere in a header value. */
+const JWT_SHAPE = /[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}/;
 
 // The embedded defaults: one issuer, a sidecar in front of orders and one in front of payments.
 const ISSUER_CONFIG = (dir: string, server: IssuedCert, ca: string) => `
@@ -46,6 +51,15 @@ issuers:
 routes:
 ${routes}`;
 
+/** Each sidecar's egress: tokens from the issuer, bound to its workload's certificate, for the one service it calls. */
+const EGRESS_CONFIG = (tokenEndpoint: string, ca: string, workload: IssuedCert, host: string, audience: string, scopes: string) => `
+issuer_client: { token_endpoint: ${tokenEndpoint}, ca_file: ${ca}, cert_file: ${workload.certPath}, key_file: ${workload.keyPath} }
+egress:
+  listen: 127.0.0.1:0
+  destinations:
+    - { host: ${host}, audience: ${audience}, scopes: [${scopes}] }
+`;
+
 /**
  * `hopguard demo`: the main job end to end on embedded defaults, no Redis. It makes a mesh CA
  * and workload certificates, starts the issuer (HTTPS, mTLS) and a sidecar for orders and for
@@ -60,23 +74,37 @@ export async function runDemo(print: (line: string) => void): Promise<number> {
     const server = issueCert(mesh.ca, mesh.dir, { name: 'issuer-server', ipSans: ['127.0.0.1'], serverAuth: true });
     const issuer = await startIssuer(parseIssuerConfig(ISSUER_CONFIG(mesh.dir, server, mesh.ca.certPath), { baseDir: mesh.dir }), { log: silentLogger, store });
     running.push(issuer);
-    const sidecar = async (audience: string, routes: string) => {
-      const config = parseAuthzConfig(SIDECAR_CONFIG(audience, `${issuer.url}/.well-known/jwks.json`, mesh.ca.certPath, routes), { baseDir: mesh.dir });
+    const sidecar = async (audience: string, routes: string, egress: string) => {
+      const config = parseAuthzConfig(SIDECAR_CONFIG(audience, `${issuer.url}/.well-known/jwks.json`, mesh.ca.certPath, routes) + egress, { baseDir: mesh.dir });
       const authz: RunningAuthz = await startAuthz(config, { log: silentLogger, store });
-      const envoy = new EnvoyClient(authz.grpcAddress);
-      running.push({ stop: async () => { envoy.close(); await authz.stop(); } });
-      return envoy;
+      const inbound = new EnvoyClient(authz.grpcAddress);
+      const outbound = new EnvoyClient(authz.egressAddress!);
+      running.push({ stop: async () => { inbound.close(); outbound.close(); await authz.stop(); } });
+      return { inbound, outbound };
     };
-    const orders = await sidecar(ID.orders, '  - { name: read-orders, methods: [GET], path_prefix: /orders/, scopes: [orders:read] }\n');
-    const payments = await sidecar(ID.payments,
-      `  - { name: pay, methods: [POST], path: /payments, scopes: [payments:write], callers: [${ID.orders}], one_time: true }\n`);
+    const egress = (who: Workload, host: string, audience: string, scopes: string) =>
+      EGRESS_CONFIG(`${issuer.url}/token`, mesh.ca.certPath, mesh.workloads[who], host, audience, scopes);
+    // orders calls payments; payments calls orders back (its egress is where a stolen handle is tried).
+    const orderSidecar = await sidecar(ID.orders, '  - { name: read-orders, methods: [GET], path_prefix: /orders/, scopes: [orders:read] }\n',
+      egress('orders', HOST.payments, ID.payments, 'payments:write'));
+    const paymentSidecar = await sidecar(ID.payments,
+      `  - { name: pay, methods: [POST], path: /payments, scopes: [payments:write], callers: [${ID.orders}], one_time: true }\n`,
+      egress('payments', HOST.orders, ID.orders, 'orders:read'));
+    const [orders, payments] = [orderSidecar.inbound, paymentSidecar.inbound];
 
     const askIssuer = (who: Workload, endpoint: string, form: Record<string, string>) =>
       postForm(`${issuer.url}${endpoint}`, form, { ca: mesh.ca.certPem, cert: mesh.workloads[who].certPem, key: mesh.workloads[who].keyPem });
+    const check = (envoy: EnvoyClient, who: Workload, input: CheckInput) =>
+      envoy.check({ principal: ID[who], certificatePem: mesh.workloads[who].certPem, ...input });
     const call = async (what: string, envoy: EnvoyClient, who: Workload, input: CheckInput) =>
-      print(describe(what, input, await envoy.check({
-        principal: ID[who], certificatePem: mesh.workloads[who].certPem, ...input,
-      })));
+      print(describe(what, input, await check(envoy, who, input)));
+    // What Envoy's outbound listener sends: the application's request, no peer certificate.
+    const callOut = async (what: string, envoy: EnvoyClient, request: { method: string; path: string; host: string }, handle: string) => {
+      const input = { ...request, headers: { [HANDLE]: handle } };
+      const out = await envoy.check(input);
+      print(describe(what, input, out));
+      return out;
+    };
     const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 
     print('hopguard demo: an issuer, and a sidecar in front of orders and of payments (no Redis)');
@@ -101,9 +129,25 @@ export async function runDemo(print: (line: string) => void): Promise<number> {
     const revoked = await askIssuer('frontend', '/revoke', { token: t1 });
     print(`3. frontend revokes its token at the issuer (RFC 7009): HTTP ${revoked.status}`);
     await call('frontend calls orders again', orders, 'frontend', { path: '/orders/42', headers: bearer(t1) });
+
+    print('4. egress: orders\' application gets a handle, its sidecar exchanges it on the way out');
+    const t3 = String((await askIssuer('frontend', '/token', { grant_type: 'client_credentials', audience: ID.orders, scope: 'orders:read payments:write' })).body.access_token);
+    const sent = { authorization: `Bearer ${t3}`, 'x-request-id': 'demo-4' };
+    const inbound = await check(orders, 'frontend', { path: '/orders/42', headers: sent });
+    print(describe('frontend calls orders with a new token', { path: '/orders/42' }, inbound));
+    const received = upstreamHeaders(sent, inbound);
+    const handle = received[HANDLE] ?? '';
+    const tokens = Object.values(received).filter((value) => JWT_SHAPE.test(value)).length;
+    print(`   orders' app logs its request headers     ${HANDLE}: ${handle.slice(0, 12)}… (${handle.length} chars); ${tokens === 0 ? 'no token in any header' : `${tokens} header(s) with a token`}`);
+    const out = await callOut('orders\' app calls payments (handle only)', orderSidecar.outbound, { method: 'POST', path: '/payments', host: HOST.payments }, handle);
+    const forwarded = out.headers.authorization?.replace(/^Bearer /, '') ?? '';
+    if (forwarded) await call('payments\' sidecar checks that token', payments, 'orders', { method: 'POST', path: '/payments', headers: bearer(forwarded) });
+    await callOut('the stolen handle at payments\' egress', paymentSidecar.outbound, { method: 'GET', path: '/orders/42', host: HOST.orders }, handle);
+    await call('the stolen handle as a bearer token', payments, 'orders', { method: 'POST', path: '/payments', headers: bearer(handle) });
     print('');
     print('Allowed requests reach the app with x-hopguard-* identity headers (client copies overwritten)');
     print('and the token removed; denials carry an explicit status, WWW-Authenticate and a JSON body.');
+    print('With egress the app holds only a handle, good at its own sidecar until the token expires.');
     return 0;
   } finally {
     for (const r of running.reverse()) await r.stop();
@@ -114,9 +158,17 @@ export async function runDemo(print: (line: string) => void): Promise<number> {
 
 function describe(what: string, input: CheckInput, out: CheckOutput): string {
   const request = `${(input.method ?? 'GET').padEnd(4)} ${input.path}`.padEnd(22);
-  const actor = out.raw.dynamic_metadata?.fields?.act?.structValue?.fields?.sub?.stringValue;
-  const verdict = out.allowed
-    ? `ALLOW     x-hopguard-subject: ${out.headers['x-hopguard-subject']}${actor ? ` (act: ${actor})` : ''}`
-    : `DENY ${out.httpStatus} ${out.body?.code}`;
+  const verdict = out.allowed ? `ALLOW     ${allowed(out)}` : `DENY ${out.httpStatus} ${out.body?.code}`;
   return `   ${what.padEnd(40)} ${request} ${verdict}`;
+}
+
+/** An inbound allow: who the app is told called; an outbound one: whom the token it carries is for. */
+function allowed(out: CheckOutput): string {
+  const bearer = out.headers.authorization?.replace(/^Bearer /, '');
+  if (bearer) {
+    const { aud, sub, act } = decodeCompactJws(bearer).payload as { aud?: string; sub?: string; act?: { sub?: string } };
+    return `authorization: Bearer (aud: ${aud}, sub: ${sub}, act: ${act?.sub})`;
+  }
+  const actor = out.raw.dynamic_metadata?.fields?.act?.structValue?.fields?.sub?.stringValue;
+  return `x-hopguard-subject: ${out.headers['x-hopguard-subject']}${actor ? ` (act: ${actor})` : ''}`;
 }
