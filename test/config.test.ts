@@ -592,6 +592,7 @@ describe('parseAuthzConfig: issuer_client and egress', () => {
     expect(config.egress).toEqual({
       listen: { kind: 'tcp', host: '127.0.0.1', port: 9194 },
       handleHeader: 'x-hopguard-handle',
+      handleBaggage: false,
       otherHosts: 'passthrough',
       destinations: [{
         host: 'payments.shop.svc.cluster.local', audience: 'spiffe://cluster.local/ns/shop/sa/payments',
@@ -605,7 +606,8 @@ describe('parseAuthzConfig: issuer_client and egress', () => {
     expect(parse(YAML.stringify(MINIMAL))).not.toHaveProperty('issuerClient');
     const config = parse(withEgress({ listen: '127.0.0.1:9194', destinations: [{ host: '*.Shop.svc', audience: 'spiffe://x/payments' }] }));
     expect(config.issuerClient).toMatchObject({ caFile: '/etc/hopguard/tls/ca.crt', keyFile: '/etc/hopguard/tls/tls.key', timeoutMs: 2000 });
-    expect(config.egress).toMatchObject({ handleHeader: 'x-hopguard-handle', otherHosts: 'passthrough' });
+    expect(config.egress).toMatchObject({ handleHeader: 'x-hopguard-handle', handleBaggage: false, otherHosts: 'passthrough' });
+    expect(parse(withEgress({ listen: '127.0.0.1:9194', handle_baggage: true })).egress?.handleBaggage).toBe(true);
     expect(config.egress?.destinations).toEqual([
       { host: '*.shop.svc', audience: 'spiffe://x/payments', scopes: [], perRequest: false, withoutHandle: 'deny' },
     ]);
@@ -616,11 +618,12 @@ describe('parseAuthzConfig: issuer_client and egress', () => {
 
   it('refuses unknown keys in each section, naming them', () => {
     const found = problems(withEgress(
-      { listen: '127.0.0.1:9194', handle_baggage: true, destinations: [{ host: 'a.svc', audience: 'x', port: 80 }] },
+      { listen: '127.0.0.1:9194', handle_cookie: true, handle_baggage: 'yes', destinations: [{ host: 'a.svc', audience: 'x', port: 80 }] },
       { ...ISSUER_CLIENT, client_secret: 'hunter2' },
     ));
     expect(found).toEqual(expect.arrayContaining([
-      { path: 'egress.handle_baggage', message: 'unknown key "handle_baggage"' },
+      { path: 'egress.handle_cookie', message: 'unknown key "handle_cookie"' },
+      { path: 'egress.handle_baggage', message: 'expected true or false' },
       { path: 'egress.destinations[0].port', message: 'unknown key "port"' },
       { path: 'issuer_client.client_secret', message: 'unknown key "client_secret"' },
     ]));

@@ -77,6 +77,7 @@ issuer_client:
   timeout: 1s
 egress:
   listen: 127.0.0.1:0
+  handle_baggage: true
   other_hosts: ${otherHosts}
   destinations:
     - host: ${PAYMENTS_HOST}
@@ -252,6 +253,19 @@ describe('egress: frontend → orders → payments with handles only', () => {
     expect(out.allowed).toBe(true);
     expect(out.headers.authorization).toBeUndefined();
     expect(out.headersToRemove).toEqual([HANDLE]);
+  });
+
+  it('reads the handle from baggage when the header is absent, and lets no handle member leave the pod', async () => {
+    const handle = await handleAt(orders, await frontendToken());
+    const out = await outbound(orders, { headers: { baggage: `userId=alice, hopguard-handle=${handle}` } });
+    expect(out.allowed).toBe(true);
+    expect(claimsOf(out.headers.authorization!.replace(/^Bearer /, '')).aud).toBe(ID.payments);
+    expect(out.headers.baggage).toBe('userId=alice');
+    const passthrough = await outbound(orders, { host: 'example.com', headers: { baggage: `hopguard-handle=${handle}` } });
+    expect(passthrough.allowed).toBe(true);
+    expect(passthrough.headersToRemove).toEqual([HANDLE, 'baggage']);
+    expectDenied(await outbound(orders, { headers: { baggage: `hopguard-handle=${handle},hopguard-handle=${handle}` } }), 'malformed_request');
+    expectDenied(await outbound(orders, { headers: { baggage: 'hopguard-handle=hgh1.forged' } }), 'handle_invalid');
   });
 
   it('denies a handle from another sidecar, a tampered one, none, and two', async () => {

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { upstreamHeaders, type CheckInput, type CheckOutput } from '../src/authz/envoy-client.js';
 import type { AuthzConfig } from '../src/config/authz-config.js';
+import { baggageWithHandle, baggageWithoutHandle, readBaggageHandles } from '../src/egress/baggage.js';
 import { HANDLE_PREFIX, HandleSealer, MAX_HANDLE_LENGTH, newHandleKey } from '../src/egress/handle.js';
 import { MAX_TOKEN_LENGTH } from '../src/token/compact-jws.js';
 import {
@@ -27,7 +28,7 @@ export function egressConfig(fixtures: Fixtures, overrides: Partial<AuthzConfig>
       caFile: fixtures.ca.certPath, certFile: fixtures.checkout.certPath, keyFile: fixtures.checkout.keyPath,
       timeoutMs: 2000,
     },
-    egress: { listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, handleHeader: HANDLE_HEADER, otherHosts: 'passthrough', destinations: [] },
+    egress: { listen: { kind: 'tcp', host: '127.0.0.1', port: 0 }, handleHeader: HANDLE_HEADER, handleBaggage: false, otherHosts: 'passthrough', destinations: [] },
     ...overrides,
   });
 }
@@ -157,5 +158,54 @@ describe('handles on inbound allows (gRPC)', () => {
     expect(out.allowed).toBe(false);
     expect(out.body?.code).toBe('malformed_token');
     expect(out.httpStatus).toBe(401);
+  });
+});
+
+describe('the handle in baggage (egress.handle_baggage)', () => {
+  it('reads, adds and strips only the hopguard-handle member', () => {
+    expect(readBaggageHandles(' userId=alice , hopguard-handle = hgh1.a;ttl=3,tenant=t1')).toEqual({ handles: ['hgh1.a'], rest: 'userId=alice,tenant=t1' });
+    expect(readBaggageHandles('hopguard-handle=x,hopguard-handle=y').handles).toEqual(['x', 'y']);
+    expect(readBaggageHandles('not-hopguard-handle=x,hopguard-handlex=y')).toEqual({ handles: [], rest: 'not-hopguard-handle=x,hopguard-handlex=y' });
+    expect(baggageWithHandle('', 'hgh1.h')).toBe('hopguard-handle=hgh1.h');
+    expect(baggageWithHandle('a=1', 'hgh1.h')).toBe('a=1,hopguard-handle=hgh1.h');
+    expect(baggageWithoutHandle(undefined)).toBeUndefined();
+    expect(baggageWithoutHandle('a=1')).toBeUndefined();
+    expect(baggageWithoutHandle('a=1,hopguard-handle=x')).toEqual({ set: 'a=1' });
+    expect(baggageWithoutHandle('hopguard-handle=x')).toEqual({ remove: true });
+  });
+
+  let fixtures: Fixtures;
+  let server: Running;
+  beforeAll(async () => {
+    fixtures = await createFixtures();
+    const config = egressConfig(fixtures);
+    server = await startServer({ ...config, egress: { ...config.egress!, handleBaggage: true } });
+  });
+  afterAll(async () => {
+    await server?.stop();
+    fixtures?.cleanup();
+  });
+  const check = (input: CheckInput) => server.envoy.check({ principal: CHECKOUT, certificatePem: fixtures.checkout.certPem, ...input });
+
+  it('puts the handle in baggage beside the application\'s members, replacing a forged one', async () => {
+    const token = await fixtures.token({ jti: 'baggage-1' });
+    const plain = await check({ path: '/orders/1', headers: { authorization: `Bearer ${token}` } });
+    const handle = plain.headers[HANDLE_HEADER]!;
+    expect(plain.headers.baggage).toBe(`hopguard-handle=${handle}`);
+    // The same token again with a baggage header: answered fresh, not from the encoded allow.
+    const sent = { authorization: `Bearer ${token}`, baggage: 'userId=alice,hopguard-handle=hgh1.forged' };
+    const withBaggage = await check({ path: '/orders/2', headers: sent });
+    expect(applicationHeaders(sent, withBaggage).baggage).toBe(`userId=alice,hopguard-handle=${handle}`);
+    expect(withBaggage.headersToRemove).not.toContain('baggage');
+  });
+
+  it('takes a forged handle member out of baggage on a public route', async () => {
+    const keep = await check({ path: '/healthz', headers: { baggage: 'userId=alice,hopguard-handle=hgh1.forged' } });
+    expect(applicationHeaders({ baggage: 'userId=alice,hopguard-handle=hgh1.forged' }, keep).baggage).toBe('userId=alice');
+    const only = await check({ path: '/healthz', headers: { baggage: 'hopguard-handle=hgh1.forged' } });
+    expect(only.headersToRemove).toContain('baggage');
+    const none = await check({ path: '/healthz', headers: { baggage: 'userId=alice' } });
+    expect(none.headersToRemove).not.toContain('baggage');
+    expect(none.headers.baggage).toBeUndefined();
   });
 });

@@ -11,7 +11,7 @@ import { deny, type Decision, type Deny } from '../vocabulary/decision.js';
 import type { HopRequest } from '../vocabulary/hop-request.js';
 import type { ListenAddress } from '../vocabulary/listen-address.js';
 import { decodeCheckRequest } from './check-request-decoder.js';
-import { checkResponse, encodeCheckResponse } from './check-response.js';
+import { checkResponse, encodeCheckResponse, type HandleCarriers } from './check-response.js';
 import type { CheckResponseMessage } from './check-response-encoder.js';
 import { authorizationService } from './envoy-protos.js';
 import { raiseConnectionWindow } from './http2-window.js';
@@ -44,13 +44,13 @@ export function inboundHandler(deps: {
   metrics: AuthzMetrics;
   startSpan: StartCheckSpan;
   audit: AuditCheck;
-  /** With egress: the header allows set to the handle (or remove). */
-  handleHeader?: string;
+  /** With egress: where allows set the handle (or remove it). */
+  handles?: HandleCarriers;
 }): CheckHandler<Decision> {
   return {
     decide: deps.authorize,
     failed: internalError,
-    respond: (decision, request, traceId) => checkResponse(decision, request, traceId, deps.handleHeader),
+    respond: (decision, request, traceId) => checkResponse(decision, request, traceId, deps.handles),
     startSpan: deps.startSpan,
     record(decision, request, traceId, seconds) {
       deps.metrics.recordDecision(decision, seconds);

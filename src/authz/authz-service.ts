@@ -111,7 +111,7 @@ export async function startAuthz(config: AuthzConfig, options: StartOptions): Pr
       metrics,
       startSpan: checkSpans(telemetry.tracing, config.audience),
       audit: validationAudit(audit, config.audit, config.audience),
-      ...(config.egress && { handleHeader: config.egress.handleHeader }),
+      ...(config.egress && { handles: config.egress }),
     }),
     log,
     connectionWindow,

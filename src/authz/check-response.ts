@@ -1,6 +1,8 @@
+import { BAGGAGE_HEADER, baggageWithHandle, baggageWithoutHandle, readBaggageHandles } from '../egress/baggage.js';
 import type { OutboundDecision } from '../egress/outbound-check.js';
 import type { Allow, Decision, Deny } from '../vocabulary/decision.js';
 import { DENY_CODES } from '../vocabulary/deny-codes.js';
+import type { EgressConfig } from '../vocabulary/egress-config.js';
 import type { HopRequest } from '../vocabulary/hop-request.js';
 import { IDENTITY_HEADERS, IDENTITY_PREFIX } from '../vocabulary/identity-headers.js';
 import type { RouteConfig } from '../vocabulary/route.js';
@@ -33,14 +35,19 @@ export function encodeCheckResponse(response: CheckResponseMessage | Buffer): Bu
  */
 const encodedAllows = new WeakMap<VerifiedToken, { route: RouteConfig; binding: Allow['binding']; bytes: Buffer }>();
 
-/** `handleHeader`: set when egress is on; an allow then sets it (token routes) or removes it. */
-export function checkResponse(decision: Decision, request: HopRequest, traceId: string, handleHeader?: string): CheckResponseMessage | Buffer {
+/** Where inbound allows put the handle, when egress is on. */
+export type HandleCarriers = Pick<EgressConfig, 'handleHeader' | 'handleBaggage'>;
+
+/** `handles`: set when egress is on; an allow then sets the handle (token routes) or removes it. */
+export function checkResponse(decision: Decision, request: HopRequest, traceId: string, handles?: HandleCarriers): CheckResponseMessage | Buffer {
   if (!decision.allowed) return denyResponse(decision, traceId);
   const { token } = decision;
-  if (!token || !decision.cacheHit || hasIdentityHeader(request)) return allowResponse(decision, request, handleHeader);
+  if (!token || !decision.cacheHit || hasIdentityHeader(request) || (handles?.handleBaggage && request.headers.has(BAGGAGE_HEADER))) {
+    return allowResponse(decision, request, handles);
+  }
   const known = encodedAllows.get(token);
   if (known && known.route === decision.route && known.binding === decision.binding) return known.bytes;
-  const bytes = encodeCheckResponseMessage(allowResponse(decision, request, handleHeader));
+  const bytes = encodeCheckResponseMessage(allowResponse(decision, request, handles));
   encodedAllows.set(token, { route: decision.route, binding: decision.binding, bytes });
   return bytes;
 }
@@ -50,7 +57,7 @@ function hasIdentityHeader(request: HopRequest): boolean {
   return false;
 }
 
-function allowResponse(decision: Allow, request: HopRequest, handleHeader: string | undefined): CheckResponseMessage {
+function allowResponse(decision: Allow, request: HopRequest, handles: HandleCarriers | undefined): CheckResponseMessage {
   const { route, token, handle } = decision;
   const set = [];
   const remove: string[] = [];
@@ -64,11 +71,13 @@ function allowResponse(decision: Allow, request: HopRequest, handleHeader: strin
     // An empty value would be dropped, not overwritten, by Envoy: remove the header instead.
     if (token.scope !== '') set.push(setHeader(IDENTITY_HEADERS.scope, token.scope));
   }
-  if (handleHeader !== undefined) {
+  const handleHeader = handles?.handleHeader;
+  if (handles !== undefined) {
     // Overwritten, never also removed: Envoy applies headers_to_remove after the headers it sets.
-    if (handle !== undefined) set.push(setHeader(handleHeader, handle));
+    if (handle !== undefined) set.push(setHeader(handles.handleHeader, handle));
     // A DPoP proof is a JWT too: with egress, the application holds none.
     remove.push('dpop');
+    if (handles.handleBaggage) handleInBaggage(request.headers.get(BAGGAGE_HEADER), handle, set, remove);
   }
   const ours = new Set(set.map((h) => h.header.key));
   for (const name of request.headers.keys()) {
@@ -94,19 +103,39 @@ function allowResponse(decision: Allow, request: HopRequest, handleHeader: strin
 }
 
 /**
+ * `baggage` with our handle as its one `hopguard-handle` member, the application's others kept;
+ * without a handle (public routes), a client's `hopguard-handle` members are taken out.
+ */
+function handleInBaggage(baggage: string | undefined, handle: string | undefined, set: HeaderValueOption[], remove: string[]) {
+  if (handle !== undefined) {
+    set.push(setHeader(BAGGAGE_HEADER, baggageWithHandle(readBaggageHandles(baggage ?? '').rest, handle)));
+    return;
+  }
+  stripHandleFromBaggage(baggage, set, remove);
+}
+
+function stripHandleFromBaggage(baggage: string | undefined, set: HeaderValueOption[], remove: string[]) {
+  const change = baggageWithoutHandle(baggage);
+  if (change === undefined) return;
+  if ('set' in change) set.push(setHeader(BAGGAGE_HEADER, change.set));
+  else remove.push(BAGGAGE_HEADER);
+}
+
+/**
  * An outbound check's answer: on allow, `authorization: Bearer` for a destination (overwriting
  * whatever the application set) and the handle header removed, whatever the host: it never
- * leaves the pod. The token is set, never also removed (Envoy removes after it sets).
+ * leaves the pod, nor does a `hopguard-handle` member of `baggage`. The token is set, never
+ * also removed (Envoy removes after it sets).
  */
-export function outboundResponse(decision: OutboundDecision, handleHeader: string, traceId: string): CheckResponseMessage {
+export function outboundResponse(decision: OutboundDecision, request: HopRequest, handleHeader: string, traceId: string): CheckResponseMessage {
   if (!decision.allowed) return denyResponse(decision, traceId);
   const { destination, token } = decision;
+  const set = token ? [setHeader('authorization', `Bearer ${token.accessToken}`)] : [];
+  const remove = [handleHeader];
+  stripHandleFromBaggage(request.headers.get(BAGGAGE_HEADER), set, remove);
   return {
     status: { code: 0 },
-    ok_response: {
-      headers: token ? [setHeader('authorization', `Bearer ${token.accessToken}`)] : [],
-      headers_to_remove: [handleHeader],
-    },
+    ok_response: { headers: set, headers_to_remove: remove },
     dynamic_metadata: struct({
       decision: 'allow',
       ...(destination && { destination: destination.host, audience: destination.audience }),

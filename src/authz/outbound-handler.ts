@@ -12,7 +12,7 @@ export function outboundHandler(deps: OutboundDeps): CheckHandler<OutboundDecisi
   return {
     decide: (request) => decideOutbound(request, deps),
     failed: internalError,
-    respond: (decision, _request, traceId) => outboundResponse(decision, deps.egress.handleHeader, traceId),
+    respond: (decision, request, traceId) => outboundResponse(decision, request, deps.egress.handleHeader, traceId),
     startSpan: (metadata, request) => ({ traceId: incomingTraceId(metadata, request), end: () => undefined }),
     record: () => undefined,
   };

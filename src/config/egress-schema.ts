@@ -97,6 +97,7 @@ export const egressSchema = z
     {
       listen: parsedString('host:port such as 127.0.0.1:9194, or unix:/path/to.sock', parseListen),
       handle_header: parsedString('a header name', parseHandleHeader).prefault('x-hopguard-handle'),
+      handle_baggage: flag,
       other_hosts: oneOf<OtherHosts>(OTHER_HOSTS, 'passthrough or deny').prefault('passthrough'),
       destinations: z
         .array(destinationSchema, expected('a list of destinations'))
@@ -108,6 +109,7 @@ export const egressSchema = z
   .transform((raw): EgressConfig => ({
     listen: raw.listen,
     handleHeader: raw.handle_header,
+    handleBaggage: raw.handle_baggage,
     otherHosts: raw.other_hosts,
     destinations: raw.destinations,
   }));

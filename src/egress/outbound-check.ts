@@ -3,6 +3,7 @@ import type { IssuedToken } from '../issuer-client/issued-token.js';
 import { deny, type Deny } from '../vocabulary/decision.js';
 import type { EgressConfig, EgressDestination } from '../vocabulary/egress-config.js';
 import type { HopRequest } from '../vocabulary/hop-request.js';
+import { BAGGAGE_HEADER, readBaggageHandles } from './baggage.js';
 import { matchDestination } from './destinations.js';
 import type { HandleSealer } from './handle.js';
 import type { OutboundTokens } from './outbound-tokens.js';
@@ -31,10 +32,8 @@ export interface OutboundDeps {
  * for a host no destination names under other_hosts: passthrough.
  */
 export async function decideOutbound(request: HopRequest, deps: OutboundDeps): Promise<OutboundDecision> {
-  const header = deps.egress.handleHeader;
-  const handle = request.headers.get(header);
-  // A handle is base64url: a "," is two headers joined.
-  if (request.repeated.has(header) || handle?.includes(',')) return deny('malformed_request', 'more than one handle header');
+  const handle = readHandle(request, deps.egress);
+  if (handle === TWO_HANDLES) return deny('malformed_request', 'more than one handle');
 
   const destination = matchDestination(deps.egress.destinations, request.host);
   if (!destination) {
@@ -49,6 +48,18 @@ export async function decideOutbound(request: HopRequest, deps: OutboundDeps): P
   const opened = deps.sealer.open(handle, Date.now());
   if (!opened.ok) return deny('handle_invalid', `the handle is ${opened.reason.replace('_', ' ')}`);
   return fromIssuer(() => deps.tokens.exchanged(opened.token, destination), destination);
+}
+
+const TWO_HANDLES = Symbol('two handles');
+
+/** The handle header, else (with handle_baggage) the baggage member; two of either is refused. */
+function readHandle(request: HopRequest, egress: EgressConfig): string | undefined | typeof TWO_HANDLES {
+  const header = request.headers.get(egress.handleHeader);
+  // A handle is base64url: a "," is two headers joined.
+  if (request.repeated.has(egress.handleHeader) || header?.includes(',')) return TWO_HANDLES;
+  if (header !== undefined || !egress.handleBaggage) return header;
+  const { handles } = readBaggageHandles(request.headers.get(BAGGAGE_HEADER) ?? '');
+  return handles.length > 1 ? TWO_HANDLES : handles[0];
 }
 
 async function fromIssuer(obtain: () => Promise<IssuedToken>, destination: EgressDestination): Promise<OutboundDecision> {

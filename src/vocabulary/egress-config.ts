@@ -23,6 +23,8 @@ export interface EgressConfig {
   listen: ListenAddress;
   /** Lower-case header name carrying the handle, inbound (set) and outbound (read, then removed). */
   handleHeader: string;
+  /** The handle also rides in W3C `baggage` as the member `hopguard-handle`. */
+  handleBaggage: boolean;
   otherHosts: OtherHosts;
   /** First match wins. */
   destinations: EgressDestination[];
