@@ -12,8 +12,8 @@
  * their own size, learned from a real gRPC client that decodes them), and that client samples the
  * same request again after each run.
  *
- *   npm run bench                         the table, the window fix, workers, memory, startup, flat cost, soak (~35 min)
- *   npm run bench -- --only main,window   some sections (main window workers memory startup flat soak)
+ *   npm run bench                         the table, egress, the window fix, workers, memory, startup, flat cost, soak (~35 min)
+ *   npm run bench -- --only main,window   some sections (main egress window workers memory startup flat soak)
  *   npm run bench -- --only soak --soak-seconds 900 --soak-rate 1000 --soak-store memory
  *                                         the soak: a new token every check, RSS over time (see soak.ts)
  *   npm run bench -- --quick              1 round, fewer requests: a smoke run, not figures
@@ -37,6 +37,7 @@ import { PROTO_LOADER_OPTIONS } from '../src/authz/envoy-protos.js';
 import { createSigningKey, signAccessToken, writeJwks, type AccessTokenInput, type SigningKey } from '../src/devkit/signing-key.js';
 import { createTrustDomain } from '../src/devkit/trust-domain.js';
 import { fingerprint } from '../src/token/access-token-verifier.js';
+import { HANDLE_HEADER, outboundCheck, PAYMENTS_HOST, PER_REQUEST_HOST, startEgressChain } from './egress-chain.js';
 import { GcTrace } from './gc-trace.js';
 import { GrpcLoad } from './grpc-load.js';
 import { H2LOAD_MISSING, h2loadVersion, percentile, runH2load } from './h2load.js';
@@ -142,14 +143,27 @@ class Sampler {
     this.client = new grpc.Client(address, grpc.credentials.createInsecure());
   }
 
-  send(message: Buffer, headers: Record<string, string> = {}): Promise<Expected> {
+  async send(message: Buffer, headers: Record<string, string> = {}): Promise<Expected> {
+    const raw = await this.call(message, headers);
+    return { outcome: outcomeOf(raw), bytes: raw.length + 5 };
+  }
+
+  /** The handle an inbound allow of `message` sets for the application (egress on). */
+  async handle(message: Buffer): Promise<string> {
+    const response = check.responseDeserialize(await this.call(message, {})) as { ok_response?: { headers?: { header: { key: string; value: string } }[] } };
+    const handle = response.ok_response?.headers?.find((h) => h.header.key === HANDLE_HEADER)?.header.value;
+    if (!handle) throw new Error('the inbound allow set no handle: is egress on?');
+    return handle;
+  }
+
+  private call(message: Buffer, headers: Record<string, string>): Promise<Buffer> {
     const metadata = new grpc.Metadata();
     for (const [name, value] of Object.entries(headers)) metadata.set(name, value);
     return new Promise((resolve, reject) => {
       this.client.makeUnaryRequest(CHECK_PATH, (b: Buffer) => b, (b: Buffer) => b, message, metadata, { deadline: Date.now() + 10_000 },
         (err, raw) => {
           if (err || !raw) return reject(err ?? new Error('no response'));
-          resolve({ outcome: outcomeOf(raw), bytes: raw.length + 5 });
+          resolve(raw);
         });
     });
   }
@@ -168,7 +182,7 @@ function frame(message: Buffer): Buffer {
 let fixtures: Awaited<ReturnType<typeof makeFixtures>>;
 
 async function makeFixtures() {
-  const domain = await createTrustDomain('bench', { checkout: CHECKOUT });
+  const domain = await createTrustDomain('bench', { checkout: CHECKOUT, orders: AUDIENCE });
   const keys = { ES256: domain.key, EdDSA: await createSigningKey('EdDSA'), RS256: await createSigningKey('RS256') };
   writeJwks(domain.jwksPath, Object.values(keys));
   const auditKey = path.join(domain.dir, 'audit-key.pem');
@@ -178,7 +192,15 @@ async function makeFixtures() {
     iss: ISSUER, aud: AUDIENCE, sub: CHECKOUT, scope: 'orders:read payments:write',
     certThumbprint: domain.workloads.checkout.thumbprint, ttl: 3600, ...extra,
   });
+  /** A CheckRequest as a gRPC frame in a file, for h2load. */
+  const framed = (message: Buffer): { message: Buffer; bodyFile: string } => {
+    const bodyFile = path.join(domain.dir, `body-${++files}.bin`);
+    writeFileSync(bodyFile, frame(message));
+    return { message, bodyFile };
+  };
   return {
+    domain,
+    framed,
     dir: domain.dir,
     jwksPath: domain.jwksPath,
     keys,
@@ -213,9 +235,7 @@ async function makeFixtures() {
           tls_session: { sni: 'orders.shop.svc.cluster.local' },
         },
       });
-      const bodyFile = path.join(domain.dir, `body-${++files}.bin`);
-      writeFileSync(bodyFile, frame(message));
-      return { message, bodyFile };
+      return framed(message);
     },
   };
 }
@@ -240,6 +260,8 @@ interface HopguardOptions {
   audit?: object;
   workers?: number;
   window?: number;
+  /** More keys of the authz config (issuer_client, egress), over the ones above. */
+  extra?: Record<string, unknown>;
   /** Without the image's NODE_OPTIONS (its V8 heap cap). */
   undeployedFlags?: boolean;
   /** What the process prints on stdout (node's own output, such as --trace-gc). */
@@ -269,6 +291,7 @@ async function hopguard(name: string, options: HopguardOptions = {}, nodeFlags: 
     ...(options.audit && { audit: options.audit }),
     ...(options.workers !== undefined && { workers: options.workers }),
     ...(options.window !== undefined && { http2_connection_window: options.window }),
+    ...options.extra,
   };
   const file = path.join(fixtures.dir, `${name.replace(/[^a-z0-9]+/gi, '-')}-${ports.grpc}.yaml`);
   writeFileSync(file, stringify(config));
@@ -518,6 +541,61 @@ async function mainSection(redis: boolean): Promise<void> {
   ));
   await stop(floor, cached, uncached, traced, ...(oneTime ? [oneTime] : []));
   sink.close();
+}
+
+/**
+ * Egress (issue 13): outbound Checks with one handle to a cached destination, inbound cache hits
+ * with handles on beside the same sidecar without egress, each as a ratio to the floor on the
+ * same request; then what a cache miss (an exchange at the issuer) costs, one check at a time.
+ */
+async function egressSection(): Promise<void> {
+  say(`\n== egress: outbound checks with one handle (cached destination) and inbound cache hits with handles on, ${CONNECTIONS} connections x ${STREAMS} streams, median of ${ROUNDS} rounds`);
+  const chain = await startEgressChain(fixtures.domain, { checkout: CHECKOUT, orders: AUDIENCE }, ISSUER);
+  try {
+    const egressPort = await freePort();
+    const floor = await noop('floor', WINDOW);
+    const plain = await hopguard('hopguard-no-egress', { extra: chain.sidecarConfig() });
+    const withEgress = await hopguard('hopguard-egress', { extra: chain.sidecarConfig(egressPort) });
+    const egress: ServerProcess = { ...withEgress, address: `127.0.0.1:${egressPort}` };
+    const inbound = fixtures.request(await chain.checkoutToken());
+    // What orders' application received on that inbound allow: the handle it sends on.
+    const handle = await sampler(withEgress).handle(inbound.message);
+    const outbound = fixtures.framed(check.requestSerialize(outboundCheck(PAYMENTS_HOST, handle)));
+    const targets: Target[] = [
+      await steadyTarget('floor-in', '(a) floor, the inbound request', floor, inbound, 'allow'),
+      await steadyTarget('b', '(b) hopguard, cache hit, egress off', plain, inbound, 'allow'),
+      await steadyTarget('b-egress', '(b) hopguard, cache hit, egress on (handle)', withEgress, inbound, 'allow'),
+      await steadyTarget('floor-out', '(a) floor, the outbound request', floor, outbound, 'allow'),
+      await steadyTarget('f', '(f) outbound, one handle, cached destination', egress, outbound, 'allow'),
+    ];
+    const figures = await rounds(targets);
+    const rows = targets.map((t) => row(t, figures, t.key === 'f' || t.key === 'floor-out' ? 'floor-out' : 'floor-in'));
+    say(`  (x floor columns: inbound rows over the floor on the inbound request (${inbound.message.length + 5} B), outbound over the floor on the outbound one (${outbound.message.length + 5} B))`);
+    table(rows);
+
+    // A miss: per_request makes every outbound check an exchange (mTLS to the issuer, which verifies and signs).
+    const misses = QUICK ? 50 : 300;
+    const once = sampler(egress);
+    const timed = async (host: string) => {
+      const message = check.requestSerialize(outboundCheck(host, handle));
+      const times: number[] = [];
+      for (let i = -5; i < misses; i++) {
+        const started = performance.now();
+        const answer = await once.send(message);
+        if (answer.outcome !== 'allow') throw new Error(`outbound check to ${host}: ${answer.outcome}`);
+        if (i >= 0) times.push(performance.now() - started);
+      }
+      return { medianMs: median(times), p90Ms: percentile(Float64Array.from(times).sort(), 0.9) };
+    };
+    const miss = await timed(PER_REQUEST_HOST);
+    const hit = await timed(PAYMENTS_HOST);
+    say(`  one outbound check at a time, ${misses} checks: cache miss (an exchange, per_request) median ${miss.medianMs.toFixed(2)} ms, p90 ${miss.p90Ms.toFixed(2)} ms;`
+      + ` cache hit median ${hit.medianMs.toFixed(2)} ms, p90 ${hit.p90Ms.toFixed(2)} ms (the issuer runs in this driver process)`);
+    results.egress = { rows, oneAtATime: { checks: misses, miss, hit } };
+    await stop(floor, plain, withEgress);
+  } finally {
+    await chain.stop();
+  }
 }
 
 async function windowSection(): Promise<void> {
@@ -869,6 +947,7 @@ async function main(): Promise<number> {
   try {
     if (PROFILE) await profileSection(redis);
     if (wanted('main')) await mainSection(redis);
+    if (wanted('egress')) await egressSection();
     if (wanted('window')) await windowSection();
     if (wanted('workers')) await workersSection();
     if (wanted('memory')) await memorySection(redis);
