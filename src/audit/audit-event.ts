@@ -39,15 +39,17 @@ export type AuditEvent =
     /** The identity provider whose token an exchange started the chain from (its `iss`). */
     subjectIssuer?: string;
   })
+  /** The outbound check (egress.listen): a denial, or an allow whose token this check obtained from the issuer. */
+  | (AuditFields & { event: 'egress'; destination?: string })
   | (AuditFields & { event: 'revocation'; revoked: 'jti' | 'subject' | 'client' | 'cert' | 'key' | 'refresh_family' });
 
-type AnyEventField = keyof AuditFields | 'scope' | 'actors' | 'subjectIssuer' | 'revoked';
+type AnyEventField = keyof AuditFields | 'scope' | 'actors' | 'subjectIssuer' | 'revoked' | 'destination';
 
 /** File names, in file order. Only these leave the process: a stray property on an event never does. */
 const FIELD_NAMES: [AnyEventField, string][] = [
   ['decision', 'decision'], ['code', 'code'], ['route', 'route'], ['issuer', 'issuer'], ['audience', 'audience'],
   ['subject', 'subject'], ['client', 'client'], ['caller', 'caller'], ['scope', 'scope'], ['actors', 'actors'],
-  ['subjectIssuer', 'subject_issuer'], ['revoked', 'revoked'], ['tokenFingerprint', 'token_fingerprint'], ['traceId', 'trace_id'],
+  ['subjectIssuer', 'subject_issuer'], ['revoked', 'revoked'], ['destination', 'destination'], ['tokenFingerprint', 'token_fingerprint'], ['traceId', 'trace_id'],
 ];
 
 /** The event's fields as written: snake_case, fixed order, absent ones left out. */

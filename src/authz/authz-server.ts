@@ -1,6 +1,7 @@
 import cluster from 'node:cluster';
 import { rmSync, statSync } from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
+import type { Context } from '@opentelemetry/api';
 import { HealthImplementation } from 'grpc-health-check';
 import { listenFailure } from '../admin/listen-failure.js';
 import type { AuditCheck } from '../audit/validation-audit.js';
@@ -21,12 +22,13 @@ export const AUTHZ_HEALTH_SERVICE = 'envoy.service.auth.v3.Authorization';
 
 /** What one ext_authz listener decides and how: the inbound check, or the outbound one (egress). */
 export interface CheckHandler<D> {
-  decide(request: HopRequest): Promise<D>;
+  /** `context`: the check's span, for requests deciding makes (the outbound check's to the issuer). */
+  decide(request: HopRequest, context?: Context): Promise<D>;
   /** The decision when deciding itself failed: a denial (internal_error). */
   failed(): D;
   respond(decision: D, request: HopRequest, traceId: string): CheckResponseMessage | Buffer;
   /** The check's span (tracing on) or just its trace id (off). */
-  startSpan(metadata: grpc.Metadata, request: HopRequest): { traceId: string; end(decision: D, request: HopRequest): void };
+  startSpan: StartCheckSpan<D>;
   /** After answering: metrics and audit. */
   record(decision: D, request: HopRequest, traceId: string, seconds: number): void;
 }
@@ -48,7 +50,7 @@ export function inboundHandler(deps: {
   handles?: HandleCarriers;
 }): CheckHandler<Decision> {
   return {
-    decide: deps.authorize,
+    decide: (request) => deps.authorize(request),
     failed: internalError,
     respond: (decision, request, traceId) => checkResponse(decision, request, traceId, deps.handles),
     startSpan: deps.startSpan,
@@ -140,7 +142,7 @@ export class AuthzServer<D> {
     const span = handler.startSpan(call.metadata, request);
     let decision: D;
     try {
-      decision = await handler.decide(request);
+      decision = await handler.decide(request, span.context);
     } catch (err) {
       // By name only: an error's message may hold request data.
       this.deps.log.error('check_failed', { error: err instanceof Error ? err.name : 'unknown' });

@@ -4,6 +4,7 @@ import { validationAudit } from '../audit/validation-audit.js';
 import type { AuthzConfig } from '../config/authz-config.js';
 import { HandleSealer, newHandleKey } from '../egress/handle.js';
 import { InboundHandles } from '../egress/inbound-handles.js';
+import { outboundAudit, outboundSpans, type AuditOutbound } from '../egress/outbound-telemetry.js';
 import { OutboundTokens } from '../egress/outbound-tokens.js';
 import { IssuerClient } from '../issuer-client/issuer-client.js';
 import { RouteTable } from '../policy/route-table.js';
@@ -11,8 +12,8 @@ import { openStore } from '../store/open-store.js';
 import type { Store } from '../store/store.js';
 import { checkSpans } from '../telemetry/check-span.js';
 import type { Logger } from '../telemetry/log.js';
-import { createAuthzMetrics } from '../telemetry/metrics.js';
-import { startTelemetry } from '../telemetry/telemetry.js';
+import { createAuthzMetrics, createEgressMetrics } from '../telemetry/metrics.js';
+import { startTelemetry, type Telemetry } from '../telemetry/telemetry.js';
 import { AccessTokenVerifier, type TrustedIssuer } from '../token/access-token-verifier.js';
 import { DpopNonces } from '../token/dpop-nonce.js';
 import { createIssuerKeys } from '../token/jwks-source.js';
@@ -118,7 +119,9 @@ export async function startAuthz(config: AuthzConfig, options: StartOptions): Pr
   });
   const grpcAddress = await server.listen(config.listen);
   const outbound = config.egress && config.issuerClient && sealer
-    ? await startOutbound(config.egress, config.issuerClient, sealer, { log, connectionWindow })
+    ? await startOutbound(config.egress, config.issuerClient, sealer, {
+      log, connectionWindow, telemetry, audit: outboundAudit(audit, config.audit.output !== undefined),
+    })
     : undefined;
   const servers: AuthzServer<unknown>[] = [server, ...(outbound ? [outbound.server] : [])];
   const admin = config.admin
@@ -172,10 +175,15 @@ async function startOutbound(
   egress: EgressConfig,
   issuerClient: IssuerClientConfig,
   sealer: HandleSealer,
-  { log, connectionWindow }: { log: Logger; connectionWindow: number },
+  { log, connectionWindow, telemetry, audit }: { log: Logger; connectionWindow: number; telemetry: Telemetry; audit: AuditOutbound },
 ) {
-  const tokens = new OutboundTokens(new IssuerClient({ ...issuerClient }, log));
-  const server = new AuthzServer({ handler: outboundHandler({ egress, sealer, tokens }), log, connectionWindow });
+  const metrics = createEgressMetrics(telemetry.meter);
+  const tokens = new OutboundTokens(new IssuerClient({ ...issuerClient }, log), {
+    onIssuerRequest: (grant, outcome) => metrics.recordTokenRequest(grant, outcome),
+    onCacheLookup: (hit) => metrics.recordCacheLookup(hit),
+  });
+  const handler = outboundHandler({ egress, sealer, tokens, metrics, startSpan: outboundSpans(telemetry.tracing), audit });
+  const server = new AuthzServer({ handler, log, connectionWindow });
   try {
     return { server, tokens, address: await server.listen(egress.listen) };
   } catch (err) {

@@ -12,7 +12,7 @@ export function matchDestination(destinations: readonly EgressDestination[], aut
 }
 
 /** `Payments.svc:8443` → `payments.svc`; `[::1]:80` → `::1`; a trailing root dot goes too. */
-function hostOf(authority: string): string {
+export function hostOf(authority: string): string {
   let host = authority.toLowerCase();
   if (host.startsWith('[')) {
     const end = host.indexOf(']');

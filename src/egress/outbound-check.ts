@@ -1,3 +1,4 @@
+import type { Context } from '@opentelemetry/api';
 import { IssuerClientError } from '../issuer-client/issuer-client-error.js';
 import type { IssuedToken } from '../issuer-client/issued-token.js';
 import { deny, type Deny } from '../vocabulary/decision.js';
@@ -6,10 +7,13 @@ import type { HopRequest } from '../vocabulary/hop-request.js';
 import { BAGGAGE_HEADER, readBaggageHandles } from './baggage.js';
 import { matchDestination } from './destinations.js';
 import type { HandleSealer } from './handle.js';
-import type { OutboundTokens } from './outbound-tokens.js';
+import type { OutboundToken, OutboundTokens } from './outbound-tokens.js';
 
 /** The outcome of one outbound check, before it is turned into Envoy's CheckResponse. */
-export type OutboundDecision = OutboundAllow | Deny;
+export type OutboundDecision = OutboundAllow | OutboundDeny;
+
+/** A denial, with the destination the host matched (absent when none did, or before that was known). */
+export type OutboundDeny = Deny & { destination?: EgressDestination };
 
 export interface OutboundAllow {
   allowed: true;
@@ -17,6 +21,10 @@ export interface OutboundAllow {
   destination?: EgressDestination;
   /** What Envoy sends as `authorization: Bearer`; set with every destination. */
   token?: IssuedToken;
+  /** The token came from the cache: no issuer request was waited on. */
+  cacheHit: boolean;
+  /** This check's own issuer request got the token (an exchange or client credentials to audit). */
+  issued: boolean;
 }
 
 export interface OutboundDeps {
@@ -29,25 +37,26 @@ export interface OutboundDeps {
  * The outbound check, top to bottom: one handle header at most, which destination, the handle
  * opened (or this workload's own token where the destination allows none), then the token
  * from the issuer. Deny by default: every path that does not reach a token is a denial, but
- * for a host no destination names under other_hosts: passthrough.
+ * for a host no destination names under other_hosts: passthrough. `context`: the check's trace,
+ * which the issuer's requests join.
  */
-export async function decideOutbound(request: HopRequest, deps: OutboundDeps): Promise<OutboundDecision> {
+export async function decideOutbound(request: HopRequest, deps: OutboundDeps, context?: Context): Promise<OutboundDecision> {
   const handle = readHandle(request, deps.egress);
   if (handle === TWO_HANDLES) return deny('malformed_request', 'more than one handle');
 
   const destination = matchDestination(deps.egress.destinations, request.host);
   if (!destination) {
     if (deps.egress.otherHosts === 'deny') return deny('no_destination', 'no destination matches the host');
-    return { allowed: true };
+    return { allowed: true, cacheHit: false, issued: false };
   }
 
   if (handle === undefined || handle === '') {
-    if (destination.withoutHandle === 'deny') return deny('handle_missing', 'the destination needs a handle');
-    return fromIssuer(() => deps.tokens.own(destination), destination);
+    if (destination.withoutHandle === 'deny') return { ...deny('handle_missing', 'the destination needs a handle'), destination };
+    return fromIssuer(() => deps.tokens.own(destination, context), destination);
   }
   const opened = deps.sealer.open(handle, Date.now());
-  if (!opened.ok) return deny('handle_invalid', `the handle is ${opened.reason.replace('_', ' ')}`);
-  return fromIssuer(() => deps.tokens.exchanged(opened.token, destination), destination);
+  if (!opened.ok) return { ...deny('handle_invalid', `the handle is ${opened.reason.replace('_', ' ')}`), destination };
+  return fromIssuer(() => deps.tokens.exchanged(opened.token, destination, context), destination);
 }
 
 const TWO_HANDLES = Symbol('two handles');
@@ -62,12 +71,14 @@ function readHandle(request: HopRequest, egress: EgressConfig): string | undefin
   return handles.length > 1 ? TWO_HANDLES : handles[0];
 }
 
-async function fromIssuer(obtain: () => Promise<IssuedToken>, destination: EgressDestination): Promise<OutboundDecision> {
+async function fromIssuer(obtain: () => Promise<OutboundToken>, destination: EgressDestination): Promise<OutboundDecision> {
   try {
-    return { allowed: true, destination, token: await obtain() };
+    return { allowed: true, destination, ...await obtain() };
   } catch (err) {
     if (!(err instanceof IssuerClientError)) throw err;
-    if (err.code === 'exchange_refused') return deny('exchange_refused', 'the issuer refused the token request', { oauthError: err.oauthError ?? 'access_denied' });
-    return deny('issuer_unavailable', 'the issuer could not be reached');
+    if (err.code === 'exchange_refused') {
+      return { ...deny('exchange_refused', 'the issuer refused the token request', { oauthError: err.oauthError ?? 'access_denied' }), destination };
+    }
+    return { ...deny('issuer_unavailable', 'the issuer could not be reached'), destination };
   }
 }

@@ -1,19 +1,20 @@
 import { randomFillSync } from 'node:crypto';
 import type { Metadata } from '@grpc/grpc-js';
-import { SpanKind, SpanStatusCode, trace, type Attributes, type TextMapGetter } from '@opentelemetry/api';
-import type { Decision } from '../vocabulary/decision.js';
+import { SpanKind, SpanStatusCode, trace, type Attributes, type Context, type TextMapGetter } from '@opentelemetry/api';
+import type { Decision, Deny } from '../vocabulary/decision.js';
 import { DENY_CODES } from '../vocabulary/deny-codes.js';
 import type { HopRequest } from '../vocabulary/hop-request.js';
 import { decisionFacts, type DecisionFacts } from './decision-facts.js';
 import { incomingContext, mapGetter, type Tracing } from './tracing.js';
 
-/** One check's trace: its id goes in a denial's body, and `end` closes the span. */
-export interface CheckSpan {
+/** One check's trace: its id goes in a denial's body, `context` is the span's (for requests the check makes), and `end` closes it. */
+export interface CheckSpan<D = Decision> {
   readonly traceId: string;
-  end(decision: Decision, request: HopRequest): void;
+  readonly context?: Context;
+  end(decision: D, request: HopRequest): void;
 }
 
-export type StartCheckSpan = (metadata: Metadata, request: HopRequest) => CheckSpan;
+export type StartCheckSpan<D = Decision> = (metadata: Metadata, request: HopRequest) => CheckSpan<D>;
 
 const metadataGetter: TextMapGetter<Metadata> = {
   keys: (metadata) => Object.keys(metadata.getMap()),
@@ -55,16 +56,29 @@ export function incomingTraceId(metadata: Metadata, request: HopRequest): string
  * `trace_id` always names something to search for.
  */
 export function checkSpans(tracing: Tracing, audience: string): StartCheckSpan {
+  return decisionSpans(tracing, 'hopguard.check', (decision, request) => spanAttributes(decisionFacts(decision, request), audience));
+}
+
+/**
+ * A span named `name` per check of any listener (the inbound check, the outbound one), joined
+ * to the incoming trace as checkSpans says; `attributes` describes the decision when it ends.
+ */
+export function decisionSpans<D extends { allowed: true } | Deny>(
+  tracing: Tracing,
+  name: string,
+  attributes: (decision: D, request: HopRequest) => Attributes,
+): StartCheckSpan<D> {
   if (!tracing.enabled) return (metadata, request) => ({ traceId: incomingTraceId(metadata, request), end: noEnd });
   return (metadata, request) => {
     const parent = incomingContext([metadata, metadataGetter], [request.headers, mapGetter]);
-    const span = tracing.tracer.startSpan('hopguard.check', { kind: SpanKind.SERVER, attributes: RPC_ATTRIBUTES }, parent);
+    const span = tracing.tracer.startSpan(name, { kind: SpanKind.SERVER, attributes: RPC_ATTRIBUTES }, parent);
     return {
       traceId: span.spanContext().traceId,
+      context: trace.setSpan(parent, span),
       end(decision, finalRequest) {
         // A span the sampler dropped records nothing: skip building its attributes.
         if (span.isRecording()) {
-          span.setAttributes(spanAttributes(decisionFacts(decision, finalRequest), audience));
+          span.setAttributes(attributes(decision, finalRequest));
           // A denial is the check working; only a failure to decide is an error.
           if (!decision.allowed && DENY_CODES[decision.code].http >= 500) {
             span.setStatus({ code: SpanStatusCode.ERROR, message: decision.code });

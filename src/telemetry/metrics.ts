@@ -12,6 +12,15 @@ export interface AuthzMetrics {
   observeStore(health: () => StoreHealth, oneTime: () => { refusedFull: number; releasesAbandoned: number }): void;
 }
 
+/** The outbound check's (egress.listen): its decisions and the tokens it obtained. */
+export interface EgressMetrics {
+  /** One per outbound check: allowed or the deny code, by the destination's audience ('' when no destination matched). */
+  recordDecision(code: string, audience: string, seconds: number): void;
+  /** One per request to the issuer, by grant (token_exchange, client_credentials) and outcome. */
+  recordTokenRequest(grant: string, outcome: 'ok' | 'refused' | 'unavailable'): void;
+  recordCacheLookup(hit: boolean): void;
+}
+
 // Checks take tens of microseconds to a few milliseconds; the default buckets start at 5 ms.
 const CHECK_SECONDS_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1];
 const STORE_STATES: StoreHealth['state'][] = ['ok', 'degraded', 'unavailable'];
@@ -100,6 +109,30 @@ export function createAuthzMetrics(meter: Meter): AuthzMetrics {
         // `unavailable` carries no timestamp: the feed was lost when last seen degraded, else after the last ok.
         result.observe(lag, current.state === 'ok' ? 0 : (now - (lostSinceMs ?? lastOkMs)) / 1000);
       }, [state, lag]);
+    },
+  };
+}
+
+export function createEgressMetrics(meter: Meter): EgressMetrics {
+  const decisions = meter.createCounter('hopguard.egress.decisions', { description: 'Outbound check decisions by outcome, deny code and destination audience' });
+  const duration = meter.createHistogram('hopguard.egress.check.duration', {
+    unit: 's',
+    description: 'Time to decide one outbound Check, issuer requests included',
+    advice: { explicitBucketBoundaries: CHECK_SECONDS_BUCKETS },
+  });
+  const tokenRequests = meter.createCounter('hopguard.egress.token_requests', { description: 'Token requests to the issuer by grant and outcome (ok, refused, unavailable)' });
+  const cache = meter.createCounter('hopguard.egress.token_cache.lookups', { description: 'Outbound token cache lookups by result' });
+  return {
+    recordDecision(code, audience, seconds) {
+      const decision = code === 'allowed' ? 'allow' : 'deny';
+      decisions.add(1, { decision, code, audience });
+      duration.record(seconds, decision === 'allow' ? ALLOW : DENY);
+    },
+    recordTokenRequest(grant, outcome) {
+      tokenRequests.add(1, { grant, outcome });
+    },
+    recordCacheLookup(hit) {
+      cache.add(1, { result: hit ? 'hit' : 'miss' });
     },
   };
 }
