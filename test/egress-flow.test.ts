@@ -1,4 +1,4 @@
-import { generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -11,11 +11,15 @@ import { parseIssuerConfig } from '../src/config/load-issuer-config.js';
 import { issueCert } from '../src/devkit/pki.js';
 import { createTrustDomain, type TrustDomain } from '../src/devkit/trust-domain.js';
 import { startIssuer, type RunningIssuer } from '../src/issuer/issuer-service.js';
-import { silentLogger } from '../src/telemetry/log.js';
+import { createLogger, silentLogger, type Logger } from '../src/telemetry/log.js';
 import { DENY_CODES, type DenyCode } from '../src/vocabulary/deny-codes.js';
 import { claimsOf, issuerRequest } from './support/issuer-client.js';
+import { startOtlpHttpReceiver, type OtlpReceiver, type ReceivedSpan } from './support/otlp-receiver.js';
 import { ISS, MESH_ID, type MeshWorkload } from './support/mesh-issuer.js';
 import { spawnCli } from './support/process.js';
+
+// Spans are exported 100 ms after they end, so a test sees them while the servers run.
+process.env.OTEL_BSP_SCHEDULE_DELAY = '100';
 
 /**
  * Egress with real processes' parts: an issuer over TLS, sidecars over gRPC with the official
@@ -29,19 +33,27 @@ const HANDLE = 'x-hopguard-handle';
 let mesh: TrustDomain<MeshWorkload>;
 let issuer: RunningIssuer;
 let auditPath: string;
+let signingKey: string;
+let serverCert: { certPath: string; keyPath: string };
+let receiver: OtlpReceiver;
 type Sidecar = { authz: RunningAuthz; inbound: EnvoyClient; outbound?: EnvoyClient };
 let orders: Sidecar;
 /** Another sidecar of orders' (its own handle key), with other_hosts: deny and an issuer that is not there. */
 let stray: Sidecar;
 let payments: Sidecar;
+/** orders again, with tracing, /metrics and its own audit log, and its log lines kept. */
+let traced: Sidecar;
+let tracedAudit: string;
+const tracedLog: string[] = [];
 
-const issuerYaml = (serverCert: { certPath: string; keyPath: string }, signingKey: string) => `
-listen: 127.0.0.1:0
+const issuerYaml = (serverCert: { certPath: string; keyPath: string }, signingKey: string, { listen = '127.0.0.1:0', tokenTtl = '5m' } = {}) => `
+listen: ${listen}
 admin: off
 issuer: ${ISS}
 tls: { cert: ${serverCert.certPath}, key: ${serverCert.keyPath}, client_ca: ${mesh.ca.certPath} }
 keys: { dir: ${path.join(mesh.dir, 'keys')}, publish_ahead: 2s }
-token_ttl: 5m
+token_ttl: ${tokenTtl}
+${tracedTelemetry('issuer')}
 rate_limit: { per_second: 1000, burst: 1000 }
 audit: { output: ${auditPath}, allows: all, signing_key_file: ${signingKey}, flush_interval: 50ms }
 clients:
@@ -55,9 +67,12 @@ clients:
     scopes: [payments:write]
 `;
 
-const sidecarYaml = (audience: string, routes: string, extra = '') => `
+/** Spans to the file's OTLP receiver, as `service`. */
+const tracedTelemetry = (service: string) => `telemetry: { tracing: true, service_name: ${service}, endpoint: ${receiver.endpoint}, protocol: http/protobuf }`;
+
+const sidecarYaml = (audience: string, routes: string, extra = '', admin = 'off') => `
 listen: 127.0.0.1:0
-admin: off
+admin: ${admin}
 audience: ${audience}
 issuers:
   - issuer: ${ISS}
@@ -95,8 +110,8 @@ egress:
 
 const ORDERS_ROUTES = '  - { name: read-orders, methods: [GET], path_prefix: /orders/, scopes: [orders:read] }';
 
-async function startSidecar(yaml: string): Promise<Sidecar> {
-  const authz = await startAuthz(parseAuthzConfig(yaml, { baseDir: mesh.dir }), { log: silentLogger });
+async function startSidecar(yaml: string, log: Logger = silentLogger): Promise<Sidecar> {
+  const authz = await startAuthz(parseAuthzConfig(yaml, { baseDir: mesh.dir }), { log });
   return {
     authz,
     inbound: new EnvoyClient(authz.grpcAddress),
@@ -146,25 +161,32 @@ function expectDenied(out: CheckOutput, code: DenyCode, error: string = DENY_COD
 }
 
 beforeAll(async () => {
+  receiver = await startOtlpHttpReceiver();
   mesh = await createTrustDomain('egress', ID);
   auditPath = path.join(mesh.dir, 'issuer-audit.jsonl');
-  const signingKey = path.join(mesh.dir, 'audit.key');
+  signingKey = path.join(mesh.dir, 'audit.key');
   writeFileSync(signingKey, generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }));
-  const serverCert = issueCert(mesh.ca, mesh.dir, { name: 'issuer-server', ipSans: ['127.0.0.1'], serverAuth: true });
+  serverCert = issueCert(mesh.ca, mesh.dir, { name: 'issuer-server', ipSans: ['127.0.0.1'], serverAuth: true });
   issuer = await startIssuer(parseIssuerConfig(issuerYaml(serverCert, signingKey), { baseDir: mesh.dir }), { log: silentLogger });
   orders = await startSidecar(sidecarYaml(ID.orders, ORDERS_ROUTES, egressYaml(`${issuer.url}/token`, 'passthrough')));
   stray = await startSidecar(sidecarYaml(ID.orders, ORDERS_ROUTES, egressYaml('https://127.0.0.1:1/token', 'deny')));
+  tracedAudit = path.join(mesh.dir, 'traced-audit.jsonl');
+  traced = await startSidecar(sidecarYaml(ID.orders, ORDERS_ROUTES, `${egressYaml(`${issuer.url}/token`, 'deny')}
+${tracedTelemetry('orders-hopguard')}
+audit: { output: ${tracedAudit}, allows: none, signing_key_file: ${signingKey}, flush_interval: 50ms }
+`, '127.0.0.1:0'), createLogger((line) => tracedLog.push(line)));
   payments = await startSidecar(sidecarYaml(ID.payments, `  - { name: pay, methods: [POST], path: /payments, scopes: [payments:write], callers: [${ID.orders}] }`));
 }, 60_000);
 
 afterAll(async () => {
-  for (const sidecar of [orders, stray, payments]) {
+  for (const sidecar of [orders, stray, traced, payments]) {
     sidecar?.inbound.close();
     sidecar?.outbound?.close();
     await sidecar?.authz.stop();
   }
   await issuer?.stop();
   mesh?.cleanup();
+  await receiver?.close();
 });
 
 describe('egress: frontend → orders → payments with handles only', () => {
@@ -199,6 +221,15 @@ describe('egress: frontend → orders → payments with handles only', () => {
     const second = await outbound(orders, { headers: { [HANDLE]: handle } });
     expect(first.allowed && second.allowed).toBe(true);
     expect(second.headers.authorization).toBe(first.headers.authorization);
+    expect(await settledExchanges()).toBe(before + 1);
+  });
+
+  it('makes one exchange for concurrent outbound calls with one handle and destination', async () => {
+    const handle = await handleAt(orders, await frontendToken());
+    const before = await settledExchanges();
+    const outs = await Promise.all(Array.from({ length: 8 }, () => outbound(orders, { headers: { [HANDLE]: handle } })));
+    expect(outs.every((out) => out.allowed)).toBe(true);
+    expect(new Set(outs.map((out) => out.headers.authorization)).size).toBe(1);
     expect(await settledExchanges()).toBe(before + 1);
   });
 
@@ -300,6 +331,179 @@ describe('egress: frontend → orders → payments with handles only', () => {
     expect(out.headers.authorization).toBeUndefined();
     expect(orders.authz.egressAddress).not.toBe(orders.authz.grpcAddress);
   });
+});
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const randomId = (bytes: number) => randomBytes(bytes).toString('hex');
+const bearerOf = (out: CheckOutput) => out.headers.authorization!.replace(/^Bearer /, '');
+
+/** The spans of `traceId` once `done` says enough have arrived (exported every 100 ms), or after 10 s. */
+async function spansOf(traceId: string, done: (spans: ReceivedSpan[]) => boolean): Promise<ReceivedSpan[]> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const spans = receiver.spans.filter((span) => span.traceId === traceId);
+    if (done(spans) || Date.now() > deadline) return spans;
+    await sleep(100);
+  }
+}
+
+const scrape = async () => (await fetch(`http://${traced.authz.adminAddress}/metrics`)).text();
+
+/** A counter of the traced sidecar's /metrics, the series with exactly these labels; 0 when it has none. */
+async function counter(name: string, labels: Record<string, string>): Promise<number> {
+  const wanted = JSON.stringify(Object.entries(labels).sort());
+  for (const line of (await scrape()).split('\n')) {
+    const sample = /^(\w+)\{(.*)\} (\S+)$/.exec(line);
+    if (sample?.[1] !== name) continue;
+    const found = [...sample[2]!.matchAll(/(\w+)="([^"]*)"/g)].map(([, key, value]) => [key, value]);
+    if (JSON.stringify(found.sort()) === wanted) return Number(sample[3]);
+  }
+  return 0;
+}
+
+/** The traced sidecar's egress audit records of `traceId`, once `count` are written (flushed every 50 ms). */
+async function egressAudit(traceId: string, count: number): Promise<Record<string, unknown>[]> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const records = readFileSync(tracedAudit, 'utf8').split('\n').filter((line) => line !== '').map((line) => JSON.parse(line))
+      .filter((record) => record.event === 'egress' && record.trace_id === traceId);
+    if (records.length >= count || Date.now() > deadline) return records;
+    await sleep(50);
+  }
+}
+
+describe('egress telemetry: the outbound check\'s span, metrics and audit', () => {
+  it('traces, counts and audits each outbound check in the request\'s trace, with no token or handle in any of it', async () => {
+    const inbound = await frontendToken();
+    const handle = await handleAt(traced, inbound);
+    const traceId = randomId(16);
+    const envoySpan = randomId(8);
+    const series = {
+      allowed: ['hopguard_egress_decisions_total', { decision: 'allow', code: 'allowed', audience: ID.payments }],
+      refused: ['hopguard_egress_decisions_total', { decision: 'deny', code: 'exchange_refused', audience: ID.ledger }],
+      nowhere: ['hopguard_egress_decisions_total', { decision: 'deny', code: 'no_destination', audience: '' }],
+      exchangedOk: ['hopguard_egress_token_requests_total', { grant: 'token_exchange', outcome: 'ok' }],
+      exchangedRefused: ['hopguard_egress_token_requests_total', { grant: 'token_exchange', outcome: 'refused' }],
+      hit: ['hopguard_egress_token_cache_lookups_total', { result: 'hit' }],
+      miss: ['hopguard_egress_token_cache_lookups_total', { result: 'miss' }],
+    } as const;
+    const counts = async () => Object.fromEntries(await Promise.all(Object.entries(series).map(async ([key, [name, labels]]) => [key, await counter(name, labels)])));
+    const before = await counts();
+
+    // Envoy's ext_authz client span is in the gRPC metadata, as on the inbound listener.
+    const call = (host: string) => outbound(traced, { host, headers: { [HANDLE]: handle }, traceparent: `00-${traceId}-${envoySpan}-01` });
+    const first = await call(`${PAYMENTS_HOST}:8443`);
+    const second = await call(PAYMENTS_HOST);
+    expect(first.allowed && second.allowed).toBe(true);
+    expectDenied(await call('books.ledger.svc'), 'exchange_refused', 'invalid_target');
+    expectDenied(await call('example.com'), 'no_destination');
+
+    const spans = await spansOf(traceId, (all) => all.filter((span) => span.name === 'hopguard.egress').length === 4
+      && all.filter((span) => span.name === 'hopguard.issuer.token').length === 2);
+    const egress = spans.filter((span) => span.name === 'hopguard.egress');
+    expect(egress).toHaveLength(4);
+    for (const span of egress) {
+      expect(span).toMatchObject({ service: 'orders-hopguard', kind: 2, parentSpanId: envoySpan });
+    }
+    const byAttributes = (attributes: Record<string, unknown>) => {
+      const found = egress.filter((span) => Object.entries(attributes).every(([key, value]) => span.attributes[key] === value));
+      expect(found, JSON.stringify(attributes)).toHaveLength(1);
+      return found[0]!;
+    };
+    const payments = { 'hopguard.decision': 'allow', 'hopguard.destination': PAYMENTS_HOST, 'hopguard.audience': ID.payments, 'server.address': PAYMENTS_HOST };
+    const miss = byAttributes({ ...payments, 'hopguard.cache_hit': false });
+    byAttributes({ ...payments, 'hopguard.cache_hit': true });
+    const refused = byAttributes({
+      'hopguard.decision': 'deny', 'hopguard.deny_code': 'exchange_refused', 'hopguard.destination': '*.ledger.svc',
+      'hopguard.audience': ID.ledger, 'server.address': 'books.ledger.svc', 'hopguard.cache_hit': false,
+    });
+    const nowhere = byAttributes({ 'hopguard.decision': 'deny', 'hopguard.deny_code': 'no_destination', 'server.address': 'example.com' });
+    expect(nowhere.attributes['hopguard.destination']).toBeUndefined();
+    // The issuer's span of each exchange is a child of the outbound check that asked for it.
+    const issued = spans.filter((span) => span.name === 'hopguard.issuer.token');
+    expect(issued.map((span) => span.parentSpanId).sort()).toEqual([miss.spanId, refused.spanId].sort());
+
+    const after = await counts();
+    expect(Object.fromEntries(Object.keys(series).map((key) => [key, after[key] - before[key]]))).toEqual({
+      allowed: 2, refused: 1, nowhere: 1, exchangedOk: 1, exchangedRefused: 1, hit: 1, miss: 2,
+    });
+
+    // Denials, and the allow whose token this check obtained; not the cache hit.
+    const records = await egressAudit(traceId, 3);
+    const summary = records.map(({ decision, code, destination, audience }) => ({ decision, code, destination, audience }));
+    expect(summary).toEqual(expect.arrayContaining([
+      { decision: 'allow', code: undefined, destination: PAYMENTS_HOST, audience: ID.payments },
+      { decision: 'deny', code: 'exchange_refused', destination: '*.ledger.svc', audience: ID.ledger },
+      { decision: 'deny', code: 'no_destination', destination: undefined, audience: undefined },
+    ]));
+    expect(records).toHaveLength(3);
+
+    const everything = [JSON.stringify(receiver.spans), readFileSync(tracedAudit, 'utf8'), tracedLog.join(''), await scrape()].join('\n');
+    for (const secret of [inbound, handle, bearerOf(first)]) {
+      // Any of its parts: a signature or a payload alone would be a leak too.
+      for (const part of secret.split('.').filter((p) => p.length > 16)) expect(everything).not.toContain(part);
+    }
+  });
+});
+
+describe('egress while the issuer is down', () => {
+  it('keeps handing out a cached token until it nears expiry, answers issuer_unavailable otherwise within the timeout, and recovers by itself', async () => {
+    const port = new URL(issuer.url).port;
+    let running = true;
+    const stopIssuer = async () => {
+      running = false;
+      await issuer.stop();
+    };
+    const startIssuerWith = async (tokenTtl: string) => {
+      issuer = await startIssuer(parseIssuerConfig(issuerYaml(serverCert, signingKey, { listen: `127.0.0.1:${port}`, tokenTtl }), { baseDir: mesh.dir }), { log: silentLogger });
+      running = true;
+    };
+    // 12 s tokens: the cache hands one out until 5 s (its least margin) before its exp.
+    await stopIssuer();
+    await startIssuerWith('12s');
+    try {
+      const cachedHandle = await handleAt(traced, await frontendToken());
+      const uncachedHandle = await handleAt(traced, await frontendToken());
+      const first = await outbound(traced, { headers: { [HANDLE]: cachedHandle } });
+      expect(first.allowed).toBe(true);
+      const expMs = claimsOf(bearerOf(first)).exp * 1000;
+      const unavailable = () => counter('hopguard_egress_token_requests_total', { grant: 'token_exchange', outcome: 'unavailable' });
+      const unavailableBefore = await unavailable();
+      await stopIssuer();
+      const stoppedAt = Date.now();
+
+      const started = performance.now();
+      expectDenied(await outbound(traced, { headers: { [HANDLE]: uncachedHandle } }), 'issuer_unavailable');
+      // Within issuer_client.timeout (1s), with a wide margin for load.
+      expect(performance.now() - started).toBeLessThan(3_000);
+
+      let lastAllowMs = 0;
+      let denied: CheckOutput | undefined;
+      while (denied === undefined && Date.now() < expMs + 2_000) {
+        const out = await outbound(traced, { headers: { [HANDLE]: cachedHandle } });
+        if (out.allowed) {
+          expect(out.headers.authorization).toBe(first.headers.authorization);
+          lastAllowMs = Date.now();
+        } else {
+          denied = out;
+        }
+        await sleep(200);
+      }
+      expect(denied, 'the cached token is handed out past its expiry').toBeDefined();
+      expectDenied(denied!, 'issuer_unavailable');
+      // exp is whole seconds, the cache's expiry the answer's expires_in: a second either way, and the poll.
+      expect(lastAllowMs - stoppedAt).toBeGreaterThan(0);
+      expect(lastAllowMs).toBeGreaterThan(expMs - 5_000 - 1_500);
+      expect(await unavailable()).toBeGreaterThanOrEqual(unavailableBefore + 2);
+    } finally {
+      if (running) await stopIssuer();
+      await startIssuerWith('5m');
+    }
+    // The same sidecar, not restarted: its next exchange reaches the issuer again.
+    const recovered = await outbound(traced, { headers: { [HANDLE]: await handleAt(traced, await frontendToken()) } });
+    expect(recovered.allowed).toBe(true);
+    expect(claimsOf(bearerOf(recovered)).aud).toBe(ID.payments);
+  }, 40_000);
 });
 
 /** A check on a connection of its own: grpc-js would otherwise share one between clients to one address. */
