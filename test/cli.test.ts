@@ -137,6 +137,17 @@ describe('hopguard authz, as a process', () => {
     }
   });
 
+  it('a SIGTERM while it is still starting drains and exits 0 once started, not killed mid-start', async () => {
+    // A Redis that is not there holds startup for about 4 × command_timeout, after the first log line.
+    const file = writeConfigFile(fixtures, 'sigterm-starting.yaml', config('127.0.0.1:0', `jwks_file: ${fixtures.jwksPath}`,
+      'store: redis://127.0.0.1:1\nredis:\n  key_prefix: "hopguard-test-sigterm:"\n  command_timeout: 1s\n'));
+    const proc = spawnCli(['authz', '--config', file]);
+    await proc.logEvent('revocation_feed_lost');
+    proc.child.kill('SIGTERM');
+    expect(await proc.exited).toBe(0);
+    expect(proc.stderr()).toContain('"event":"shutdown_requested"');
+  });
+
   it('refetches keys on an unknown kid at most once per refetch interval', async () => {
     const jwks = await jwksServer(() => [fixtures.key]);
     const file = writeConfigFile(fixtures, 'ratelimit.yaml', config('127.0.0.1:0', `jwks_uri: ${jwks.url}`, 'jwks:\n  refetch_interval: 1h\n'));

@@ -1,7 +1,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { startAdminServer, type Readiness } from '../admin/admin-server.js';
-import { serveUntilSignal } from '../admin/serve-until-signal.js';
+import { listenForShutdown, serveUntilSignal } from '../admin/serve-until-signal.js';
 import type { AuthzConfig } from '../config/authz-config.js';
 import { newHandleKey } from '../egress/handle.js';
 import type { Logger } from '../telemetry/log.js';
@@ -21,6 +21,7 @@ import { startAuthz, type RunningAuthz } from './authz-service.js';
  * passes the signal on, every worker drains within shutdown_grace, and it exits once they have.
  */
 export async function serveAuthz(config: AuthzConfig, log: Logger): Promise<number> {
+  listenForShutdown();
   if ((config.workers ?? 1) > 1 && cluster.isPrimary) return runPrimary(config, config.workers!, log);
   const worker = cluster.worker;
   const handleKey = worker && config.egress ? await handleKeyFromPrimary() : undefined;

@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { serveUntilSignal } from '../admin/serve-until-signal.js';
+import { listenForShutdown, serveUntilSignal } from '../admin/serve-until-signal.js';
 import { FILE_KINDS, readBoundedStdin, readConfiguredFile } from '../schema/bounded-read.js';
 import { loadEnvoyTemplate } from '../inject/envoy-bootstrap.js';
 import { defaultInjectConfig, injectionSettings, loadInjectConfigFile } from '../inject/inject-config.js';
@@ -43,5 +43,6 @@ export async function injectCommand(argv: string[]): Promise<number> {
   const { tls } = config;
   if (tls === undefined) throw new UsageError(`${values.config}: tls (cert, key) is required to serve the webhook`);
   const log = createLogger();
+  listenForShutdown();
   return serveUntilSignal(await startWebhook({ ...config, tls }, injectionSettings(config, loadEnvoyTemplate(config.envoyTemplate)), log), log);
 }

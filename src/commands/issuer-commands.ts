@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { serveUntilSignal } from '../admin/serve-until-signal.js';
+import { listenForShutdown, serveUntilSignal } from '../admin/serve-until-signal.js';
 import { loadIssuerConfigFile } from '../config/load-issuer-config.js';
 import { startIssuer } from '../issuer/issuer-service.js';
 import { Keyring, createKeyFile, deleteKeyFiles, keyRetention } from '../issuer/keyring.js';
@@ -14,6 +14,7 @@ export async function issuerCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: CONFIG_OPTION });
   const config = loadIssuerConfigFile(requireOption(values.config, '--config FILE'));
   const log = createLogger();
+  listenForShutdown();
   return serveUntilSignal(await startIssuer(config, { log }), log);
 }
 
