@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { upstreamHeaders, type CheckInput, type CheckOutput } from '../src/authz/envoy-client.js';
+import { EnvoyClient, upstreamHeaders, type CheckInput, type CheckOutput } from '../src/authz/envoy-client.js';
 import type { AuthzConfig } from '../src/config/authz-config.js';
 import { baggageWithHandle, baggageWithoutHandle, readBaggageHandles } from '../src/egress/baggage.js';
 import { HANDLE_PREFIX, HandleSealer, MAX_HANDLE_LENGTH, newHandleKey } from '../src/egress/handle.js';
@@ -19,6 +19,8 @@ const ROUTES = [
   route('read-orders', { methods: ['GET'], pathPrefix: '/orders/', scopes: ['orders:read'] }),
   route('health', { path: '/healthz', public: true }),
 ];
+
+const PAYMENTS = { host: 'payments.svc', audience: 'spiffe://test.local/ns/shop/sa/payments', scopes: [], perRequest: false, withoutHandle: 'deny' as const };
 
 export function egressConfig(fixtures: Fixtures, overrides: Partial<AuthzConfig> = {}): AuthzConfig {
   return authzConfig(fixtures, {
@@ -98,7 +100,8 @@ describe('handles on inbound allows (gRPC)', () => {
   let server: Running;
   beforeAll(async () => {
     fixtures = await createFixtures();
-    server = await startServer(egressConfig(fixtures));
+    const config = egressConfig(fixtures);
+    server = await startServer({ ...config, egress: { ...config.egress!, destinations: [PAYMENTS] } });
   });
   afterAll(async () => {
     await server?.stop();
@@ -147,6 +150,22 @@ describe('handles on inbound allows (gRPC)', () => {
       expect(out.allowed, input.path).toBe(true);
       const seen = applicationHeaders(input.headers!, out);
       for (const [name, value] of Object.entries(seen)) expect(value, `${input.path} ${name}`).not.toMatch(JWT_SHAPE);
+    }
+  });
+
+  it('refuses an expired handle at the outbound check, before any exchange', async () => {
+    // Within clock_skew the inbound check still accepts a token 20 s past its exp; its handle expires with the token.
+    const lapsed = await fixtures.token({ jti: 'lapsed', iat: nowS() - 40, ttl: 20 });
+    const inbound = await check({ path: '/orders/1', headers: { authorization: `Bearer ${lapsed}` } });
+    expect(inbound.allowed).toBe(true);
+    const egress = new EnvoyClient(server.authz.egressAddress!);
+    try {
+      // A destination that needs the handle: the issuer (127.0.0.1:1) is never reached.
+      const out = await egress.check({ host: 'payments.svc', path: '/payments', headers: { [HANDLE_HEADER]: inbound.headers[HANDLE_HEADER]! } });
+      expect(out.allowed).toBe(false);
+      expect(out.body?.code).toBe('handle_invalid');
+    } finally {
+      egress.close();
     }
   });
 
