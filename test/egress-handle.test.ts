@@ -1,8 +1,10 @@
+import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EnvoyClient, upstreamHeaders, type CheckInput, type CheckOutput } from '../src/authz/envoy-client.js';
 import type { AuthzConfig } from '../src/config/authz-config.js';
 import { baggageWithHandle, baggageWithoutHandle, readBaggageHandles } from '../src/egress/baggage.js';
 import { HANDLE_PREFIX, HandleSealer, MAX_HANDLE_LENGTH, newHandleKey } from '../src/egress/handle.js';
+import { OpenedHandles } from '../src/egress/opened-handles.js';
 import { MAX_TOKEN_LENGTH } from '../src/token/compact-jws.js';
 import {
   AUDIENCE, CHECKOUT, authzConfig, createFixtures, route, startServer, type Fixtures, type Running,
@@ -92,6 +94,45 @@ describe('handle sealing', () => {
     expect(longest.length).toBeLessThanOrEqual(MAX_HANDLE_LENGTH);
     expect(sealer.open(longest, Date.now())).toMatchObject({ ok: true });
     expect(() => sealer.seal('a'.repeat(MAX_TOKEN_LENGTH + 1), exp)).toThrow();
+  });
+});
+
+describe('opened handles (the outbound check\'s)', () => {
+  const token = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhIn0.c2ln';
+  const exp = nowS() + 60;
+  /** A sealer that counts how often it really opens (decrypts) a handle. */
+  class CountingSealer extends HandleSealer {
+    opens = 0;
+    override open(handle: string, nowMs: number) {
+      this.opens++;
+      return super.open(handle, nowMs);
+    }
+  }
+  const sealer = new CountingSealer(newHandleKey(), AUDIENCE);
+  const opened = new OpenedHandles(sealer);
+
+  it('decrypts a handle once: the same handle again is found by its text, with its token\'s digest', () => {
+    const handle = sealer.seal(token, exp);
+    const before = sealer.opens;
+    const first = opened.open(handle, Date.now());
+    expect(first).toEqual({ ok: true, exp, subject: { token, digest: createHash('sha256').update(token).digest('base64url') } });
+    expect(opened.open(handle, Date.now())).toEqual(first);
+    expect(sealer.opens - before).toBe(1);
+  });
+
+  it('refuses a handle it opened before once its token\'s exp has passed', () => {
+    const handle = sealer.seal(token, exp);
+    expect(opened.open(handle, exp * 1000 - 1)).toMatchObject({ ok: true });
+    expect(opened.open(handle, exp * 1000)).toEqual({ ok: false, reason: 'expired' });
+    expect(opened.open(handle, exp * 1000 + 60_000)).toEqual({ ok: false, reason: 'expired' });
+  });
+
+  it('keeps no handle that did not open: each try is refused by the sealer again', () => {
+    const body = sealer.seal(token, exp).slice(HANDLE_PREFIX.length);
+    const tampered = `${HANDLE_PREFIX}${body[0] === 'A' ? 'B' : 'A'}${body.slice(1)}`;
+    const before = sealer.opens;
+    for (let i = 0; i < 3; i++) expect(opened.open(tampered, Date.now())).toEqual({ ok: false, reason: 'not_ours' });
+    expect(sealer.opens - before).toBe(3);
   });
 });
 

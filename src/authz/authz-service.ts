@@ -4,6 +4,7 @@ import { validationAudit } from '../audit/validation-audit.js';
 import type { AuthzConfig } from '../config/authz-config.js';
 import { HandleSealer, newHandleKey } from '../egress/handle.js';
 import { InboundHandles } from '../egress/inbound-handles.js';
+import { OpenedHandles } from '../egress/opened-handles.js';
 import { outboundAudit, outboundSpans, type AuditOutbound } from '../egress/outbound-telemetry.js';
 import { OutboundTokens } from '../egress/outbound-tokens.js';
 import { IssuerClient } from '../issuer-client/issuer-client.js';
@@ -182,7 +183,7 @@ async function startOutbound(
     onIssuerRequest: (grant, outcome) => metrics.recordTokenRequest(grant, outcome),
     onCacheLookup: (hit) => metrics.recordCacheLookup(hit),
   });
-  const handler = outboundHandler({ egress, sealer, tokens, metrics, startSpan: outboundSpans(telemetry.tracing), audit });
+  const handler = outboundHandler({ egress, handles: new OpenedHandles(sealer), tokens, metrics, startSpan: outboundSpans(telemetry.tracing), audit });
   const server = new AuthzServer({ handler, log, connectionWindow });
   try {
     return { server, tokens, address: await server.listen(egress.listen) };

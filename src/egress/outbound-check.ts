@@ -6,7 +6,7 @@ import type { EgressConfig, EgressDestination } from '../vocabulary/egress-confi
 import type { HopRequest } from '../vocabulary/hop-request.js';
 import { BAGGAGE_HEADER, readBaggageHandles } from './baggage.js';
 import { matchDestination } from './destinations.js';
-import type { HandleSealer } from './handle.js';
+import type { OpenedHandles } from './opened-handles.js';
 import type { OutboundToken, OutboundTokens } from './outbound-tokens.js';
 
 /** The outcome of one outbound check, before it is turned into Envoy's CheckResponse. */
@@ -29,7 +29,7 @@ export interface OutboundAllow {
 
 export interface OutboundDeps {
   egress: EgressConfig;
-  sealer: HandleSealer;
+  handles: OpenedHandles;
   tokens: OutboundTokens;
 }
 
@@ -54,9 +54,9 @@ export async function decideOutbound(request: HopRequest, deps: OutboundDeps, co
     if (destination.withoutHandle === 'deny') return { ...deny('handle_missing', 'the destination needs a handle'), destination };
     return fromIssuer(() => deps.tokens.own(destination, context), destination);
   }
-  const opened = deps.sealer.open(handle, Date.now());
+  const opened = deps.handles.open(handle, Date.now());
   if (!opened.ok) return { ...deny('handle_invalid', `the handle is ${opened.reason.replace('_', ' ')}`), destination };
-  return fromIssuer(() => deps.tokens.exchanged(opened.token, destination, context), destination);
+  return fromIssuer(() => deps.tokens.exchanged(opened.subject, destination, context), destination);
 }
 
 const TWO_HANDLES = Symbol('two handles');

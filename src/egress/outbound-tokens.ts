@@ -9,6 +9,16 @@ import type { EgressDestination } from '../vocabulary/egress-config.js';
 /** Exchanged tokens kept at once; one per (inbound token, destination) in use. */
 const MAX_CACHED_TOKENS = 10_000;
 
+/** An inbound token to exchange, with the digest its cache entries are keyed by: the cache holds no inbound token as a key. */
+export interface SubjectToken {
+  token: string;
+  digest: string;
+}
+
+export function subjectToken(token: string): SubjectToken {
+  return { token, digest: createHash('sha256').update(token).digest('base64url') };
+}
+
 /** A token for an outbound call, and where it came from. */
 export interface OutboundToken {
   token: IssuedToken;
@@ -43,15 +53,14 @@ export class OutboundTokens {
   }
 
   /**
-   * RFC 8693: `subjectToken` (the inbound token) exchanged for one addressed to `destination`;
+   * RFC 8693: `subject` (the inbound token) exchanged for one addressed to `destination`;
    * `context`: the trace the issuer's request joins.
    */
-  exchanged(subjectToken: string, destination: EgressDestination, context?: Context): Promise<OutboundToken> {
-    const request = { subjectToken, audience: destination.audience, scopes: destination.scopes, ...(context && { context }) };
+  exchanged(subject: SubjectToken, destination: EgressDestination, context?: Context): Promise<OutboundToken> {
+    const request = { subjectToken: subject.token, audience: destination.audience, scopes: destination.scopes, ...(context && { context }) };
     const mint = this.counted('token_exchange', () => this.client.exchange(request));
     if (destination.perRequest) return fresh(mint);
-    // Keyed by a digest: the cache holds no inbound token as a key.
-    const key = `exchange ${destination.host} ${createHash('sha256').update(subjectToken).digest('base64url')}`;
+    const key = `exchange ${destination.host} ${subject.digest}`;
     return this.lookup(key, mint, false);
   }
 
