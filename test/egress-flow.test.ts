@@ -299,6 +299,23 @@ describe('egress: frontend → orders → payments with handles only', () => {
     expectDenied(await outbound(orders, { headers: { baggage: 'hopguard-handle=hgh1.forged' } }), 'handle_invalid');
   });
 
+  it('answers a cached token\'s calls alike, and still takes a handle member out of baggage on a later one', async () => {
+    const handle = await handleAt(orders, await frontendToken());
+    const [first, second, third] = [await outbound(orders, { headers: { [HANDLE]: handle } }), await outbound(orders, { headers: { [HANDLE]: handle } }), await outbound(orders, { headers: { [HANDLE]: handle } })];
+    for (const out of [first, second, third]) {
+      expect(out.allowed).toBe(true);
+      expect(out.headersToRemove).toEqual([HANDLE]);
+      expect(out.headers.baggage).toBeUndefined();
+    }
+    expect(second.headers.authorization).toBe(first.headers.authorization);
+    expect(third.headers.authorization).toBe(first.headers.authorization);
+    const withBaggage = await outbound(orders, { headers: { [HANDLE]: handle, baggage: `userId=alice,hopguard-handle=${handle}` } });
+    expect(withBaggage.headers.authorization).toBe(first.headers.authorization);
+    expect(withBaggage.headers.baggage).toBe('userId=alice');
+    const onlyHandle = await outbound(orders, { headers: { [HANDLE]: handle, baggage: `hopguard-handle=${handle}` } });
+    expect(onlyHandle.headersToRemove).toEqual([HANDLE, 'baggage']);
+  });
+
   it('denies a handle from another sidecar, a tampered one, none, and two', async () => {
     const handle = await handleAt(orders, await frontendToken());
     expectDenied(await outbound(stray, { headers: { [HANDLE]: handle } }), 'handle_invalid');

@@ -1,8 +1,9 @@
 import { BAGGAGE_HEADER, baggageWithHandle, baggageWithoutHandle, readBaggageHandles } from '../egress/baggage.js';
-import type { OutboundDecision } from '../egress/outbound-check.js';
+import type { OutboundAllow, OutboundDecision } from '../egress/outbound-check.js';
+import type { IssuedToken } from '../issuer-client/issued-token.js';
 import type { Allow, Decision, Deny } from '../vocabulary/decision.js';
 import { DENY_CODES } from '../vocabulary/deny-codes.js';
-import type { EgressConfig } from '../vocabulary/egress-config.js';
+import type { EgressConfig, EgressDestination } from '../vocabulary/egress-config.js';
 import type { HopRequest } from '../vocabulary/hop-request.js';
 import { IDENTITY_HEADERS, IDENTITY_PREFIX } from '../vocabulary/identity-headers.js';
 import type { RouteConfig } from '../vocabulary/route.js';
@@ -127,8 +128,22 @@ function stripHandleFromBaggage(baggage: string | undefined, set: HeaderValueOpt
  * leaves the pod, nor does a `hopguard-handle` member of `baggage`. The token is set, never
  * also removed (Envoy removes after it sets).
  */
-export function outboundResponse(decision: OutboundDecision, request: HopRequest, handleHeader: string, traceId: string): CheckResponseMessage {
+export function outboundResponse(decision: OutboundDecision, request: HopRequest, handleHeader: string, traceId: string): CheckResponseMessage | Buffer {
   if (!decision.allowed) return denyResponse(decision, traceId);
+  const { destination, token } = decision;
+  // Without baggage to rewrite, an allow depends only on the token and its destination: as an
+  // inbound cache hit's, it is encoded once and its bytes sent again while the token is cached.
+  if (!token || !destination || destination.perRequest || request.headers.has(BAGGAGE_HEADER)) return outboundAllow(decision, request, handleHeader);
+  const known = encodedOutboundAllows.get(token);
+  if (known && known.destination === destination && known.handleHeader === handleHeader) return known.bytes;
+  const bytes = encodeCheckResponseMessage(outboundAllow(decision, request, handleHeader));
+  encodedOutboundAllows.set(token, { destination, handleHeader, bytes });
+  return bytes;
+}
+
+const encodedOutboundAllows = new WeakMap<IssuedToken, { destination: EgressDestination; handleHeader: string; bytes: Buffer }>();
+
+function outboundAllow(decision: OutboundAllow, request: HopRequest, handleHeader: string): CheckResponseMessage {
   const { destination, token } = decision;
   const set = token ? [setHeader('authorization', `Bearer ${token.accessToken}`)] : [];
   const remove = [handleHeader];
