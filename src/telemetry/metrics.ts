@@ -1,4 +1,4 @@
-import type { Attributes, Meter } from '@opentelemetry/api';
+import type { Attributes, BatchObservableResult, Meter, Observable } from '@opentelemetry/api';
 import type { Decision } from '../vocabulary/decision.js';
 import type { StoreHealth } from '../vocabulary/store-health.js';
 
@@ -43,17 +43,8 @@ export function createAuthzMetrics(meter: Meter): AuthzMetrics {
     advice: { explicitBucketBoundaries: CHECK_SECONDS_BUCKETS },
   });
   const cache = meter.createObservableCounter('hopguard.verification_cache.lookups', { description: 'Verified-token cache lookups by result' });
-  /** route name → code → count, with the attributes it is reported under. */
-  const decisionCounts = new Map<string, Map<string, { attributes: Attributes; count: number }>>();
-  const lookups = { hit: 0, miss: 0 };
-  meter.addBatchObservableCallback((result) => {
-    for (const byCode of decisionCounts.values()) {
-      for (const { attributes, count } of byCode.values()) result.observe(decisions, count, attributes);
-    }
-    // As a counter would: a series appears once something was counted in it.
-    if (lookups.hit > 0) result.observe(cache, lookups.hit, { result: 'hit' });
-    if (lookups.miss > 0) result.observe(cache, lookups.miss, { result: 'miss' });
-  }, [decisions, cache]);
+  /** By route name, then code. */
+  const { decisionCounts, lookups } = decisionsAndLookups(meter, decisions, cache);
   const jwks = meter.createCounter('hopguard.jwks.fetches', { description: 'Key set fetches (start, refresh, unknown kid) by issuer and outcome' });
   const audit = meter.createCounter('hopguard.audit.records', { description: 'Audit records by outcome: written (in the log), or dropped (queue full, or the write failed)' });
 
@@ -61,13 +52,9 @@ export function createAuthzMetrics(meter: Meter): AuthzMetrics {
     recordDecision(decision, seconds) {
       const route = decision.route?.name ?? '';
       const code = decision.allowed ? 'allowed' : decision.code;
-      let byCode = decisionCounts.get(route);
-      if (!byCode) decisionCounts.set(route, (byCode = new Map()));
-      const counted = byCode.get(code);
-      if (counted) counted.count++;
-      else byCode.set(code, { attributes: { decision: decision.allowed ? 'allow' : 'deny', code, route }, count: 1 });
+      decisionCounts.add(route, code, () => ({ decision: decision.allowed ? 'allow' : 'deny', code, route }));
       duration.record(seconds, decision.allowed ? ALLOW : DENY);
-      if (decision.token) lookups[decision.cacheHit ? 'hit' : 'miss']++;
+      if (decision.token) lookupResult(lookups, decision.cacheHit ?? false);
     },
     recordJwksFetch(issuer, outcome) {
       jwks.add(1, { issuer, outcome });
@@ -114,25 +101,64 @@ export function createAuthzMetrics(meter: Meter): AuthzMetrics {
 }
 
 export function createEgressMetrics(meter: Meter): EgressMetrics {
-  const decisions = meter.createCounter('hopguard.egress.decisions', { description: 'Outbound check decisions by outcome, deny code and destination audience' });
+  const decisions = meter.createObservableCounter('hopguard.egress.decisions', { description: 'Outbound check decisions by outcome, deny code and destination audience' });
   const duration = meter.createHistogram('hopguard.egress.check.duration', {
     unit: 's',
     description: 'Time to decide one outbound Check, issuer requests included',
     advice: { explicitBucketBoundaries: CHECK_SECONDS_BUCKETS },
   });
   const tokenRequests = meter.createCounter('hopguard.egress.token_requests', { description: 'Token requests to the issuer by grant and outcome (ok, refused, unavailable)' });
-  const cache = meter.createCounter('hopguard.egress.token_cache.lookups', { description: 'Outbound token cache lookups by result' });
+  const cache = meter.createObservableCounter('hopguard.egress.token_cache.lookups', { description: 'Outbound token cache lookups by result' });
+  /** By audience, then code. */
+  const { decisionCounts, lookups } = decisionsAndLookups(meter, decisions, cache);
   return {
     recordDecision(code, audience, seconds) {
       const decision = code === 'allowed' ? 'allow' : 'deny';
-      decisions.add(1, { decision, code, audience });
+      decisionCounts.add(audience, code, () => ({ decision, code, audience }));
       duration.record(seconds, decision === 'allow' ? ALLOW : DENY);
     },
     recordTokenRequest(grant, outcome) {
       tokenRequests.add(1, { grant, outcome });
     },
     recordCacheLookup(hit) {
-      cache.add(1, { result: hit ? 'hit' : 'miss' });
+      lookupResult(lookups, hit);
     },
   };
+}
+
+/**
+ * Per-check counts by two keys, each series with the attributes it is reported under (made
+ * once, when the series first counts), observed as an observable counter's series. As a
+ * counter would, a series appears once something was counted in it.
+ */
+class SeriesCounts {
+  private readonly counts = new Map<string, Map<string, { attributes: Attributes; count: number }>>();
+
+  add(outer: string, inner: string, attributes: () => Attributes): void {
+    let byInner = this.counts.get(outer);
+    if (!byInner) this.counts.set(outer, (byInner = new Map()));
+    const counted = byInner.get(inner);
+    if (counted) counted.count++;
+    else byInner.set(inner, { attributes: attributes(), count: 1 });
+  }
+
+  observe(result: BatchObservableResult, instrument: Observable): void {
+    for (const byInner of this.counts.values()) {
+      for (const { attributes, count } of byInner.values()) result.observe(instrument, count, attributes);
+    }
+  }
+}
+
+/** The per-check counts behind a decisions and a cache-lookups observable counter, observed together. */
+function decisionsAndLookups(meter: Meter, decisions: Observable, cache: Observable) {
+  const counts = { decisionCounts: new SeriesCounts(), lookups: new SeriesCounts() };
+  meter.addBatchObservableCallback((result) => {
+    counts.decisionCounts.observe(result, decisions);
+    counts.lookups.observe(result, cache);
+  }, [decisions, cache]);
+  return counts;
+}
+
+function lookupResult(lookups: SeriesCounts, hit: boolean): void {
+  lookups.add('', hit ? 'hit' : 'miss', () => ({ result: hit ? 'hit' : 'miss' }));
 }
