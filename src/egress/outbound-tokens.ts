@@ -80,8 +80,10 @@ export class OutboundTokens {
   }
 
   private async lookup(key: string, mint: () => Promise<IssuedToken>, keepFresh: boolean): Promise<OutboundToken> {
-    const cacheHit = this.cache.has(key);
-    this.events.onCacheLookup?.(cacheHit);
+    // One lookup for a hit: no promise chain nor mint is set up.
+    const known = this.cache.current(key);
+    this.events.onCacheLookup?.(known !== undefined);
+    if (known !== undefined) return { token: known, cacheHit: true, issued: false };
     // The cache calls this only if no request for the key is in flight: then it is this call's.
     let issued = false;
     const ownMint = () => {
@@ -89,7 +91,7 @@ export class OutboundTokens {
       return mint();
     };
     const token = await (keepFresh ? this.cache.keepFresh(key, ownMint) : this.cache.get(key, ownMint));
-    return { token, cacheHit, issued };
+    return { token, cacheHit: false, issued };
   }
 
   private counted(grant: IssuerGrant, mint: () => Promise<IssuedToken>): () => Promise<IssuedToken> {

@@ -91,12 +91,18 @@ export class TokenCache<T extends ExpiringToken> {
     return this.entries.size;
   }
 
-  private cached(key: string): Promise<T> | undefined {
+  /** The token `key` has to hand out now, if any: what get() would return without minting. */
+  current(key: string): T | undefined {
     const entry = this.entries.get(key);
     if (entry === undefined) return undefined;
-    if (this.now() < entry.staleAtMs) return Promise.resolve(entry.token);
+    if (this.now() < entry.staleAtMs) return entry.token;
     this.entries.delete(key);
     return undefined;
+  }
+
+  private cached(key: string): Promise<T> | undefined {
+    const token = this.current(key);
+    return token === undefined ? undefined : Promise.resolve(token);
   }
 
   private mintOnce(key: string, mint: Mint<T>, keepFresh: boolean): Promise<T> {
