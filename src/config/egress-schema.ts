@@ -7,7 +7,8 @@
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import {
-  audience, expected, flag, isHostName, isRecord, nonEmptyString, onLists, oneOf, parseListen, parsedString, positiveDuration, scope, uniqueBy,
+  audience, expected, flag, isHostName, isRecord, nonEmptyString, oneOf, onLists, parsedString, parseListen, parseUrl,
+  positiveDuration, scope, uniqueBy,
 } from '../schema/config-schema.js';
 import {
   OTHER_HOSTS, WITHOUT_HANDLE, type EgressConfig, type EgressDestination, type OtherHosts, type WithoutHandle,
@@ -18,12 +19,7 @@ import type { ListenAddress } from '../vocabulary/listen-address.js';
 
 /** Tokens are bound to this workload's certificate, presented over mTLS: https only. */
 function parseTokenEndpoint(text: string): string {
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    throw new Error('expected an https URL such as https://sts.example:8443/token');
-  }
+  const url = parseUrl(text, 'expected an https URL such as https://sts.example:8443/token');
   if (url.protocol !== 'https:') throw new Error('expected an https URL: the issuer client authenticates with its certificate over TLS');
   if (url.username !== '' || url.password !== '') throw new Error('must not contain credentials (user:password@)');
   if (url.hash !== '') throw new Error('must not contain a fragment (#…)');

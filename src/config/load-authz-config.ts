@@ -9,8 +9,9 @@ import { resolve } from 'node:path';
 import { z } from 'zod';
 import { auditSchema } from '../audit/audit-config.js';
 import {
-  duration, exactlyOneOf, expected, flag, isRecord, loadConfigFile, memorySchema, nonEmptyString, onLists, onObjects, parseAdmin, parseConfig,
-  parseListen, parseStore, parsedString, positiveDuration, quoteValue, redisSchema, redisTlsNeedsRediss, uniqueBy, audience, scope,
+  audience, duration, exactlyOneOf, expected, flag, isRecord, loadConfigFile, memorySchema, nonEmptyString, onLists, onObjects,
+  parseAdmin, parseConfig, parsedString, parseListen, parseStore, parseUrl, positiveDuration, quoteValue, redisSchema,
+  redisTlsNeedsRediss, scope, uniqueBy,
 } from '../schema/config-schema.js';
 import { egressFitsTheRest, egressSchema, issuerClientSchema } from './egress-schema.js';
 import { parseDuration } from '../schema/duration.js';
@@ -62,12 +63,7 @@ function isLoopbackHostname(hostname: string): boolean {
 /** Keys are trusted only over https; plain http is allowed for a sidecar on the same host. */
 function parseJwksUri(text: string): string {
   const httpsOnly = 'expected an https URL; http is allowed only for a loopback host (127.0.0.1, [::1], localhost)';
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    throw new Error(httpsOnly);
-  }
+  const url = parseUrl(text, httpsOnly);
   if (url.username !== '' || url.password !== '') throw new Error('must not contain credentials (user:password@)');
   if (url.protocol === 'https:' || (url.protocol === 'http:' && isLoopbackHostname(url.hostname))) return url.href;
   throw new Error(httpsOnly);

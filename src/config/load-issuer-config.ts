@@ -7,8 +7,8 @@ import { resolve } from 'node:path';
 import { z } from 'zod';
 import { auditSchema } from '../audit/audit-config.js';
 import {
-  duration, expected, flag, isRecord, loadConfigFile, nonEmptyString, onLists, onObjects, oneOf, parseAdmin, parseConfig, parseHostPort,
-  parseStore, parsedString, positiveDuration, redisSchema, redisTlsNeedsRediss, uniqueBy,
+  duration, expected, flag, isRecord, loadConfigFile, nonEmptyString, oneOf, onLists, onObjects, parseAdmin, parseConfig,
+  parsedString, parseHostPort, parseStore, parseUrl, positiveDuration, redisSchema, redisTlsNeedsRediss, uniqueBy,
 } from '../schema/config-schema.js';
 import { telemetrySchema } from '../telemetry/telemetry-config.js';
 import {
@@ -27,12 +27,7 @@ export function parseIssuerConfig(yamlText: string, opts: { baseDir: string; sou
 
 /** The `iss` claim compares by exact string: one canonical https form, nothing a parser could rewrite. */
 function parseIssuerUrl(text: string): string {
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    throw new Error('expected an https URL such as https://sts.example.com');
-  }
+  const url = parseUrl(text, 'expected an https URL such as https://sts.example.com');
   if (url.protocol !== 'https:') throw new Error('must be an https URL (RFC 8414 §2)');
   if (url.search !== '' || url.hash !== '' || text.includes('?') || text.includes('#')) throw new Error('must have no query or fragment (RFC 8414 §2)');
   if (url.username !== '' || url.password !== '') throw new Error('must not contain credentials');

@@ -182,6 +182,12 @@ export function uniqueBy(list: string, key: string) {
 const DNS_NAME = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/i;
 
 /** A DNS host name; a dotted all-digit name that is not a valid IPv4 address is a typo, not a host name. */
+/** `text` as a URL; an Error saying `expectedUrl` when it is not one, for the key's own message. */
+export function parseUrl(text: string, expectedUrl: string): URL {
+  if (!URL.canParse(text)) throw new Error(expectedUrl);
+  return new URL(text);
+}
+
 export function isHostName(text: string): boolean {
   return isIPv4(text) || (DNS_NAME.test(text) && !/^[\d.]+$/.test(text));
 }

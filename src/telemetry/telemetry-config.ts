@@ -5,7 +5,7 @@
  */
 
 import { z } from 'zod';
-import { expected, flag, parsedString } from '../schema/config-schema.js';
+import { expected, flag, parsedString, parseUrl } from '../schema/config-schema.js';
 
 export const OTLP_PROTOCOLS = ['http/protobuf', 'http/json', 'grpc'] as const;
 export type OtlpProtocol = (typeof OTLP_PROTOCOLS)[number];
@@ -24,12 +24,7 @@ export interface TelemetryConfig {
 }
 
 function parseEndpoint(text: string): string {
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    throw new Error('expected an http or https URL such as http://otel-collector:4318');
-  }
+  const url = parseUrl(text, 'expected an http or https URL such as http://otel-collector:4318');
   if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('expected an http or https URL');
   // Collector credentials belong in OTEL_EXPORTER_OTLP_HEADERS, which never reaches a log line.
   if (url.username !== '' || url.password !== '') throw new Error('must not contain credentials: use OTEL_EXPORTER_OTLP_HEADERS');
