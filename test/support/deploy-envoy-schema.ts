@@ -21,8 +21,8 @@ export interface EnvoySchema {
   check(value: unknown, typeName?: string): string[];
 }
 
-/** Loads bootstrap.proto and the proto file of every `@type` in `configs`. */
-export function loadEnvoySchema(configs: unknown[]): EnvoySchema {
+/** Loads bootstrap.proto, the proto file of every `@type` in `configs`, and those declaring `messages` (full names). */
+export function loadEnvoySchema(configs: unknown[], messages: string[] = []): EnvoySchema {
   const root = new protobuf.Root();
   root.resolvePath = (_origin, target) => {
     if (path.isAbsolute(target)) return target;
@@ -30,7 +30,7 @@ export function loadEnvoySchema(configs: unknown[]): EnvoySchema {
     return found ?? target;
   };
   const files = new Set(['envoy/config/bootstrap/v3/bootstrap.proto']);
-  for (const typeName of configs.flatMap(typeUrlsIn).map(typeNameOf)) {
+  for (const typeName of [...configs.flatMap(typeUrlsIn).map(typeNameOf), ...messages]) {
     for (const file of protoFilesOfType(typeName)) files.add(file);
   }
   root.loadSync([...files], { keepCase: true });
