@@ -100,7 +100,7 @@ async function addedPerCheck(tracingConfig: AuthzConfig['telemetry'], auditConfi
     allowed: true, route: DEFAULT_ROUTES[1]!, binding: 'mtls', cacheHit: true,
     token: {
       iss: ISSUER, sub: CHECKOUT, clientId: CHECKOUT, jti: 'bench', aud: [AUDIENCE], iat: now, exp: now + 300,
-      scope: 'orders:read', scopes: new Set(['orders:read']), fingerprint: fingerprint(ISSUER, 'bench'),
+      scope: 'orders:read', scopes: new Set(['orders:read']), fingerprint: fingerprint(ISSUER, 'bench'), claims: {},
     },
   };
   const spanOnce = (start: ReturnType<typeof checkSpans>) => () => {

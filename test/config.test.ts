@@ -147,6 +147,7 @@ describe('parseAuthzConfig: valid files', () => {
           forwardToken: false,
         },
       ],
+      data: {},
       jwks: { refreshIntervalMs: 300_000, refetchIntervalMs: 30_000, fetchTimeoutMs: 5_000, checkWaitMs: 250 },
       cache: { maxEntries: 10_000 },
       dpop: DPOP_DEFAULTS,

@@ -5,12 +5,13 @@ import { exportJWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CheckInput } from '../src/authz/envoy-client.js';
 import { createSigningKey, type SigningKey } from '../src/devkit/signing-key.js';
+import { compileCondition } from '../src/policy/route-conditions.js';
 import { MemoryStore } from '../src/store/memory-store.js';
 import { StoreUnavailableError } from '../src/store/store.js';
 import { createLogger } from '../src/telemetry/log.js';
 import { fingerprint } from '../src/token/access-token-verifier.js';
 import { DENY_CODES, OUTBOUND_DENY_CODES, type DenyCode } from '../src/vocabulary/deny-codes.js';
-import { AUDIENCE, CHECKOUT, ISSUER, STRANGER, authzConfig, createFixtures, startServer, type Fixtures } from './support/harness.js';
+import { AUDIENCE, CHECKOUT, DEFAULT_ROUTES, ISSUER, STRANGER, authzConfig, createFixtures, route, startServer, type Fixtures } from './support/harness.js';
 import { startOtlpHttpReceiver, type OtlpReceiver } from './support/otlp-receiver.js';
 
 /**
@@ -29,6 +30,9 @@ let metricsText = '';
 let auditText = '';
 let auditPem = '';
 let checks = 0;
+/** A claim value a failing condition reads: never in a body, span, metric, audit record or log. */
+const TENANT = 'tenant-claim-5e0c7a';
+const conditionBodies: string[] = [];
 
 type Mode = 'ok' | 'stale' | 'broken' | 'redis-down';
 let mode: Mode = 'ok';
@@ -57,6 +61,9 @@ beforeAll(async () => {
   writeFileSync(join(fixtures.dir, 'audit.pem'), auditPem);
   const store = storeWithFaults();
   const server = await startServer(authzConfig(fixtures, {
+    routes: [...DEFAULT_ROUTES, route('tenant', {
+      pathPrefix: '/tenants/', conditions: [compileCondition('own-tenant', "request.path.startsWith('/tenants/' + token.claims.tenant + '/')")],
+    })],
     telemetry: { tracing: true, otlpMetrics: true, endpoint: receiver.endpoint },
     audit: {
       output: { kind: 'file', path: join(fixtures.dir, 'audit.jsonl') }, allows: 'all', allowSampleRate: 1,
@@ -80,6 +87,7 @@ beforeAll(async () => {
     mode = 'ok';
     checks++;
     codesSeen.add(out.allowed ? 'allow' : out.body!.code!);
+    return out;
   };
   const bearer = (t: string) => ({ authorization: `Bearer ${t}` });
 
@@ -117,6 +125,8 @@ beforeAll(async () => {
       principal: STRANGER, certificatePem: fixtures.stranger.certPem,
     });
     await check({ path: '/admin', headers: bearer(await token()) });
+    const conditionFailed = await check({ path: '/tenants/acme/orders', headers: bearer(await token({ claims: { tenant: TENANT } })) });
+    conditionBodies.push(JSON.stringify(conditionFailed.raw));
     await check({ headers: bearer(await token()) }, 'stale');
     await check({ method: 'POST', path: '/payments', headers: bearer(await token()) }, 'redis-down');
     await check({ headers: bearer(await token()) }, 'broken');
@@ -140,6 +150,7 @@ async function forbidden(): Promise<string[]> {
     pieces.push(jwk.d!, jwk.x!, jwk.y!);
   }
   pieces.push(...auditPem.split('\n').filter((l) => l.length > 0 && !l.startsWith('-----')));
+  pieces.push(TENANT);
   return [...new Set(pieces)];
 }
 
@@ -167,10 +178,21 @@ describe('no token, signature or key material leaves hopguard', () => {
     ['Prometheus /metrics', () => metricsText],
     ['audit records', () => auditText],
     ['log lines', () => logLines.join('\n')],
+    ['the condition_failed response', () => conditionBodies.join('\n')],
   ])('in %s', async (_where, text) => {
     const corpus = text();
     expect(corpus.length).toBeGreaterThan(0);
     for (const piece of await forbidden()) expect(corpus.includes(piece), `found ${piece.slice(0, 12)}…`).toBe(false);
+  });
+
+  it('names the failed condition in the span, the metric and the audit record', () => {
+    const span = receiver.spans.find((s) => s.attributes['hopguard.deny_code'] === 'condition_failed');
+    expect(span?.attributes).toMatchObject({ 'hopguard.condition': 'own-tenant', 'hopguard.route': 'tenant' });
+    expect(metricsText).toMatch(/hopguard_condition_failures_total\{[^}]*condition="own-tenant"[^}]*\} 1/);
+    const record = auditText.trimEnd().split('\n').map((l) => JSON.parse(l)).find((r) => r.code === 'condition_failed');
+    expect(record).toMatchObject({ decision: 'deny', route: 'tenant', condition: 'own-tenant' });
+    // The body (a JSON string inside the response) names it.
+    expect(conditionBodies[0]).toContain('\\"condition\\":\\"own-tenant\\"');
   });
 
   it('audits the identity of a verified token by fingerprint, and nothing of an unverified one', () => {

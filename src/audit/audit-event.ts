@@ -30,7 +30,13 @@ export interface AuditFields {
 }
 
 export type AuditEvent =
-  | (AuditFields & { event: 'validation' })
+  | (AuditFields & {
+    event: 'validation';
+    /** On condition_failed: the route condition that did not hold. */
+    condition?: string;
+    /** hopguard.config.revision: the content hash of the config that decided. */
+    configRevision?: string;
+  })
   | (AuditFields & {
     event: 'issuance' | 'exchange' | 'refresh';
     scope?: string;
@@ -43,13 +49,14 @@ export type AuditEvent =
   | (AuditFields & { event: 'egress'; destination?: string })
   | (AuditFields & { event: 'revocation'; revoked: 'jti' | 'subject' | 'client' | 'cert' | 'key' | 'refresh_family' });
 
-type AnyEventField = keyof AuditFields | 'scope' | 'actors' | 'subjectIssuer' | 'revoked' | 'destination';
+type AnyEventField = keyof AuditFields | 'scope' | 'actors' | 'subjectIssuer' | 'revoked' | 'destination' | 'condition' | 'configRevision';
 
 /** File names, in file order. Only these leave the process: a stray property on an event never does. */
 const FIELD_NAMES: [AnyEventField, string][] = [
   ['decision', 'decision'], ['code', 'code'], ['route', 'route'], ['issuer', 'issuer'], ['audience', 'audience'],
   ['subject', 'subject'], ['client', 'client'], ['caller', 'caller'], ['scope', 'scope'], ['actors', 'actors'],
-  ['subjectIssuer', 'subject_issuer'], ['revoked', 'revoked'], ['destination', 'destination'], ['tokenFingerprint', 'token_fingerprint'], ['traceId', 'trace_id'],
+  ['subjectIssuer', 'subject_issuer'], ['revoked', 'revoked'], ['destination', 'destination'], ['condition', 'condition'],
+  ['tokenFingerprint', 'token_fingerprint'], ['configRevision', 'config_revision'], ['traceId', 'trace_id'],
 ];
 
 /** The event's fields as written: snake_case, fixed order, absent ones left out. */

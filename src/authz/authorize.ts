@@ -1,6 +1,8 @@
 import type { AuthzConfig } from '../config/authz-config.js';
 import type { InboundHandles } from '../egress/inbound-handles.js';
 import { RequestPathError, normalizeRequestPath } from '../policy/request-path.js';
+import { conditionVariables } from '../policy/condition-variables.js';
+import { failedCondition } from '../policy/route-conditions.js';
 import { callerAllowed, missingScopes } from '../policy/route-policy.js';
 import type { RouteTable } from '../policy/route-table.js';
 import { StoreUnavailableError, revocationSubject } from '../store/store.js';
@@ -12,6 +14,7 @@ import { bindingFor, checkCertificate, presentedCertificate } from '../token/tok
 import { TokenError } from '../token/token-error.js';
 import { deny, type Decision } from '../vocabulary/decision.js';
 import type { HopRequest } from '../vocabulary/hop-request.js';
+import type { PolicyData } from '../vocabulary/route-condition.js';
 import type { VerifiedToken } from '../vocabulary/verified-token.js';
 import { readCredential, type Credential } from './credentials.js';
 
@@ -24,7 +27,11 @@ export interface AuthorizeDeps {
   dpopNonces?: DpopNonces;
   /** Set with egress: an allow carries the token's handle. */
   handles?: InboundHandles;
+  /** The `data:` files conditions read; none when absent. */
+  data?: PolicyData;
 }
+
+const NO_DATA: PolicyData = Object.freeze({});
 
 /**
  * The per-hop check, in the order a reader expects: which route, who is calling and
@@ -46,8 +53,10 @@ export async function authorize(request: HopRequest, deps: AuthorizeDeps): Promi
 
 async function decide(request: HopRequest, deps: AuthorizeDeps, held: HeldUses): Promise<Decision> {
   let route;
+  let path;
   try {
-    route = deps.routes.match(request.method, normalizeRequestPath(request.path));
+    path = normalizeRequestPath(request.path);
+    route = deps.routes.match(request.method, path);
   } catch (err) {
     if (err instanceof RequestPathError) return deny('malformed_request', err.message);
     throw err;
@@ -97,6 +106,11 @@ async function decide(request: HopRequest, deps: AuthorizeDeps, held: HeldUses):
   if (!callerAllowed(route, request.principal)) return deny('caller_not_allowed', 'caller principal is not allowed on this route', context);
   if (missingScopes(route, token.scopes).length > 0) {
     return deny('insufficient_scope', 'token lacks a required scope', { ...context, scopes: route.scopes });
+  }
+  // After scopes and callers: a condition is the finest rule, and may read what they admitted.
+  if (route.conditions) {
+    const failed = failedCondition(route.conditions, conditionVariables(request, path, token, deps.data ?? NO_DATA, Date.now()));
+    if (failed !== undefined) return deny('condition_failed', 'a route condition does not hold', { ...context, condition: failed });
   }
 
   if (route.oneTime) {

@@ -11,11 +11,13 @@
 import { checkAuditOutput, readAuditSigningKey } from '../audit/audit-files.js';
 import type { AuthzConfig } from '../config/authz-config.js';
 import { FILE_KINDS, readConfiguredFile } from '../schema/bounded-read.js';
+import { readYaml } from '../schema/config-schema.js';
 import { ConfigError, type ConfigProblem } from '../schema/config-error.js';
 import { redisCredentials } from '../store/redis-credentials.js';
 import { readCaFile } from '../tls/certificate-chain.js';
 import { readIssuerClientFiles, type IssuerClientFiles } from '../tls/issuer-client-files.js';
 import { parseJwks } from '../token/jwks-source.js';
+import type { PolicyData } from '../vocabulary/route-condition.js';
 
 export interface AuthzMaterials {
   /** Per issuer, in config order: its jwks_ca_file bundle, if it names one. */
@@ -23,6 +25,8 @@ export interface AuthzMaterials {
   dpopNonceSecret?: Buffer;
   /** The issuer client's CA, certificate and key, when issuer_client is set. */
   issuerClient?: IssuerClientFiles;
+  /** `data:` files, parsed, by name: what conditions see as `data`. */
+  data: PolicyData;
 }
 
 export function loadAuthzMaterials(config: AuthzConfig): AuthzMaterials {
@@ -47,8 +51,29 @@ export function loadAuthzMaterials(config: AuthzConfig): AuthzMaterials {
   attempt(() => readAuditSigningKey(config.audit));
   attempt(() => checkAuditOutput(config.audit));
   const issuerClient = config.issuerClient && attempt(() => readIssuerClientFiles(config.issuerClient!));
+  const data = Object.fromEntries(Object.entries(config.data).map(([name, path]) => [name, attempt(() => readDataFile(path, `data.${name}`))]));
   if (problems.length > 0) throw new ConfigError(problems);
-  return { jwksCas, ...(dpopNonceSecret && { dpopNonceSecret }), ...(issuerClient && { issuerClient }) };
+  return { jwksCas, ...(dpopNonceSecret && { dpopNonceSecret }), ...(issuerClient && { issuerClient }), data: deepFreeze(data) };
+}
+
+/** A `data:` file: YAML or JSON (YAML reads both), within the size limit. */
+function readDataFile(path: string, key: string): unknown {
+  const text = readConfiguredFile(path, key, FILE_KINDS.data).toString('utf8');
+  try {
+    return readYaml(text, undefined);
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    throw new ConfigError(err.problems.map((problem) => ({ path: key, message: `${path}: ${problem.message}` })));
+  }
+}
+
+/** Shared by every check that reads it: nothing may change it under another. */
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const child of Object.values(value)) deepFreeze(child);
+  }
+  return value;
 }
 
 /** As the sidecar will load it at start: within the size limit, a JWKS, no private members. */

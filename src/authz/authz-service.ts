@@ -91,7 +91,7 @@ export async function startAuthz(config: AuthzConfig, options: StartOptions): Pr
   const sealer = config.egress && new HandleSealer(options.handleKey ?? newHandleKey(), config.audience);
   const handles = sealer && new InboundHandles(sealer);
   const deps = {
-    config, routes, verifier, store,
+    config, routes, verifier, store, data: materials.data,
     ...(nonce && secret && { dpopNonces: new DpopNonces(secret, nonce.lifetimeMs) }),
     ...(handles && { handles }),
   };

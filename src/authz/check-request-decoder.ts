@@ -21,7 +21,9 @@ type HeaderValue = NonNullable<NonNullable<HttpRequest['header_map']>['headers']
 
 const CHECK_REQUEST = numbers('envoy.service.auth.v3.CheckRequest', ['attributes']);
 const ATTRIBUTES = numbers('envoy.service.auth.v3.AttributeContext', ['source', 'request', 'context_extensions']);
-const PEER = numbers('envoy.service.auth.v3.AttributeContext.Peer', ['principal', 'certificate']);
+const PEER = numbers('envoy.service.auth.v3.AttributeContext.Peer', ['address', 'principal', 'certificate']);
+const ADDRESS = numbers('envoy.config.core.v3.Address', ['socket_address']);
+const SOCKET_ADDRESS = numbers('envoy.config.core.v3.SocketAddress', ['address']);
 const REQUEST = numbers('envoy.service.auth.v3.AttributeContext.Request', ['http']);
 const HTTP = numbers('envoy.service.auth.v3.AttributeContext.HttpRequest', ['method', 'scheme', 'path', 'host', 'headers', 'header_map']);
 const HEADER_MAP = numbers('envoy.config.core.v3.HeaderMap', ['headers']);
@@ -74,10 +76,28 @@ function peer(buf: Buffer, end: number): Peer {
   while (pos < end) {
     const field = nextField(buf, end);
     if (field === PEER.principal) out.principal = text(buf, lengthEnd(buf, end));
+    else if (field === PEER.address) address(buf, lengthEnd(buf, end), out);
     else if (field === PEER.certificate) out.certificate = text(buf, lengthEnd(buf, end));
     else if (field !== 0) pos = lengthEnd(buf, end);
   }
   return out;
+}
+
+/** Peer.address.socket_address.address: the caller's IP as Envoy saw it (for `when:` conditions). */
+function address(buf: Buffer, end: number, into: Peer): void {
+  while (pos < end) {
+    const field = nextField(buf, end);
+    if (field === ADDRESS.socket_address) {
+      const stop = lengthEnd(buf, end);
+      while (pos < stop) {
+        const inner = nextField(buf, stop);
+        if (inner === SOCKET_ADDRESS.address) into.address = { socket_address: { address: text(buf, lengthEnd(buf, stop)) } };
+        else if (inner !== 0) pos = lengthEnd(buf, stop);
+      }
+    } else if (field !== 0) {
+      pos = lengthEnd(buf, end);
+    }
+  }
 }
 
 function request(buf: Buffer, end: number): NonNullable<Attributes['request']> {

@@ -172,9 +172,15 @@ function denyResponse(decision: Deny, traceId: string): CheckResponseMessage {
     denied_response: {
       status: { code: spec.http },
       headers,
-      body: JSON.stringify({ error: decision.oauthError ?? spec.bodyError, code: decision.code, trace_id: traceId }),
+      // A failed condition is named (config text), never what it read.
+      body: JSON.stringify({
+        error: decision.oauthError ?? spec.bodyError, code: decision.code, ...(decision.condition !== undefined && { condition: decision.condition }), trace_id: traceId,
+      }),
     },
-    dynamic_metadata: struct({ decision: 'deny', code: decision.code, ...(decision.route && { route: decision.route.name }) }),
+    dynamic_metadata: struct({
+      decision: 'deny', code: decision.code, ...(decision.route && { route: decision.route.name }),
+      ...(decision.condition !== undefined && { condition: decision.condition }),
+    }),
   };
 }
 

@@ -15,6 +15,8 @@ export interface CheckInput {
   /** Sent as `header_map` (Envoy's encode_raw_headers) instead of `headers`. */
   headerMap?: [string, string | Buffer][];
   principal?: string;
+  /** The caller's IP address (source.address.socket_address.address). */
+  sourceAddress?: string;
   /** PEM of the peer certificate; sent URL-encoded as Envoy does. */
   certificatePem?: string;
   contextExtensions?: Record<string, string>;
@@ -29,7 +31,7 @@ export interface CheckOutput {
   /** Lower-case header name → value, from ok_response.headers or denied_response.headers. */
   headers: Record<string, string>;
   headersToRemove: string[];
-  body?: { error?: string; code?: string; trace_id?: string };
+  body?: { error?: string; code?: string; condition?: string; trace_id?: string };
   raw: Record<string, any>;
 }
 
@@ -37,6 +39,7 @@ export function checkRequestMessage(input: CheckInput) {
   return {
     attributes: {
       source: {
+        ...(input.sourceAddress !== undefined && { address: { socket_address: { address: input.sourceAddress, port_value: 40000 } } }),
         principal: input.principal ?? '',
         certificate: input.certificatePem ? encodeURIComponent(input.certificatePem) : '',
       },

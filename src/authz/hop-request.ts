@@ -4,7 +4,7 @@ import type { HopRequest } from '../vocabulary/hop-request.js';
 /** The parts of envoy.service.auth.v3.CheckRequest hopguard reads, as @grpc/proto-loader decodes them (keepCase). */
 export interface CheckRequestMessage {
   attributes?: {
-    source?: { principal?: string; certificate?: string };
+    source?: { address?: { socket_address?: { address?: string } }; principal?: string; certificate?: string };
     request?: {
       http?: {
         method?: string;
@@ -45,6 +45,7 @@ export function readHopRequest(message: CheckRequestMessage): HopRequest {
     host: http.host ?? '',
     headers,
     repeated,
+    sourceAddress: attributes.source?.address?.socket_address?.address ?? '',
     principal: attributes.source?.principal ?? '',
     certificate: attributes.source?.certificate ?? '',
     contextExtensions: attributes.context_extensions ?? {},

@@ -56,6 +56,8 @@ export interface AuthzConfig {
   /** Used when `store` is memory. */
   memory: MemoryOptions;
   routes: RouteConfig[];
+  /** `data:` name → absolute path of a YAML or JSON file, read into `data.<name>` for conditions. */
+  data: Record<string, string>;
   jwks: JwksOptions;
   cache: CacheOptions;
   /** Graceful-shutdown budget for in-flight checks after SIGTERM. */

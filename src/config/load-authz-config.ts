@@ -14,6 +14,7 @@ import {
   redisTlsNeedsRediss, scope, uniqueBy,
 } from '../schema/config-schema.js';
 import { egressFitsTheRest, egressSchema, issuerClientSchema } from './egress-schema.js';
+import { compileCondition, ConditionCompileError } from '../policy/route-conditions.js';
 import { parseDuration } from '../schema/duration.js';
 import { telemetrySchema } from '../telemetry/telemetry-config.js';
 import { ASYMMETRIC_ALGORITHMS, type Algorithm } from '../vocabulary/algorithms.js';
@@ -155,7 +156,7 @@ function issuerSchema(baseDir: string) {
 /** A public route checks no token, so token rules on it would be silently ignored. */
 function noTokenRulesWhenPublic(route: Record<string, unknown>, ctx: z.RefinementCtx) {
   if (route.public !== true) return;
-  const ignored = ['scopes', 'callers'].filter((key) => Array.isArray(route[key]) && route[key].length > 0);
+  const ignored = ['scopes', 'callers', 'when'].filter((key) => Array.isArray(route[key]) && route[key].length > 0);
   if (route.one_time === true) ignored.push('one_time');
   for (const key of ignored) {
     ctx.addIssue({
@@ -164,6 +165,40 @@ function noTokenRulesWhenPublic(route: Record<string, unknown>, ctx: z.Refinemen
       message: 'not allowed on a public route: public: true checks no token, so this would be ignored',
     });
   }
+}
+
+/** A CEL identifier: how a condition names it (`data.suspended_tenants`). */
+const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+const conditionSchema = z.strictObject(
+  {
+    name: nonEmptyString,
+    cel: nonEmptyString,
+  },
+  expected('a mapping with name and cel'),
+);
+
+type RouteRaw = { name: string; public: boolean; when?: { name: string; cel: string }[] };
+
+/** Each `when:` expression compiled once, here; one that does not compile is a problem naming the route and the condition. */
+function compileWhen(raw: RouteRaw, ctx: z.RefinementCtx) {
+  if (raw.when === undefined || raw.when.length === 0) return undefined;
+  const seen = new Set<string>();
+  return raw.when.flatMap(({ name, cel }, index) => {
+    const where = `condition "${name}" of route "${raw.name}"`;
+    if (seen.has(name)) {
+      ctx.addIssue({ code: 'custom', path: ['when', index, 'name'], message: `${where} is named twice: names tell denials apart` });
+      return [];
+    }
+    seen.add(name);
+    try {
+      return [compileCondition(name, cel)];
+    } catch (err) {
+      if (!(err instanceof ConditionCompileError)) throw err;
+      ctx.addIssue({ code: 'custom', path: ['when', index, 'cel'], message: `${where} ${err.message}` });
+      return [];
+    }
+  });
 }
 
 const routeSchema = z
@@ -178,13 +213,15 @@ const routeSchema = z
       public: flag,
       one_time: flag,
       forward_token: flag,
+      when: z.array(conditionSchema, expected('a list of conditions, each with name and cel')).optional(),
     },
     expected('a mapping with name and path or path_prefix'),
   )
   .superRefine(exactlyOneOf('path', 'path_prefix'), onObjects)
   .superRefine(noTokenRulesWhenPublic, onObjects)
-  .transform(
-    (raw): RouteConfig => ({
+  .transform((raw, ctx): RouteConfig => {
+    const conditions = compileWhen(raw, ctx);
+    return {
       name: raw.name,
       methods: raw.methods,
       ...(raw.path !== undefined ? { path: raw.path } : { pathPrefix: raw.path_prefix }),
@@ -193,8 +230,9 @@ const routeSchema = z
       public: raw.public,
       oneTime: raw.one_time,
       forwardToken: raw.forward_token,
-    }),
-  );
+      ...(conditions && conditions.length > 0 && { conditions }),
+    };
+  });
 
 /** A check answers unknown_key after waiting this long at most on its kid's refetch. */
 const MAX_CHECK_WAIT_MS = 500;
@@ -299,6 +337,12 @@ function authzConfigSchema(baseDir: string) {
           .array(routeSchema, expected('a list of routes'))
           .min(1, 'expected at least one route')
           .superRefine(uniqueBy('routes', 'name'), onLists),
+        data: z.record(z.string(), nonEmptyString, expected('a mapping of names to YAML or JSON files'))
+          .superRefine((names, ctx) => {
+            for (const name of Object.keys(names).filter((n) => !IDENTIFIER.test(n))) {
+              ctx.addIssue({ code: 'custom', path: [name], message: 'must be an identifier (letters, digits, _): conditions read it as data.NAME' });
+            }
+          }).default({}),
         jwks: jwksSchema.prefault({}),
         cache: cacheSchema.prefault({}),
         shutdown_grace: duration.prefault('10s'),
@@ -330,6 +374,7 @@ function authzConfigSchema(baseDir: string) {
         redis: raw.redis,
         memory: raw.memory,
         routes: raw.routes,
+        data: Object.fromEntries(Object.entries(raw.data).map(([name, file]) => [name, resolve(baseDir, file)])),
         jwks: raw.jwks,
         cache: raw.cache,
         shutdownGraceMs: raw.shutdown_grace,

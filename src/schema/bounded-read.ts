@@ -26,6 +26,8 @@ export const FILE_KINDS = {
   key: { limit: 64 * KiB, name: 'a key file' },
   secret: { limit: 64 * KiB, name: 'a secret file' },
   manifests: { limit: 8 * MiB, name: 'a manifest file' },
+  // `data:` files for route conditions: held in memory by every worker, reread on reload.
+  data: { limit: 4 * MiB, name: 'a data file' },
 } as const satisfies Record<string, FileKind>;
 
 /** A file that could not be read, or was refused; the message says why and never quotes the file. */

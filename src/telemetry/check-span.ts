@@ -102,6 +102,7 @@ function spanAttributes(facts: DecisionFacts, audience: string): Attributes {
     'hopguard.caller': facts.caller,
     'hopguard.cache_hit': facts.cacheHit,
     'hopguard.token.fingerprint': facts.tokenFingerprint,
+    'hopguard.condition': facts.condition,
     // Semantic conventions: a request header attribute is a string array.
     'http.request.header.x-request-id': facts.requestId === undefined ? undefined : [facts.requestId],
   };

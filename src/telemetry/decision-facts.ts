@@ -20,6 +20,8 @@ export interface DecisionFacts {
   binding: 'mtls' | 'dpop' | 'none';
   cacheHit: boolean;
   requestId?: string;
+  /** On condition_failed: the condition's name. */
+  condition?: string;
 }
 
 // Envoy's x-request-id is a UUID. Anything else is client text, and could be a token pasted
@@ -32,6 +34,7 @@ export function decisionFacts(decision: Decision, request: HopRequest): Decision
   return {
     decision: decision.allowed ? 'allow' : 'deny',
     ...(!decision.allowed && { code: decision.code }),
+    ...(!decision.allowed && decision.condition !== undefined && { condition: decision.condition }),
     ...(decision.route && { route: decision.route.name }),
     ...(token && { issuer: token.iss, subject: token.sub, client: token.clientId, tokenFingerprint: token.fingerprint }),
     ...(request.principal !== '' && { caller: request.principal }),

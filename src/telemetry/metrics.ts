@@ -6,6 +6,8 @@ export interface AuthzMetrics {
   /** One per Check: the decision by code and route, and how long it took. */
   recordDecision(decision: Decision, seconds: number): void;
   recordJwksFetch(issuer: string, outcome: 'ok' | 'error'): void;
+  /** One per config reload (SIGHUP or a changed file): applied, or refused and the old config kept. */
+  recordConfigReload(outcome: 'ok' | 'failed'): void;
   /** Audit records written to the log (once the write succeeded), or dropped: the writer fell too far behind, or the write failed. */
   recordAudit(outcome: 'written' | 'dropped', count: number): void;
   /** Shared-state health, revocation-feed lag and what one-time marks could not do, read when metrics are collected. */
@@ -47,6 +49,8 @@ export function createAuthzMetrics(meter: Meter): AuthzMetrics {
   const { decisionCounts, lookups } = decisionsAndLookups(meter, decisions, cache);
   const jwks = meter.createCounter('hopguard.jwks.fetches', { description: 'Key set fetches (start, refresh, unknown kid) by issuer and outcome' });
   const audit = meter.createCounter('hopguard.audit.records', { description: 'Audit records by outcome: written (in the log), or dropped (queue full, or the write failed)' });
+  const conditions = meter.createCounter('hopguard.condition_failures', { description: 'condition_failed denials by route and the condition that did not hold' });
+  const reloads = meter.createCounter('hopguard.config.reloads', { description: 'Config reloads by outcome: ok (applied) or failed (invalid, the old config kept)' });
 
   return {
     recordDecision(decision, seconds) {
@@ -55,9 +59,13 @@ export function createAuthzMetrics(meter: Meter): AuthzMetrics {
       decisionCounts.add(route, code, () => ({ decision: decision.allowed ? 'allow' : 'deny', code, route }));
       duration.record(seconds, decision.allowed ? ALLOW : DENY);
       if (decision.token) lookupResult(lookups, decision.cacheHit ?? false);
+      if (!decision.allowed && decision.condition !== undefined) conditions.add(1, { route, condition: decision.condition });
     },
     recordJwksFetch(issuer, outcome) {
       jwks.add(1, { issuer, outcome });
+    },
+    recordConfigReload(outcome) {
+      reloads.add(1, { outcome });
     },
     recordAudit(outcome, count) {
       audit.add(count, { outcome });

@@ -116,7 +116,9 @@ export class AccessTokenVerifier {
     if (signature === 'unusable_key') throw new TokenError('malformed_token', 'token could not be verified');
 
     const claims = readAccessTokenClaims(payload);
-    const verified: VerifiedToken = { ...claims, fingerprint: fingerprint(claims.iss, claims.jti), ...(kid !== undefined && { kid }) };
+    const verified: VerifiedToken = {
+      ...claims, fingerprint: fingerprint(claims.iss, claims.jti), ...(kid !== undefined && { kid }), claims: Object.freeze(payload),
+    };
     this.checkTime(verified, issuer);
     checkAudience(verified, issuer.audience ?? this.options.audience);
     return { verified, issuer, generation };

@@ -35,6 +35,8 @@ export interface Deny {
   /** On exchange_refused: the issuer's OAuth error (RFC 6749 §5.2), the body's `error`. */
   oauthError?: string;
   cacheHit?: boolean;
+  /** On condition_failed: the name of the condition that did not hold. */
+  condition?: string;
 }
 
 export function deny(code: DenyCode, reason: string, extra: Omit<Deny, 'allowed' | 'code' | 'reason'> = {}): Deny {

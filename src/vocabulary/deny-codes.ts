@@ -70,6 +70,8 @@ export const DENY_CODES = {
     description: 'the issuer could not be reached; try again',
   },
   no_destination: { http: 403, bodyError: 'access_denied', grpc: 7, description: 'this host is not a configured destination' },
+  // Route conditions (`when:`, issue 15): a condition was false or could not be evaluated.
+  condition_failed: { http: 403, bodyError: 'access_denied', grpc: 7, description: 'a condition of this route does not hold for this request' },
   internal_error: {
     http: 500, bodyError: 'server_error', grpc: 7,
     description: 'hopguard failed to reach a decision; the request is denied',

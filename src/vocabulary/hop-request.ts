@@ -13,6 +13,8 @@ export interface HopRequest {
   headers: ReadonlyMap<string, string>;
   /** How many times each header name was sent, where the wire shape tells (`header_map`). */
   repeated: ReadonlySet<string>;
+  /** The downstream peer's IP address (source.address.socket_address), '' when none. */
+  sourceAddress: string;
   /** mTLS peer identity (URI SAN), '' when none. */
   principal: string;
   /** URL-encoded PEM of the peer's leaf certificate, '' when none. */

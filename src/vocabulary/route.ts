@@ -1,5 +1,7 @@
 // One route of the policy, as its config names it.
 
+import type { RouteCondition } from './route-condition.js';
+
 export interface RouteConfig {
   name: string;
   /** Upper-case; empty means any method. */
@@ -14,4 +16,6 @@ export interface RouteConfig {
   oneTime: boolean;
   /** Keep the `authorization` header on the request that reaches the application. */
   forwardToken: boolean;
+  /** `when:`, compiled; absent (not empty) when the route has none, so such routes pay nothing. */
+  conditions?: readonly RouteCondition[];
 }

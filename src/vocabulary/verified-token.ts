@@ -25,4 +25,6 @@ export interface VerifiedToken extends AccessTokenClaims {
   fingerprint: string;
   /** The header's kid: which of the issuer's keys signed it, for key revocations. */
   kid?: string;
+  /** Every claim of the verified payload, for `when:` conditions (`token.claims`); never logged or shown. */
+  claims: Readonly<Record<string, unknown>>;
 }

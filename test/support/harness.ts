@@ -71,6 +71,7 @@ export function authzConfig(fixtures: Fixtures, overrides: Partial<AuthzConfig> 
     dpop: { algorithms: ['ES256', 'EdDSA', 'RS256', 'PS256'], maxAgeMs: 60_000 },
     store: 'memory',
     routes: DEFAULT_ROUTES,
+    data: {},
     jwks: { refreshIntervalMs: 300_000, refetchIntervalMs: 30_000, fetchTimeoutMs: 2_000, checkWaitMs: 250 },
     cache: { maxEntries: 1000 },
     redis: { keyPrefix: 'hopguard-test:', commandTimeoutMs: 250, maxStalenessMs: 30_000, resyncIntervalMs: 10_000 },
