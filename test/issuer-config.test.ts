@@ -121,3 +121,34 @@ describe('issuer config: subject_issuers', () => {
     expect(found.find((p) => p.path === path)!.message).toContain(fragment);
   });
 });
+
+const WITH_SIGNALS = `${DESIGN_EXAMPLE}signals:
+  transmitters:
+    - issuer: https://idp.example.com
+      jwks_file: idp-jwks.json
+      algorithms: [ES256, RS256]
+`;
+
+describe('issuer config: signals', () => {
+  it('reads a transmitter, its audience this issuer\'s iss by default, max_age 10m', () => {
+    expect(parse(WITH_SIGNALS).signals).toEqual({
+      transmitters: [{ issuer: 'https://idp.example.com', jwksFile: '/etc/hopguard/idp-jwks.json', algorithms: ['ES256', 'RS256'], audience: 'https://sts.shop.svc.cluster.local' }],
+      maxAgeMs: 600_000,
+    });
+    const own = parse(WITH_SIGNALS.replace('algorithms: [ES256, RS256]', 'algorithms: [ES256]\n      audience: urn:shop:receiver').replace('signals:', 'signals:\n  max_age: 1h'));
+    expect(own.signals).toMatchObject({ transmitters: [{ audience: 'urn:shop:receiver' }], maxAgeMs: 3_600_000 });
+    expect(parse(DESIGN_EXAMPLE).signals).toEqual({ transmitters: [], maxAgeMs: 600_000 });
+  });
+
+  it.each([
+    ['an unknown key', WITH_SIGNALS.replace('jwks_file: idp-jwks.json', 'jwks_file: idp-jwks.json\n      max_ttl: 5m'), 'signals.transmitters[0].max_ttl', 'unknown key'],
+    ['no key source', WITH_SIGNALS.replace('      jwks_file: idp-jwks.json\n', ''), 'signals.transmitters[0]', 'jwks_file or jwks_uri'],
+    ['a symmetric algorithm', WITH_SIGNALS.replace('[ES256, RS256]', '[HS256]'), 'signals.transmitters[0].algorithms[0]', 'symmetric'],
+    ['a duplicate', `${WITH_SIGNALS}${WITH_SIGNALS.slice(WITH_SIGNALS.indexOf('    - issuer:'))}`, 'signals.transmitters[1].issuer', 'duplicate issuer'],
+    ['a max_age under a minute', WITH_SIGNALS.replace('signals:', 'signals:\n  max_age: 5s'), 'signals.max_age', 'between 1m and 24h'],
+  ])('refuses %s, naming the key', (_what, yaml, path, fragment) => {
+    const found = problems(yaml);
+    expect(found.map((p) => p.path)).toContain(path);
+    expect(found.find((p) => p.path === path)!.message).toContain(fragment);
+  });
+});

@@ -2,6 +2,7 @@ import type { AuditConfig } from '../audit/audit-config.js';
 import type { JwksOptions } from './authz-config.js';
 import type { TelemetryConfig } from '../telemetry/telemetry-config.js';
 import type { RedisOptions } from '../vocabulary/redis-options.js';
+import type { SignalsConfig } from '../vocabulary/signals-config.js';
 import type { IssuerConfig as TrustedIssuerConfig } from '../vocabulary/trusted-issuer.js';
 
 /** Grants a client may use at POST /token. */
@@ -74,5 +75,7 @@ export interface IssuerConfig {
   jwks: JwksOptions;
   telemetry: TelemetryConfig;
   audit: AuditConfig;
+  /** Shared Signals transmitters whose SETs POST /ssf/events accepts. */
+  signals: SignalsConfig;
 }
 

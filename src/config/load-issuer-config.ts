@@ -15,6 +15,7 @@ import {
   GRANTS, SIGNING_ALGORITHMS, SUBJECT_TOKEN_TYPES, type Grant, type IssuerConfig, type SigningAlgorithm, type SubjectIssuer, type SubjectTokenType,
 } from './issuer-config.js';
 import { checkKeySource, jwksSchema, trustedIssuerConfig, trustedIssuerFields } from './load-authz-config.js';
+import { signalsConfig, signalsSchema } from './signals-schema.js';
 
 export function loadIssuerConfigFile(path: string): IssuerConfig {
   return loadConfigFile(path, parseIssuerConfig);
@@ -125,6 +126,7 @@ function issuerConfigSchema(baseDir: string) {
         subject_issuers: z.array(subjectIssuerSchema(baseDir), expected('a list of subject issuers'))
           .superRefine(uniqueBy('subject_issuers', 'issuer'), onLists).default([]),
         jwks: jwksSchema.prefault({}),
+        signals: signalsSchema(baseDir).prefault({}),
       },
       expected('a mapping with listen, issuer, tls, keys and clients'),
     )
@@ -153,5 +155,6 @@ function issuerConfigSchema(baseDir: string) {
       jwks: raw.jwks,
       telemetry: raw.telemetry,
       audit: raw.audit,
+      signals: signalsConfig(raw.signals, raw.issuer),
     }));
 }

@@ -5,7 +5,8 @@ import type { AuditRecorder } from '../audit/audit-log.js';
 import type { RevocationRecord } from '../store/store.js';
 import { incomingContext } from '../telemetry/tracing.js';
 import { OAuthError } from './oauth-error.js';
-import { FAMILY_REVOKED, TOKEN_EXCHANGE_GRANT, type IssuedToken } from './token-service.js';
+import type { IssuerMetrics } from '../telemetry/issuer-metrics.js';
+import { FAMILY_REVOKED, RefreshTokenReused, TOKEN_EXCHANGE_GRANT, type IssuedToken } from './token-service.js';
 
 /** What one /token or /revoke request came to; filled in as the request is served. */
 export interface IssuerOutcome {
@@ -26,7 +27,10 @@ const EVENT_OF_GRANT: Record<IssuedToken['grant'], 'issuance' | 'exchange' | 're
  * audience, subject, the token's fingerprint; never a token.
  */
 export class IssuerEvents {
-  constructor(private readonly tracer: Tracer, private readonly audit: AuditRecorder, private readonly issuer: string) {}
+  constructor(
+    private readonly tracer: Tracer, private readonly audit: AuditRecorder, private readonly issuer: string,
+    private readonly metrics: IssuerMetrics,
+  ) {}
 
   async observe<T>(kind: 'token' | 'revoke', req: IncomingMessage, run: (outcome: IssuerOutcome) => Promise<T>): Promise<T> {
     const parent = incomingContext([req.headers, defaultTextMapGetter]);
@@ -39,6 +43,10 @@ export class IssuerEvents {
       this.finish(kind, span, outcome, undefined, traceId);
       return result;
     } catch (err) {
+      if (err instanceof RefreshTokenReused) {
+        this.metrics.recordRefreshReuse();
+        this.metrics.recordRevocation('refresh_reuse', 'ok');
+      }
       this.finish(kind, span, outcome, err instanceof OAuthError ? err.error : 'server_error', traceId);
       throw err;
     }
@@ -64,17 +72,25 @@ export class IssuerEvents {
     const common = { issuer: this.issuer, ...(caller !== undefined && { caller }), ...(traceId !== undefined && { traceId }) };
     let event: AuditEvent | undefined;
     if (kind === 'token') {
+      this.metrics.recordToken(issued ? EVENT_OF_GRANT[issued.grant] : eventOfGrant(grant), code ?? 'ok');
+      if (code === 'slow_down') this.metrics.recordRateLimited();
       event = issued
         ? {
           event: EVENT_OF_GRANT[issued.grant], decision: 'allow', ...common, audience: issued.audience, subject: issued.subject,
           client: issued.client, scope: issued.scope, actors: issued.actors, tokenFingerprint: issued.fingerprint,
           ...(issued.subjectIssuer !== undefined && { subjectIssuer: issued.subjectIssuer }),
         }
-        : { event: grant === TOKEN_EXCHANGE_GRANT ? 'exchange' : grant === 'refresh_token' ? 'refresh' : 'issuance', decision: 'deny', code: code ?? 'server_error', ...common };
+        : { event: eventOfGrant(grant), decision: 'deny', code: code ?? 'server_error', ...common };
     } else if (revoked || code !== undefined) {
+      this.metrics.recordRevocation('revoke', code ?? 'ok');
       const kindOf = revoked?.reason === FAMILY_REVOKED ? 'refresh_family' : revoked?.revocation.kind ?? 'jti';
       event = { event: 'revocation', revoked: kindOf, decision: code === undefined ? 'allow' : 'deny', ...(code !== undefined && { code }), ...common };
     }
     if (event) this.audit.record(event);
   }
+}
+
+/** The audit and metric event of a /token request by the grant_type asked for (issuance when unread or unknown). */
+function eventOfGrant(grant: string | undefined): 'issuance' | 'exchange' | 'refresh' {
+  return grant === TOKEN_EXCHANGE_GRANT ? 'exchange' : grant === 'refresh_token' ? 'refresh' : 'issuance';
 }

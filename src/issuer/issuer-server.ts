@@ -16,6 +16,8 @@ import { OAuthError } from './oauth-error.js';
 import type { RateLimiter } from './rate-limiter.js';
 import type { IssuerEvents } from './issuer-events.js';
 import { DPOP_ALGORITHMS, TOKEN_EXCHANGE_GRANT, type TokenService } from './token-service.js';
+import type { SsfReceiver } from '../signals/ssf-receiver.js';
+import { ssfRoute } from './ssf-route.js';
 
 export interface IssuerServerDeps {
   config: IssuerConfig;
@@ -27,12 +29,15 @@ export interface IssuerServerDeps {
   /** Spans and audit records of every /token and /revoke outcome. */
   events: IssuerEvents;
   bounds: ServerBounds;
+  /** POST /ssf/events: Security Event Tokens from the signals transmitters. */
+  signals: SsfReceiver;
 }
 
 /** What a request handler needs besides the deps: who the client is, and where to log a cut body. */
 interface Serving {
   clients: ClientAuthenticator;
   aborted: (reason: AbortReason, during: AbortPhase) => void;
+  ssf: ReturnType<typeof ssfRoute>;
 }
 
 /**
@@ -65,11 +70,12 @@ export async function startIssuerServer(deps: IssuerServerDeps): Promise<{ url: 
     // A request node's parser refuses, or that ran out of time, gets an OAuth error like every other refusal.
     refusal: (_status, description) => ({ contentType: 'application/json', body: JSON.stringify({ error: 'invalid_request', error_description: description }) }),
   }, (req, res) => {
-    handle(req, res, deps, { clients, aborted }).catch((err: unknown) => {
+    handle(req, res, deps, { clients, aborted, ssf }).catch((err: unknown) => {
       deps.log.error('issuer_request_failed', { error: err instanceof Error ? err.name : 'unknown' });
       if (!res.headersSent) json(res, 500, { error: 'server_error' });
     });
   });
+  const ssf = ssfRoute(deps.signals, deps.log, deps.bounds.bodyMs, aborted);
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err) => reject(listenFailure('listen', `${config.listen.host}:${config.listen.port}`, err)));
     server.listen(config.listen.port, config.listen.host, () => resolve());
@@ -106,6 +112,8 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: IssuerSer
           outcome.issued = issued;
           json(res, 200, response, NO_STORE);
         });
+      case 'POST /ssf/events':
+        return await serving.ssf(req, res);
       case 'POST /revoke':
         return await deps.events.observe('revoke', req, async (outcome) => {
           const auth = serving.clients.authenticate(req.socket as TLSSocket, Date.now());

@@ -11,7 +11,10 @@ import { IssuerEvents } from './issuer-events.js';
 import { startIssuerServer } from './issuer-server.js';
 import { Keyring, createKeyFile, deleteKeyFiles, keyRetention } from './keyring.js';
 import { RateLimiter } from './rate-limiter.js';
-import { trustSubjectIssuers } from './subject-issuers.js';
+import { issuerKeys, trustSubjectIssuers } from './subject-issuers.js';
+import { SsfReceiver } from '../signals/ssf-receiver.js';
+import type { Transmitter } from '../signals/security-event-token.js';
+import { createIssuerMetrics, type IssuerMetrics } from '../telemetry/issuer-metrics.js';
 import { TokenService } from './token-service.js';
 
 export interface RunningIssuer {
@@ -42,7 +45,10 @@ export async function startIssuer(config: IssuerConfig, options: IssuerStartOpti
   const now = options.now ?? Date.now;
   const subjectIssuers = trustSubjectIssuers(config, log);
   const subjectTrust = subjectIssuers.map((s) => s.trusted);
-  await Promise.all(subjectTrust.map((trusted) => loadIssuerKeys(trusted, config.jwks.refetchIntervalMs, log)));
+  const transmitters: Transmitter[] = config.signals.transmitters.map((t, index) => ({
+    config: t, keys: issuerKeys(t, config.jwks, `signals.transmitters[${index}]`, log),
+  }));
+  await Promise.all([...subjectTrust, ...transmitters].map((party) => loadIssuerKeys(party, config.jwks.refetchIntervalMs, log)));
   const keyring = new Keyring(config.keys.dir, keyRetention(config));
   await keyring.load();
   if (keyring.newestNotBefore() === undefined) {
@@ -51,10 +57,15 @@ export async function startIssuer(config: IssuerConfig, options: IssuerStartOpti
     log.info('signing_key_created', { kid, reason: 'the key directory was empty' });
     await keyring.load();
   }
+  let metrics: IssuerMetrics | undefined;
+  let signingKid: string | undefined;
   const maintain = async () => {
     try {
       if (config.keys.rotateEveryMs !== undefined) await rotateOnSchedule(config, keyring, now, log);
       await keyring.load();
+      const kid = keyring.signingKey(now()).kid;
+      if (signingKid !== undefined && kid !== signingKid) metrics?.recordKeyRotation();
+      signingKid = kid;
     } catch (err) {
       log.error('key_reload_failed', { error: err instanceof Error ? err.message : 'unknown' });
     }
@@ -64,13 +75,22 @@ export async function startIssuer(config: IssuerConfig, options: IssuerStartOpti
 
   const store = options.store ?? await openStore(config, log);
   const telemetry = await startTelemetry(config.telemetry);
+  metrics = createIssuerMetrics(telemetry.meter);
   const audit = await openAuditLog(config.audit, { log });
   const tokens = new TokenService(config, keyring, store, now, subjectIssuers);
+  const signals = new SsfReceiver({
+    transmitters: new Map(transmitters.map((t) => [t.config.issuer, t])),
+    store, audit, metrics, now,
+    revocationPolicy: () => tokens.revocationPolicy(),
+    clockSkewMs: config.clockSkewMs,
+    maxAgeMs: config.signals.maxAgeMs,
+  });
   const server = await startIssuerServer({
     config, keyring, tokens, log, now,
     bounds: { ...SERVER_BOUNDS, ...options.serverBounds },
     rateLimiter: new RateLimiter(config.rateLimit.perSecond, config.rateLimit.burst, now),
-    events: new IssuerEvents(telemetry.tracing.tracer, audit, config.issuer),
+    events: new IssuerEvents(telemetry.tracing.tracer, audit, config.issuer, metrics),
+    signals,
   });
   const admin = config.admin
     ? await startAdminServer(config.admin.host, config.admin.port, {
@@ -97,6 +117,7 @@ export async function startIssuer(config: IssuerConfig, options: IssuerStartOpti
     async stop() {
       clearInterval(keyTimer);
       for (const trusted of subjectTrust) trusted.keys.stop();
+      for (const transmitter of transmitters) transmitter.keys.stop();
       await server.close();
       await admin?.close();
       await audit.close();

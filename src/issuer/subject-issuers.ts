@@ -1,8 +1,11 @@
+import type { JwksOptions } from '../config/authz-config.js';
 import type { IssuerConfig, SubjectIssuer, SubjectTokenType } from '../config/issuer-config.js';
 import type { Logger } from '../telemetry/log.js';
 import { readCaFile } from '../tls/certificate-chain.js';
 import type { TrustedIssuer } from '../token/access-token-verifier.js';
+import type { IssuerKeys } from '../token/issuer-keys.js';
 import { createIssuerKeys } from '../token/jwks-source.js';
+import type { IssuerConfig as TrustedIssuerConfig } from '../vocabulary/trusted-issuer.js';
 
 /** A subject issuer as the exchange verifies its tokens, and the clients that may exchange them. */
 export interface TrustedSubjectIssuer {
@@ -19,24 +22,29 @@ const TYP_VALUES: Record<SubjectTokenType, string[]> = {
 /** Key sets made (not yet loaded) as a sidecar makes its issuers', from the issuer's `jwks:` settings. */
 export function trustSubjectIssuers(config: IssuerConfig, log: Logger): TrustedSubjectIssuer[] {
   return config.subjectIssuers.map((subject: SubjectIssuer, index) => {
-    const ca = subject.jwksCaFile === undefined ? undefined : readCaFile(subject.jwksCaFile, `subject_issuers[${index}].jwks_ca_file`);
-    const keys = createIssuerKeys({
-      issuer: subject.issuer,
-      ...(subject.jwksFile !== undefined && { jwksFile: subject.jwksFile }),
-      ...(subject.jwksUri !== undefined && { jwksUri: subject.jwksUri }),
-      ...(ca && { ca }),
-      algorithms: subject.algorithms,
-      refreshIntervalMs: config.jwks.refreshIntervalMs,
-      refetchIntervalMs: config.jwks.refetchIntervalMs,
-      fetchTimeoutMs: config.jwks.fetchTimeoutMs,
-      checkWaitMs: config.jwks.checkWaitMs,
-      onFetch: (outcome, detail) => {
-        if (outcome === 'error') log.warn('jwks_fetch_failed', { issuer: subject.issuer, detail });
-      },
-    });
+    const keys = issuerKeys(subject, config.jwks, `subject_issuers[${index}]`, log);
     return {
       trusted: { config: subject, keys, audience: subject.audience, types: new Set(subject.typ.flatMap((t) => TYP_VALUES[t])) },
       clients: subject.clients,
     };
+  });
+}
+
+/** The key set of a party the issuer verifies (a subject issuer, a signals transmitter); `key` names it in errors. */
+export function issuerKeys(party: Omit<TrustedIssuerConfig, 'maxTtlMs'>, jwks: JwksOptions, key: string, log: Logger): IssuerKeys {
+  const ca = party.jwksCaFile === undefined ? undefined : readCaFile(party.jwksCaFile, `${key}.jwks_ca_file`);
+  return createIssuerKeys({
+    issuer: party.issuer,
+    ...(party.jwksFile !== undefined && { jwksFile: party.jwksFile }),
+    ...(party.jwksUri !== undefined && { jwksUri: party.jwksUri }),
+    ...(ca && { ca }),
+    algorithms: party.algorithms,
+    refreshIntervalMs: jwks.refreshIntervalMs,
+    refetchIntervalMs: jwks.refetchIntervalMs,
+    fetchTimeoutMs: jwks.fetchTimeoutMs,
+    checkWaitMs: jwks.checkWaitMs,
+    onFetch: (outcome, detail) => {
+      if (outcome === 'error') log.warn('jwks_fetch_failed', { issuer: party.issuer, detail });
+    },
   });
 }

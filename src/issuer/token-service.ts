@@ -15,6 +15,13 @@ import type { Keyring } from './keyring.js';
 import { OAuthError } from './oauth-error.js';
 import type { TrustedSubjectIssuer } from './subject-issuers.js';
 
+/** A refresh token presented a second time (RFC 9700 §4.14.2): its family is revoked, counted as reuse. */
+export class RefreshTokenReused extends OAuthError {
+  constructor() {
+    super('invalid_grant', 'the refresh token was already used; its family is revoked');
+  }
+}
+
 /** The reason on every revocation a refresh-token family's reuse or revocation causes. */
 export const FAMILY_REVOKED = 'refresh token family revoked';
 export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
@@ -202,7 +209,7 @@ export class TokenService {
     const first = await this.stateful(() => this.store.markUsed(fingerprint(this.config.issuer, claims.jti), (claims.exp * 1000) + this.config.clockSkewMs));
     if (!first) {
       await this.revokeFamily(claims);
-      throw new OAuthError('invalid_grant', 'the refresh token was already used; its family is revoked');
+      throw new RefreshTokenReused();
     }
     const scope = narrowScope(params.get('scope'), claims.scope === '' ? [] : claims.scope.split(' '));
     const exp = Math.min(this.nowSeconds() + this.ttlSeconds(), claims.exp);

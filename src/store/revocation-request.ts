@@ -15,6 +15,8 @@ export interface RevocationRequest {
   /** How long a thumbprint stays flagged when no certificate says when it expires. */
   forMs?: number;
   reason?: string;
+  /** Subject or client: revoke tokens issued before this (epoch seconds, not after now); now when absent. */
+  before?: number;
 }
 
 export class RevocationRequestError extends Error {
@@ -39,6 +41,7 @@ export function revocationRecord(request: RevocationRequest, config: RevocationP
   const lifetime = Math.max(...config.issuers.map((i) => i.maxTtlMs)) + config.clockSkewMs;
   const reason = request.reason !== undefined ? { reason: request.reason } : {};
   const nowSeconds = nowMs / 1000;
+  const before = Math.min(request.before ?? nowSeconds, nowSeconds);
 
   if (request.jti !== undefined) {
     const issuer = request.issuer ?? onlyIssuer(config);
@@ -46,10 +49,10 @@ export function revocationRecord(request: RevocationRequest, config: RevocationP
     return { revocation: { kind: 'jti', fingerprint: fingerprint(issuer, request.jti) }, expiresAtMs: nowMs + lifetime, ...reason };
   }
   if (request.subject !== undefined) {
-    return { revocation: { kind: 'subject', value: request.subject, before: nowSeconds }, expiresAtMs: nowMs + lifetime, ...reason };
+    return { revocation: { kind: 'subject', value: request.subject, before }, expiresAtMs: nowMs + lifetime, ...reason };
   }
   if (request.client !== undefined) {
-    return { revocation: { kind: 'client', value: request.client, before: nowSeconds }, expiresAtMs: nowMs + lifetime, ...reason };
+    return { revocation: { kind: 'client', value: request.client, before }, expiresAtMs: nowMs + lifetime, ...reason };
   }
   if (request.certPem !== undefined) {
     let cert: X509Certificate;

@@ -15,13 +15,13 @@ export interface DecodedJws {
  * Splits and decodes a JWS compact serialization strictly, before any key is looked up:
  * exactly three segments, unpadded canonical base64url (jose accepts `=` padding; a token
  * has one spelling), JSON objects without duplicate members.
- * Nothing here is trusted until the signature verifies.
+ * Nothing here is trusted until the signature verifies. `maxLength`: a SET may be longer than a token.
  * The signature alone may be empty, as in an Unsecured JWS (RFC 7519 §6.1): such a token
  * is still refused, but by its header (`alg: none` is disallowed_algorithm) or its signature.
  */
-export function decodeCompactJws(token: string): DecodedJws {
-  if (token.length > MAX_TOKEN_LENGTH) {
-    throw new TokenError('malformed_token', `token is longer than ${MAX_TOKEN_LENGTH} characters`);
+export function decodeCompactJws(token: string, maxLength = MAX_TOKEN_LENGTH): DecodedJws {
+  if (token.length > maxLength) {
+    throw new TokenError('malformed_token', `token is longer than ${maxLength} characters`);
   }
   const segments = token.split('.');
   if (segments.length === 5) throw new TokenError('malformed_token', 'token is a JWE; a signed JWT (JWS) is required');

@@ -75,3 +75,13 @@ clients:
     },
   };
 }
+
+/** The `issuers:` section of a sidecar that trusts a running issuer: its JWKS over HTTPS, the mesh CA. */
+export function trustIssuerYaml(iss: string, issuerUrl: string, caPath: string): string {
+  return `issuers:
+  - issuer: ${iss}
+    jwks_uri: ${issuerUrl}/.well-known/jwks.json
+    jwks_ca_file: ${caPath}
+    algorithms: [ES256]
+`;
+}
