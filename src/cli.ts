@@ -10,6 +10,12 @@ Usage:
                                         gRPC health, and admin HTTP (/healthz /readyz /metrics)
   hopguard check-config --config FILE   validate an authz config file and load every file it
                                         names, as authz does at start; then exit
+  hopguard test --config FILE CASES [--junit OUT]
+                                        run the decision tests in CASES (YAML) against the
+                                        config's routes, conditions and data, offline, in
+                                        order, on one in-memory store; exit 0 when all pass,
+                                        1 naming each failing case, 2 for a bad file
+                                        (--junit: also write JUnit XML to OUT)
   hopguard revoke --config FILE TARGET [--reason TEXT]
                                         revoke in the shared store the config names
                                         (redis); every sidecar denies within a second.
@@ -67,6 +73,7 @@ Config keys, deny codes and deployment: README.md.
 const COMMANDS: Record<string, (argv: string[]) => Promise<number>> = {
   authz: async (argv) => (await import('./commands/authz-commands.js')).authzCommand(argv),
   'check-config': async (argv) => (await import('./commands/authz-commands.js')).checkConfigCommand(argv),
+  test: async (argv) => (await import('./commands/test-command.js')).testCommand(argv),
   revoke: async (argv) => (await import('./commands/revoke-command.js')).revokeCommand(argv),
   issuer: async (argv) => (await import('./commands/issuer-commands.js')).issuerCommand(argv),
   keys: async (argv) => (await import('./commands/issuer-commands.js')).keysCommand(argv),

@@ -51,9 +51,25 @@ export function loadAuthzMaterials(config: AuthzConfig): AuthzMaterials {
   attempt(() => readAuditSigningKey(config.audit));
   attempt(() => checkAuditOutput(config.audit));
   const issuerClient = config.issuerClient && attempt(() => readIssuerClientFiles(config.issuerClient!));
-  const data = Object.fromEntries(Object.entries(config.data).map(([name, path]) => [name, attempt(() => readDataFile(path, `data.${name}`))]));
+  const data = attempt(() => loadPolicyData(config));
   if (problems.length > 0) throw new ConfigError(problems);
-  return { jwksCas, ...(dpopNonceSecret && { dpopNonceSecret }), ...(issuerClient && { issuerClient }), data: deepFreeze(data) };
+  return { jwksCas, ...(dpopNonceSecret && { dpopNonceSecret }), ...(issuerClient && { issuerClient }), data: data! };
+}
+
+/** The `data:` files alone (`hopguard test` reads no other): parsed, frozen, every problem by its key. */
+export function loadPolicyData(config: Pick<AuthzConfig, 'data'>): PolicyData {
+  const problems: ConfigProblem[] = [];
+  const data = Object.fromEntries(Object.entries(config.data).map(([name, path]) => {
+    try {
+      return [name, readDataFile(path, `data.${name}`)];
+    } catch (err) {
+      if (!(err instanceof ConfigError)) throw err;
+      problems.push(...err.problems);
+      return [name, undefined];
+    }
+  }));
+  if (problems.length > 0) throw new ConfigError(problems);
+  return deepFreeze(data);
 }
 
 /** A `data:` file: YAML or JSON (YAML reads both), within the size limit. */
