@@ -46,7 +46,8 @@ describe('issuer config', () => {
       listen: { host: '0.0.0.0', port: 8443 },
       admin: { host: '127.0.0.1', port: 9443 },
       issuer: 'https://sts.shop.svc.cluster.local',
-      tls: { certFile: '/etc/hopguard/tls/server.pem', keyFile: '/etc/hopguard/tls/server-key.pem', clientCaFile: '/etc/hopguard/tls/mesh-ca.pem' },
+      tls: { certFile: '/etc/hopguard/tls/server.pem', keyFile: '/etc/hopguard/tls/server-key.pem' },
+      clientAuth: { mode: 'tls', clientCaFile: '/etc/hopguard/tls/mesh-ca.pem' },
       keys: { dir: '/etc/hopguard/keys', algorithm: 'ES256', publishAheadMs: 600_000 },
       tokenTtlMs: 300_000,
       refreshTtlMs: 86_400_000,
@@ -80,7 +81,7 @@ describe('issuer config', () => {
 
   it('requires tls and keys', () => {
     const found = problems(DESIGN_EXAMPLE.replace(/tls:[\s\S]*?token_ttl/, 'token_ttl'));
-    expect(found.map((p) => `${p.path}: ${p.message}`)).toEqual(expect.arrayContaining(['tls: is required', 'keys: is required']));
+    expect(found.map((p) => `${p.path}: ${p.message}`)).toEqual(expect.arrayContaining(['tls: is required with client_auth: tls (cert, key and client_ca)', 'keys: is required']));
   });
 });
 

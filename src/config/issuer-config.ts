@@ -44,13 +44,31 @@ export interface SubjectIssuer extends TrustedIssuerConfig {
   typ: SubjectTokenType[];
 }
 
+/** An address block, as `trusted_proxies` lists them (e.g. 127.0.0.6/32). */
+export interface Cidr {
+  address: string;
+  prefix: number;
+  family: 'ipv4' | 'ipv6';
+}
+
+/**
+ * How /token and /revoke know the client: `tls`, its certificate on the issuer's own mTLS
+ * connection (RFC 8705 tls_client_auth); `xfcc`, the certificate the issuer's own proxy verified
+ * and forwarded in x-forwarded-client-cert, believed only from `trustedProxies`.
+ */
+export type ClientAuthConfig =
+  | { mode: 'tls'; clientCaFile: string }
+  | { mode: 'xfcc'; trustedProxies: Cidr[] };
+
 export interface IssuerConfig {
   listen: { host: string; port: number };
   /** Plain HTTP /healthz and /readyz for probes; undefined when `admin: off`. */
   admin?: { host: string; port: number };
   /** The `iss` of every token: https, no query or fragment. */
   issuer: string;
-  tls: { certFile: string; keyFile: string; clientCaFile: string };
+  /** Absent only with client_auth: xfcc: plain HTTP to the issuer's own proxy. */
+  tls?: { certFile: string; keyFile: string };
+  clientAuth: ClientAuthConfig;
   keys: {
     dir: string;
     algorithm: SigningAlgorithm;

@@ -3,6 +3,7 @@
  * snake_case YAML, durations as "5m", every problem reported with its key path.
  */
 
+import { isIP } from 'node:net';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { auditSchema } from '../audit/audit-config.js';
@@ -12,7 +13,7 @@ import {
 } from '../schema/config-schema.js';
 import { telemetrySchema } from '../telemetry/telemetry-config.js';
 import {
-  GRANTS, SIGNING_ALGORITHMS, SUBJECT_TOKEN_TYPES, type Grant, type IssuerConfig, type SigningAlgorithm, type SubjectIssuer, type SubjectTokenType,
+  GRANTS, SIGNING_ALGORITHMS, SUBJECT_TOKEN_TYPES, type Cidr, type ClientAuthConfig, type Grant, type IssuerConfig, type SigningAlgorithm, type SubjectIssuer, type SubjectTokenType,
 } from './issuer-config.js';
 import { checkKeySource, jwksSchema, trustedIssuerConfig, trustedIssuerFields } from './load-authz-config.js';
 import { signalsConfig, signalsSchema } from './signals-schema.js';
@@ -33,6 +34,36 @@ function parseIssuerUrl(text: string): string {
   if (url.search !== '' || url.hash !== '' || text.includes('?') || text.includes('#')) throw new Error('must have no query or fragment (RFC 8414 §2)');
   if (url.username !== '' || url.password !== '') throw new Error('must not contain credentials');
   return text;
+}
+
+/** `127.0.0.6/32`, `::1/128`; a bare address is the one host. */
+function parseCidr(text: string): Cidr {
+  const [address = '', prefixText, extra] = text.split('/');
+  const version = isIP(address);
+  const max = version === 6 ? 128 : 32;
+  const prefix = prefixText === undefined ? max : /^\d{1,3}$/.test(prefixText) ? Number(prefixText) : NaN;
+  if (version === 0 || extra !== undefined || !(prefix >= 0 && prefix <= max)) throw new Error('expected an address block such as 127.0.0.6/32');
+  return { address, prefix, family: version === 6 ? 'ipv6' : 'ipv4' };
+}
+
+/** Istio's inbound proxy connects to the application from 127.0.0.6; a plain Envoy beside it, from 127.0.0.1. */
+const DEFAULT_TRUSTED_PROXIES = ['127.0.0.6/32', '127.0.0.1/32'];
+
+/**
+ * What each client_auth needs: tls the issuer's own TLS and the client CA; xfcc neither
+ * (its proxy verifies certificates), and trusted_proxies only there.
+ */
+function clientAuthFits(raw: Record<string, unknown>, ctx: z.RefinementCtx) {
+  const tls = isRecord(raw.tls) ? raw.tls : undefined;
+  if (raw.client_auth === 'xfcc') {
+    if (tls?.client_ca !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['tls', 'client_ca'], message: 'is not used with client_auth: xfcc: the issuer\'s proxy verifies client certificates' });
+    }
+    return;
+  }
+  if (raw.trusted_proxies !== undefined) ctx.addIssue({ code: 'custom', path: ['trusted_proxies'], message: 'applies only with client_auth: xfcc' });
+  if (raw.tls === undefined) ctx.addIssue({ code: 'custom', path: ['tls'], message: 'is required with client_auth: tls (cert, key and client_ca)' });
+  else if (tls !== undefined && tls.client_ca === undefined) ctx.addIssue({ code: 'custom', path: ['tls', 'client_ca'], message: 'is required with client_auth: tls' });
 }
 
 const noSpaces = z.string(expected('a string')).regex(/^\S+$/, 'expected a non-empty string without spaces');
@@ -97,7 +128,10 @@ function issuerConfigSchema(baseDir: string) {
         listen: parsedString('host:port such as 0.0.0.0:8443', (t) => parseHostPort(t, 'host:port such as 0.0.0.0:8443')),
         admin: parsedString('host:port such as 127.0.0.1:9443, or "off"', parseAdmin).prefault('127.0.0.1:9443'),
         issuer: parsedString('an https URL', parseIssuerUrl),
-        tls: z.strictObject({ cert: file, key: file, client_ca: file }, expected('a mapping with cert, key and client_ca')),
+        tls: z.strictObject({ cert: file, key: file, client_ca: file.optional() }, expected('a mapping with cert, key and client_ca')).optional(),
+        client_auth: z.enum(['tls', 'xfcc'], expected('tls or xfcc')).default('tls'),
+        trusted_proxies: z.array(parsedString('an address block such as 127.0.0.6/32', parseCidr), expected('a list of address blocks such as [127.0.0.6/32]'))
+          .min(1, 'expected at least one address block').optional(),
         keys: z.strictObject(
           {
             dir: file,
@@ -128,15 +162,19 @@ function issuerConfigSchema(baseDir: string) {
         jwks: jwksSchema.prefault({}),
         signals: signalsSchema(baseDir).prefault({}),
       },
-      expected('a mapping with listen, issuer, tls, keys and clients'),
+      expected('a mapping with listen, issuer, tls (or client_auth: xfcc), keys and clients'),
     )
     .superRefine(redisTlsNeedsRediss, onObjects)
     .superRefine(subjectIssuersFitClients, onObjects)
+    .superRefine(clientAuthFits, onObjects)
     .transform((raw): IssuerConfig => ({
       listen: raw.listen,
       admin: raw.admin,
       issuer: raw.issuer,
-      tls: { certFile: raw.tls.cert, keyFile: raw.tls.key, clientCaFile: raw.tls.client_ca },
+      ...(raw.tls !== undefined && { tls: { certFile: raw.tls.cert, keyFile: raw.tls.key } }),
+      clientAuth: raw.client_auth === 'xfcc'
+        ? { mode: 'xfcc', trustedProxies: raw.trusted_proxies ?? DEFAULT_TRUSTED_PROXIES.map(parseCidr) }
+        : { mode: 'tls', clientCaFile: raw.tls!.client_ca! } satisfies ClientAuthConfig,
       keys: {
         dir: raw.keys.dir,
         algorithm: raw.keys.algorithm,

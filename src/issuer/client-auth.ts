@@ -1,4 +1,4 @@
-import { createHash, type X509Certificate } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import type { IssuerClient } from '../config/issuer-config.js';
 import { chainedUntil } from '../tls/certificate-chain.js';
@@ -67,6 +67,11 @@ interface Verdict {
   until: number;
   client?: AuthenticatedClient;
   refused?: OAuthError;
+}
+
+/** The URI SANs of a PEM certificate, read as the TLS client authentication reads them. */
+export function certificateUris(pem: string): string[] {
+  return uriSans(new X509Certificate(pem).subjectAltName ?? '');
 }
 
 /** Node renders SANs as `URI:spiffe://a, DNS:b`; a URI with a comma would be quoted, and is refused. */

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import { FILE_KINDS, readConfiguredFile } from '../schema/bounded-read.js';
@@ -9,7 +10,8 @@ import { serverTlsOptions } from '../tls/server-tls.js';
 import { readCaFile, readCertificateBundle } from '../tls/certificate-chain.js';
 import { createBoundedServer, type AbortPhase, type ServerBounds } from '../tls/server-bounds.js';
 import type { AbortReason } from '../tls/request-body.js';
-import { ClientAuthenticator } from './client-auth.js';
+import { ClientAuthenticator, type AuthenticatedClient } from './client-auth.js';
+import { XfccAuthenticator } from './xfcc-client-auth.js';
 import { BodyAborted, discardableBody, readForm } from './form-body.js';
 import type { Keyring } from './keyring.js';
 import { OAuthError } from './oauth-error.js';
@@ -33,15 +35,19 @@ export interface IssuerServerDeps {
   signals: SsfReceiver;
 }
 
+/** Who the client of a /token or /revoke request is (client_auth: tls or xfcc); an OAuthError if nobody acceptable. */
+type Authenticate = (req: IncomingMessage) => AuthenticatedClient;
+
 /** What a request handler needs besides the deps: who the client is, and where to log a cut body. */
 interface Serving {
-  clients: ClientAuthenticator;
+  authenticate: Authenticate;
   aborted: (reason: AbortReason, during: AbortPhase) => void;
   ssf: ReturnType<typeof ssfRoute>;
 }
 
 /**
- * The issuer over HTTPS (node's TLS). Client certificates are requested on every connection
+ * The issuer over HTTPS (node's TLS), or with client_auth: xfcc over plain HTTP to its own proxy
+ * when tls is omitted (xfcc-client-auth.ts). With client_auth: tls client certificates are requested on every connection
  * and checked per request, so discovery needs none and /token answers invalid_client
  * (not a failed handshake) when one is missing. Certificate validity is checked against the
  * wall clock, as the handshake checks it, not `deps.now`. Held to `deps.bounds` (server-bounds.ts);
@@ -49,28 +55,32 @@ interface Serving {
  */
 export async function startIssuerServer(deps: IssuerServerDeps): Promise<{ url: string; close: () => Promise<void> }> {
   const { config } = deps;
-  const clientCa = readCaFile(config.tls.clientCaFile, 'tls.client_ca');
-  const clients = new ClientAuthenticator({
-    clients: new Map<string, IssuerClient>(config.clients.map((c) => [c.id, c])),
-    clientCas: readCertificateBundle(clientCa.toString('utf8')),
-  });
+  const clients = new Map<string, IssuerClient>(config.clients.map((c) => [c.id, c]));
+  const tlsFiles = config.tls === undefined ? undefined : {
+    cert: readConfiguredFile(config.tls.certFile, 'tls.cert', FILE_KINDS.certificate),
+    key: readConfiguredFile(config.tls.keyFile, 'tls.key', FILE_KINDS.key),
+  };
+  let authenticate: Authenticate;
+  let tls: https.ServerOptions | undefined;
+  if (config.clientAuth.mode === 'xfcc') {
+    const xfcc = new XfccAuthenticator(clients, config.clientAuth.trustedProxies);
+    authenticate = (req) => xfcc.authenticate(req);
+    tls = tlsFiles && serverTlsOptions(tlsFiles);
+  } else {
+    const clientCa = readCaFile(config.clientAuth.clientCaFile, 'tls.client_ca');
+    const mtls = new ClientAuthenticator({ clients, clientCas: readCertificateBundle(clientCa.toString('utf8')) });
+    authenticate = (req) => mtls.authenticate(req.socket as TLSSocket, Date.now());
+    tls = { ...serverTlsOptions({ ...tlsFiles!, ca: clientCa }), requestCert: true, rejectUnauthorized: false };
+  }
   const { server, aborted } = createBoundedServer({
-    tls: {
-      ...serverTlsOptions({
-        cert: readConfiguredFile(config.tls.certFile, 'tls.cert', FILE_KINDS.certificate),
-        key: readConfiguredFile(config.tls.keyFile, 'tls.key', FILE_KINDS.key),
-        ca: clientCa,
-      }),
-      requestCert: true,
-      rejectUnauthorized: false,
-    },
+    ...(tls !== undefined && { tls }),
     bounds: deps.bounds,
     log: deps.log,
     name: 'issuer',
     // A request node's parser refuses, or that ran out of time, gets an OAuth error like every other refusal.
     refusal: (_status, description) => ({ contentType: 'application/json', body: JSON.stringify({ error: 'invalid_request', error_description: description }) }),
   }, (req, res) => {
-    handle(req, res, deps, { clients, aborted, ssf }).catch((err: unknown) => {
+    handle(req, res, deps, { authenticate, aborted, ssf }).catch((err: unknown) => {
       deps.log.error('issuer_request_failed', { error: err instanceof Error ? err.name : 'unknown' });
       if (!res.headersSent) json(res, 500, { error: 'server_error' });
     });
@@ -83,7 +93,7 @@ export async function startIssuerServer(deps: IssuerServerDeps): Promise<{ url: 
   const { port } = server.address() as AddressInfo;
   const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
   return {
-    url: `https://${host}:${port}`,
+    url: `${tls === undefined ? 'http' : 'https'}://${host}:${port}`,
     close: () => new Promise((resolve) => {
       server.close(() => resolve());
       server.closeIdleConnections();
@@ -102,7 +112,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: IssuerSer
         return json(res, 200, metadata(deps.config), { 'cache-control': 'public, max-age=3600' });
       case 'POST /token':
         return await deps.events.observe('token', req, async (outcome) => {
-          const auth = serving.clients.authenticate(req.socket as TLSSocket, Date.now());
+          const auth = serving.authenticate(req);
           outcome.caller = auth.client.id;
           const wait = deps.rateLimiter.take(auth.client.id);
           if (wait > 0) throw new RateLimited(wait);
@@ -116,7 +126,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, deps: IssuerSer
         return await serving.ssf(req, res);
       case 'POST /revoke':
         return await deps.events.observe('revoke', req, async (outcome) => {
-          const auth = serving.clients.authenticate(req.socket as TLSSocket, Date.now());
+          const auth = serving.authenticate(req);
           outcome.caller = auth.client.id;
           const record = await deps.tokens.revoke(auth, await readForm(req, deps.bounds.bodyMs));
           if (record) outcome.revoked = record;

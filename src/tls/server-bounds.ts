@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { Socket } from 'node:net';
 import type { Logger } from '../telemetry/log.js';
@@ -34,7 +34,8 @@ export const SERVER_BOUNDS: ServerBounds = {
 export type Refusal = (status: 408 | 400, description: string) => { contentType: string; body: string };
 
 export interface BoundedServerOptions {
-  tls: https.ServerOptions;
+  /** Absent: plain HTTP, for a server only its own proxy talks to (the issuer with client_auth: xfcc). */
+  tls?: https.ServerOptions;
   bounds: ServerBounds;
   log: Logger;
   /** Prefixes the log events: `<name>_connection_refused`, `<name>_request_aborted`. */
@@ -51,20 +52,21 @@ export type AbortPhase = 'handshake' | 'request' | 'body';
  * Refused connections and aborted requests are logged with a reason, at most a line a second
  * for each kind; `aborted` is for the handlers to log theirs (a body cut short) the same way.
  */
-export function createBoundedServer(
-  options: BoundedServerOptions,
-  listener: (req: IncomingMessage, res: ServerResponse) => void,
-): { server: https.Server; aborted: (reason: AbortReason, during: AbortPhase) => void } {
+type Listener = (req: IncomingMessage, res: ServerResponse) => void;
+type Aborted = (reason: AbortReason, during: AbortPhase) => void;
+export function createBoundedServer(options: BoundedServerOptions & { tls: https.ServerOptions }, listener: Listener): { server: https.Server; aborted: Aborted };
+export function createBoundedServer(options: BoundedServerOptions, listener: Listener): { server: https.Server | http.Server; aborted: Aborted };
+export function createBoundedServer(options: BoundedServerOptions, listener: Listener): { server: https.Server | http.Server; aborted: Aborted } {
   const { bounds, name } = options;
-  const server = https.createServer({
-    ...options.tls,
-    handshakeTimeout: bounds.handshakeMs,
+  const timeouts = {
     headersTimeout: bounds.headersMs,
     // Node's own cut, after the body's deadline (request-body.ts) that answers first.
     requestTimeout: bounds.headersMs + bounds.bodyMs,
     connectionsCheckingInterval: Math.max(50, Math.min(1_000, bounds.headersMs / 4)),
     keepAliveTimeout: bounds.keepAliveMs,
-  }, listener);
+  };
+  const server = options.tls === undefined ? http.createServer(timeouts, listener)
+    : https.createServer({ ...options.tls, handshakeTimeout: bounds.handshakeMs, ...timeouts }, listener);
   server.maxConnections = bounds.maxConnections;
   server.timeout = bounds.idleMs;
   const warn = throttledLog(options.log, 'warn');
