@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseIssuerConfig } from '../src/config/load-issuer-config.js';
-import { ConfigError } from '../src/schema/config-error.js';
+import { configProblems } from './support/config-problems.js';
 
 // The example of the design document, as an operator would write it.
 const DESIGN_EXAMPLE = `
@@ -29,15 +29,7 @@ clients:
 
 const parse = (yaml: string) => parseIssuerConfig(yaml, { baseDir: '/etc/hopguard', source: 'issuer.yaml' });
 
-function problems(yaml: string) {
-  try {
-    parse(yaml);
-  } catch (err) {
-    if (err instanceof ConfigError) return err.problems;
-    throw err;
-  }
-  throw new Error('expected a ConfigError');
-}
+const problems = (yaml: string) => configProblems(parse, yaml);
 
 describe('issuer config', () => {
   it('reads the design example, with defaults and paths resolved against the file', () => {
@@ -59,7 +51,7 @@ describe('issuer config', () => {
     expect(config.keys.rotateEveryMs).toBeUndefined();
     expect(config.clients[1]).toEqual({
       id: 'spiffe://cluster.local/ns/shop/sa/orders', grants: ['client_credentials', 'token_exchange'],
-      audiences: ['spiffe://cluster.local/ns/shop/sa/payments'], scopes: ['payments:write'], admin: false, dpop: false,
+      audiences: ['spiffe://cluster.local/ns/shop/sa/payments'], messageAudiences: [], scopes: ['payments:write'], admin: false, dpop: false,
     });
   });
 

@@ -10,7 +10,7 @@ import { MemoryStore } from '../src/store/memory-store.js';
 import { StoreUnavailableError } from '../src/store/store.js';
 import { createLogger } from '../src/telemetry/log.js';
 import { fingerprint } from '../src/token/access-token-verifier.js';
-import { DENY_CODES, OUTBOUND_DENY_CODES, type DenyCode } from '../src/vocabulary/deny-codes.js';
+import { DENY_CODES, MESSAGE_DENY_CODES, OUTBOUND_DENY_CODES, type DenyCode } from '../src/vocabulary/deny-codes.js';
 import { AUDIENCE, CHECKOUT, DEFAULT_ROUTES, ISSUER, STRANGER, authzConfig, createFixtures, route, startServer, type Fixtures } from './support/harness.js';
 import { startOtlpHttpReceiver, type OtlpReceiver } from './support/otlp-receiver.js';
 
@@ -156,8 +156,9 @@ async function forbidden(): Promise<string[]> {
 
 describe('no token, signature or key material leaves hopguard', () => {
   it('went through every deny path', () => {
-    // DPoP proofs are exercised by their own suite, the outbound check by the egress suites.
-    const codes = Object.keys(DENY_CODES).filter((code) => !code.startsWith('dpop') && !OUTBOUND_DENY_CODES.includes(code as DenyCode));
+    // DPoP proofs are exercised by their own suite, the outbound check by the egress suites, the message check by the messages suites.
+    const codes = Object.keys(DENY_CODES).filter((code) => !code.startsWith('dpop')
+      && !OUTBOUND_DENY_CODES.includes(code as DenyCode) && !MESSAGE_DENY_CODES.includes(code as DenyCode));
     expect([...codesSeen].sort()).toEqual([...codes, 'allow'].sort());
   });
 

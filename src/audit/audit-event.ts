@@ -44,9 +44,13 @@ export type AuditEvent =
     actors?: string[];
     /** The identity provider whose token an exchange started the chain from (its `iss`). */
     subjectIssuer?: string;
+    /** Set for a message token: the destination it was sealed for. */
+    destination?: string;
   })
   /** The outbound check (egress.listen): a denial, or an allow whose token this check obtained from the issuer. */
   | (AuditFields & { event: 'egress'; destination?: string })
+  /** The messages API (messages.listen): a seal (a token minted for a message) or a consumer's check. */
+  | (AuditFields & { event: 'message_seal' | 'message_check'; destination?: string; scope?: string; redelivered?: boolean })
   | (AuditFields & { event: 'revocation'; revoked: 'jti' | 'subject' | 'client' | 'cert' | 'key' | 'refresh_family' })
   // Continuous access evaluation (src/signals).
   /** A SET accepted at /ssf/events, once per SET: its transmitter (issuer), jti, event names and what it revoked. */
@@ -57,7 +61,7 @@ export type AuditEvent =
   | (AuditFields & { event: 'decommission'; dryRun: boolean; revoked?: 'subject' });
 
 type AnyEventField = keyof AuditFields | 'scope' | 'actors' | 'subjectIssuer' | 'revoked' | 'destination' | 'condition' | 'configRevision'
-  | 'setId' | 'securityEvents' | 'leak' | 'presentedFingerprint' | 'dryRun';
+  | 'setId' | 'securityEvents' | 'leak' | 'presentedFingerprint' | 'dryRun' | 'redelivered';
 
 /** File names, in file order. Only these leave the process: a stray property on an event never does. */
 const FIELD_NAMES: [AnyEventField, string][] = [
@@ -66,6 +70,7 @@ const FIELD_NAMES: [AnyEventField, string][] = [
   ['subjectIssuer', 'subject_issuer'], ['revoked', 'revoked'], ['destination', 'destination'], ['condition', 'condition'],
   ['tokenFingerprint', 'token_fingerprint'], ['configRevision', 'config_revision'], ['traceId', 'trace_id'],
   ['setId', 'set_id'], ['securityEvents', 'security_events'], ['leak', 'leak'], ['presentedFingerprint', 'presented_fingerprint'], ['dryRun', 'dry_run'],
+  ['redelivered', 'redelivered'],
 ];
 
 /** The event's fields as written: snake_case, fixed order, absent ones left out. */

@@ -21,7 +21,7 @@ export function validationAudit(audit: AuditRecorder, config: AuditConfig, audie
   };
 }
 
-function allowPolicy(config: AuditConfig): (traceId: string) => boolean {
+export function allowPolicy(config: AuditConfig): (traceId: string) => boolean {
   if (config.allows === 'all') return () => true;
   if (config.allows === 'none') return () => false;
   // The trace id's last 32 bits, read as a fraction of 2^32 (W3C trace ids are random there).

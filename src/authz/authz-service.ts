@@ -1,13 +1,14 @@
 import { startAdminServer, type Readiness } from '../admin/admin-server.js';
 import { openAuditLog } from '../audit/audit-log.js';
 import { validationAudit } from '../audit/validation-audit.js';
-import type { AuthzConfig } from '../config/authz-config.js';
+import { handleCarriers, type AuthzConfig } from '../config/authz-config.js';
 import { HandleSealer, newHandleKey } from '../egress/handle.js';
 import { InboundHandles } from '../egress/inbound-handles.js';
 import { OpenedHandles } from '../egress/opened-handles.js';
 import { outboundAudit, outboundSpans, type AuditOutbound } from '../egress/outbound-telemetry.js';
 import { OutboundTokens } from '../egress/outbound-tokens.js';
 import { IssuerClient } from '../issuer-client/issuer-client.js';
+import { startMessages } from '../messages/messages-service.js';
 import { RouteTable } from '../policy/route-table.js';
 import { openStore } from '../store/open-store.js';
 import type { Store } from '../store/store.js';
@@ -32,6 +33,9 @@ export interface RunningAuthz {
   grpcAddress: string;
   /** egress.listen as bound, with egress on. */
   egressAddress?: string;
+  /** messages.listen (and messages.grpc_listen) as bound, with messages on. */
+  messagesAddress?: string;
+  messagesGrpcAddress?: string;
   adminAddress?: string;
   readiness(): Readiness;
   /** Graceful: stop accepting, finish in-flight checks (within shutdown_grace), release everything. */
@@ -88,7 +92,8 @@ export async function startAuthz(config: AuthzConfig, options: StartOptions): Pr
   const routes = new RouteTable(config.routes);
   const nonce = config.dpop.nonce;
   const secret = materials.dpopNonceSecret;
-  const sealer = config.egress && new HandleSealer(options.handleKey ?? newHandleKey(), config.audience);
+  const carriers = handleCarriers(config);
+  const sealer = carriers && new HandleSealer(options.handleKey ?? newHandleKey(), config.audience);
   const handles = sealer && new InboundHandles(sealer);
   const deps = {
     config, routes, verifier, store, data: materials.data,
@@ -113,12 +118,17 @@ export async function startAuthz(config: AuthzConfig, options: StartOptions): Pr
       metrics,
       startSpan: checkSpans(telemetry.tracing, config.audience),
       audit: validationAudit(audit, config.audit, config.audience),
-      ...(config.egress && { handles: config.egress }),
+      ...(carriers && { handles: carriers }),
     }),
     log,
     connectionWindow,
   });
   const grpcAddress = await server.listen(config.listen);
+  const messages = config.messages && await startMessages(config.messages, {
+    audience: config.audience, issuers, clockSkewMs: config.clockSkewMs, store, telemetry, audit, auditConfig: config.audit, log,
+    handleHeader: carriers?.handleHeader ?? 'x-hopguard-handle',
+    ...(config.issuerClient && { issuerClient: config.issuerClient }), ...(sealer && { sealer }),
+  });
   const outbound = config.egress && config.issuerClient && sealer
     ? await startOutbound(config.egress, config.issuerClient, sealer, {
       log, connectionWindow, telemetry, audit: outboundAudit(audit, config.audit.output !== undefined),
@@ -141,6 +151,7 @@ export async function startAuthz(config: AuthzConfig, options: StartOptions): Pr
     ...who,
     grpc: grpcAddress,
     ...(outbound && { egress: outbound.address }),
+    ...(messages && { messages: messages.address, ...(messages.grpcAddress && { messages_grpc: messages.grpcAddress }) }),
     admin: admin?.address ?? 'off',
     audience: config.audience,
     tracing: telemetry.tracing.enabled,
@@ -150,12 +161,14 @@ export async function startAuthz(config: AuthzConfig, options: StartOptions): Pr
   return {
     grpcAddress,
     ...(outbound && { egressAddress: outbound.address }),
+    ...(messages && { messagesAddress: messages.address, ...(messages.grpcAddress && { messagesGrpcAddress: messages.grpcAddress }) }),
     ...(admin && { adminAddress: admin.address }),
     readiness,
     async stop() {
       clearInterval(healthTimer);
       await Promise.all(servers.map((each) => each.shutdown(config.shutdownGraceMs)));
       outbound?.tokens.close();
+      await messages?.close();
       await admin?.close();
       for (const issuer of issuers) issuer.keys.stop();
       await store.close();

@@ -11,6 +11,7 @@ import type { BindingMode } from '../vocabulary/binding.js';
 import type { EgressConfig } from '../vocabulary/egress-config.js';
 import type { IssuerClientConfig } from '../vocabulary/issuer-client-config.js';
 import type { ListenAddress } from '../vocabulary/listen-address.js';
+import type { MessagesConfig } from '../vocabulary/messages-config.js';
 import type { MemoryOptions } from '../vocabulary/memory-options.js';
 import type { RedisOptions } from '../vocabulary/redis-options.js';
 import type { RouteConfig } from '../vocabulary/route.js';
@@ -74,4 +75,13 @@ export interface AuthzConfig {
   issuerClient?: IssuerClientConfig;
   /** Handles on inbound allows and the outbound check on egress.listen; off when absent. */
   egress?: EgressConfig;
+  /** The local seal and check API for messages through queues; off when absent. */
+  messages?: MessagesConfig;
+}
+
+/** Where inbound allows put the handle: with egress, or with messages to seal on someone's behalf. */
+export function handleCarriers(config: Pick<AuthzConfig, 'egress' | 'messages'>): Pick<EgressConfig, 'handleHeader' | 'handleBaggage'> | undefined {
+  if (config.egress) return config.egress;
+  if (config.messages && config.messages.outgoing.length > 0) return { handleHeader: 'x-hopguard-handle', handleBaggage: false };
+  return undefined;
 }

@@ -136,12 +136,12 @@ export function egressFitsTheRest(raw: Record<string, unknown>, ctx: z.Refinemen
   }
 }
 
-function isAddress(value: unknown): value is ListenAddress {
+export function isAddress(value: unknown): value is ListenAddress {
   return isRecord(value) && (value.kind === 'tcp' || value.kind === 'unix');
 }
 
 /** Port 0 picks a free port, so two port-0 addresses never collide. */
-function sameAddress(a: ListenAddress, b: ListenAddress): boolean {
+export function sameAddress(a: ListenAddress, b: ListenAddress): boolean {
   if (a.kind === 'unix' || b.kind === 'unix') return a.kind === b.kind && a.kind === 'unix' && b.kind === 'unix' && a.path === b.path;
   return a.port !== 0 && a.port === b.port && (a.host === b.host || [a.host, b.host].some(isWildcard));
 }

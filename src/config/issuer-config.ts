@@ -18,6 +18,8 @@ export interface IssuerClient {
   id: string;
   grants: Grant[];
   audiences: string[];
+  /** The consumers it may ask message tokens for (design "Messages"); none by default. */
+  messageAudiences: string[];
   scopes: string[];
   /** May revoke any token by subject or client at POST /revoke. */
   admin: boolean;
@@ -79,6 +81,8 @@ export interface IssuerConfig {
   };
   /** Maximum access-token lifetime. */
   tokenTtlMs: number;
+  /** Maximum message-token lifetime: how long a message may wait in a queue. */
+  messageTtlMs: number;
   refreshTtlMs: number;
   maxDelegationDepth: number;
   clockSkewMs: number;

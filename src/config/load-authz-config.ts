@@ -15,6 +15,7 @@ import {
 } from '../schema/config-schema.js';
 import { egressFitsTheRest, egressSchema, issuerClientSchema } from './egress-schema.js';
 import { compileCondition, ConditionCompileError } from '../policy/route-conditions.js';
+import { messagesFitTheRest, messagesSchema } from './messages-schema.js';
 import { parseDuration } from '../schema/duration.js';
 import { telemetrySchema } from '../telemetry/telemetry-config.js';
 import { ASYMMETRIC_ALGORITHMS, type Algorithm } from '../vocabulary/algorithms.js';
@@ -355,12 +356,14 @@ function authzConfigSchema(baseDir: string) {
         audit: auditSchema(baseDir).prefault({}),
         issuer_client: issuerClientSchema(baseDir).optional(),
         egress: egressSchema.optional(),
+        messages: messagesSchema.optional(),
       },
       expected('a mapping with listen, audience, issuers and routes'),
     )
     .superRefine(workersShareOneTimeState, onObjects)
     .superRefine(redisTlsNeedsRediss, onObjects)
     .superRefine(egressFitsTheRest, onObjects)
+    .superRefine(messagesFitTheRest, onObjects)
     .transform(
       (raw): AuthzConfig => ({
         listen: raw.listen,
@@ -384,6 +387,7 @@ function authzConfigSchema(baseDir: string) {
         audit: raw.audit,
         ...(raw.issuer_client && { issuerClient: raw.issuer_client }),
         ...(raw.egress && { egress: raw.egress }),
+        ...(raw.messages && { messages: raw.messages }),
       }),
     );
 }

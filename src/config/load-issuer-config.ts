@@ -13,7 +13,7 @@ import {
 } from '../schema/config-schema.js';
 import { telemetrySchema } from '../telemetry/telemetry-config.js';
 import {
-  GRANTS, SIGNING_ALGORITHMS, SUBJECT_TOKEN_TYPES, type Cidr, type ClientAuthConfig, type Grant, type IssuerConfig, type SigningAlgorithm, type SubjectIssuer, type SubjectTokenType,
+  GRANTS, SIGNING_ALGORITHMS, SUBJECT_TOKEN_TYPES, type Cidr, type ClientAuthConfig, type Grant, type IssuerClient, type IssuerConfig, type SigningAlgorithm, type SubjectIssuer, type SubjectTokenType,
 } from './issuer-config.js';
 import { checkKeySource, jwksSchema, trustedIssuerConfig, trustedIssuerFields } from './load-authz-config.js';
 import { signalsConfig, signalsSchema } from './signals-schema.js';
@@ -74,12 +74,14 @@ const clientSchema = z
       id: noSpaces,
       grants: z.array(oneOf<Grant>(GRANTS, 'a grant'), expected('a list of grants')).min(1, 'expected at least one grant'),
       audiences: z.array(noSpaces, expected('a list of audiences')).default([]),
+      message_audiences: z.array(noSpaces, expected('a list of audiences')).default([]),
       scopes: z.array(noSpaces, expected('a list of scopes')).default([]),
       admin: flag,
       dpop: flag,
     },
     expected('a mapping with id and grants'),
-  );
+  )
+  .transform(({ message_audiences: messageAudiences, ...rest }): IssuerClient => ({ ...rest, messageAudiences }));
 
 /** Verified as the authz `issuers` are (key source, asymmetric algorithms, max_ttl), plus what the edge needs. */
 function subjectIssuerSchema(baseDir: string) {
@@ -142,6 +144,8 @@ function issuerConfigSchema(baseDir: string) {
           expected('a mapping with dir'),
         ),
         token_ttl: positiveDuration.refine((ms) => ms <= 3600_000, 'must be at most 1h: access tokens here are short-lived').prefault('5m'),
+        // A message may wait in a queue far longer than a request lives, but not for days.
+        message_ttl: positiveDuration.refine((ms) => ms <= 86_400_000, 'must be at most 24h').prefault('1h'),
         refresh_ttl: positiveDuration.prefault('24h'),
         max_delegation_depth: z.int(expected('a whole number')).min(0).max(10).default(3),
         clock_skew: duration.refine((ms) => ms <= 300_000, 'must be at most 5m').prefault('30s'),
@@ -182,6 +186,7 @@ function issuerConfigSchema(baseDir: string) {
         ...(raw.keys.rotate_every !== undefined && { rotateEveryMs: raw.keys.rotate_every }),
       },
       tokenTtlMs: raw.token_ttl,
+      messageTtlMs: raw.message_ttl,
       refreshTtlMs: raw.refresh_ttl,
       maxDelegationDepth: raw.max_delegation_depth,
       clockSkewMs: raw.clock_skew,

@@ -11,6 +11,7 @@ import type { Context } from '@opentelemetry/api';
 import { FILE_KINDS, readConfiguredFile } from '../schema/bounded-read.js';
 import { silentLogger, type Logger } from '../telemetry/log.js';
 import { outgoingTraceHeaders } from '../telemetry/tracing.js';
+import { MESSAGE_TOKEN_TYPE, type MessageClaim } from '../vocabulary/message-token.js';
 import { IssuedToken } from './issued-token.js';
 import { exchangeRefused, issuerUnavailable, IssuerClientError } from './issuer-client-error.js';
 import { parseIssuerClientOptions, type IssuerClientOptions } from './issuer-client-options.js';
@@ -35,6 +36,15 @@ export interface TokenRequest {
 export interface ExchangeRequest extends TokenRequest {
   /** The inbound access token, never logged or put in an error. */
   subjectToken: string;
+}
+
+/** A token for one message (design "Messages"): for `audience`, the message's consumer. */
+export interface MessageTokenRequest extends TokenRequest {
+  message: MessageClaim;
+  /** How long the message may wait: the token's lifetime, which the issuer may cap. */
+  maxDelayMs: number;
+  /** The inbound access token the message is sent on behalf of; absent: this workload's own. */
+  subjectToken?: string;
 }
 
 export class IssuerClient {
@@ -73,6 +83,22 @@ export class IssuerClient {
     return this.requestToken({ grant_type: 'client_credentials', ...tokenParameters(request) }, request.context);
   }
 
+  /** A message token, exchanged from `subjectToken` (on someone's behalf) or this workload's own. */
+  async messageToken(request: MessageTokenRequest): Promise<IssuedToken> {
+    const { subjectToken, message, maxDelayMs } = request;
+    const delegation: Record<string, string> = subjectToken === undefined
+      ? { grant_type: 'client_credentials' }
+      : { grant_type: TOKEN_EXCHANGE, subject_token: subjectToken, subject_token_type: ACCESS_TOKEN_TYPE };
+    return this.requestToken({
+      ...delegation,
+      requested_token_type: MESSAGE_TOKEN_TYPE,
+      message_destination: message.destination,
+      message_digest: message.digest,
+      message_max_delay: String(Math.max(1, Math.floor(maxDelayMs / 1000))),
+      ...tokenParameters(request),
+    }, request.context, 'n_a');
+  }
+
   /**
    * Called after each certificate rotation, once requests already use the new pair: tokens
    * bound to the old certificate no longer match what Envoy presents. Returns the unsubscribe.
@@ -97,7 +123,8 @@ export class IssuerClient {
     return new https.Agent({ keepAlive: true, ca: this.ca, cert: pair.cert, key: pair.key, minVersion: 'TLSv1.2' });
   }
 
-  private requestToken(form: Record<string, string>, context: Context | undefined): Promise<IssuedToken> {
+  /** `tokenType`: the token_type a 200 must carry, lower case (N_A for a message token, RFC 8693 §2.2.1). */
+  private requestToken(form: Record<string, string>, context: Context | undefined, tokenType = 'bearer'): Promise<IssuedToken> {
     const body = new URLSearchParams(form).toString();
     const boundTo = this.thumbprint;
     const { timeoutMs } = this.options;
@@ -112,7 +139,7 @@ export class IssuerClient {
           ...(context && outgoingTraceHeaders(context)),
         },
       }, (res) => {
-        readBody(res).then((text) => tokenFrom(res.statusCode ?? 0, text, boundTo)).then(resolve, reject);
+        readBody(res).then((text) => tokenFrom(res.statusCode ?? 0, text, boundTo, tokenType)).then(resolve, reject);
       });
       // Total, connect to last byte: the socket's own timeout is only for idleness.
       const timer = setTimeout(() => req.destroy(issuerUnavailable(`no answer within ${timeoutMs} ms`)), timeoutMs);
@@ -151,7 +178,7 @@ function readBody(res: IncomingMessage): Promise<string> {
 }
 
 /** A token, the issuer's refusal, or issuer_unavailable for anything that is neither. */
-function tokenFrom(status: number, text: string, boundTo: string): IssuedToken {
+function tokenFrom(status: number, text: string, boundTo: string, tokenType: string): IssuedToken {
   let body: unknown;
   try {
     body = JSON.parse(text);
@@ -161,9 +188,9 @@ function tokenFrom(status: number, text: string, boundTo: string): IssuedToken {
   const fields = typeof body === 'object' && body !== null && !Array.isArray(body) ? body as Record<string, unknown> : {};
   if (status === 200) {
     const { access_token: token, token_type: type, expires_in: expiresIn, scope } = fields;
-    const usable = typeof token === 'string' && token !== '' && typeof type === 'string' && type.toLowerCase() === 'bearer'
+    const usable = typeof token === 'string' && token !== '' && typeof type === 'string' && type.toLowerCase() === tokenType
       && typeof expiresIn === 'number' && Number.isFinite(expiresIn) && expiresIn > 0;
-    if (!usable) throw issuerUnavailable('HTTP 200 without a Bearer access_token and expires_in');
+    if (!usable) throw issuerUnavailable(`HTTP 200 without an access_token of type ${tokenType} and expires_in`);
     const lifetimeMs = expiresIn * 1000;
     return new IssuedToken(token, Date.now() + lifetimeMs, lifetimeMs, typeof scope === 'string' ? scope : undefined, boundTo);
   }

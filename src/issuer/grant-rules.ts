@@ -7,8 +7,11 @@ export function allowGrant(client: IssuerClient, grant: IssuerClient['grants'][n
   if (!client.grants.includes(grant)) throw new OAuthError('unauthorized_client', `this client may not use the ${grant} grant`);
 }
 
-/** RFC 8707 `resource` or RFC 8693 `audience`: exactly one, and one the client may have. */
-export function target(client: IssuerClient, params: Map<string, string>): string {
+/**
+ * RFC 8707 `resource` or RFC 8693 `audience`: exactly one, and one the client may have
+ * (`allowed`: its message_audiences for a message token).
+ */
+export function target(client: IssuerClient, params: Map<string, string>, allowed: readonly string[] = client.audiences): string {
   const audience = params.get('audience');
   const resource = params.get('resource');
   if (audience !== undefined && resource !== undefined && audience !== resource) {
@@ -16,7 +19,7 @@ export function target(client: IssuerClient, params: Map<string, string>): strin
   }
   const wanted = audience ?? resource;
   if (wanted === undefined) throw new OAuthError('invalid_request', 'audience (or resource) is required');
-  if (!client.audiences.includes(wanted)) throw new OAuthError('invalid_target', 'this client may not have tokens for that audience');
+  if (!allowed.includes(wanted)) throw new OAuthError('invalid_target', 'this client may not have tokens for that audience');
   return wanted;
 }
 
@@ -26,13 +29,4 @@ export function narrowScope(requested: string | undefined, allowed: readonly str
   const scopes = requested.split(' ').filter((s) => s !== '');
   if (scopes.some((s) => !allowed.includes(s))) throw new OAuthError('invalid_scope', 'a requested scope is not available to this client here');
   return [...new Set(scopes)].join(' ');
-}
-
-/** The RFC 8693 actors of an `act` claim, outermost first: its length is the delegation depth. */
-export function actors(act: Record<string, unknown> | undefined): string[] {
-  const chain: string[] = [];
-  for (let a: unknown = act; typeof a === 'object' && a !== null; a = (a as { act?: unknown }).act) {
-    chain.push(String((a as { sub?: unknown }).sub));
-  }
-  return chain;
 }

@@ -64,6 +64,7 @@ export class IssuerEvents {
       ...(caller !== undefined && { 'hopguard.caller': caller }),
       ...(issued && { 'hopguard.grant': issued.grant, 'hopguard.audience': issued.audience, 'hopguard.token.fingerprint': issued.fingerprint }),
       ...(issued?.subjectIssuer !== undefined && { 'hopguard.subject_issuer': issued.subjectIssuer }),
+      ...(issued?.destination !== undefined && { 'hopguard.token.type': 'message', 'hopguard.destination': issued.destination }),
       ...(revoked && { 'hopguard.revoked': revoked.revocation.kind }),
     });
     if (code !== undefined) span.setStatus({ code: SpanStatusCode.ERROR, message: code });
@@ -79,6 +80,7 @@ export class IssuerEvents {
           event: EVENT_OF_GRANT[issued.grant], decision: 'allow', ...common, audience: issued.audience, subject: issued.subject,
           client: issued.client, scope: issued.scope, actors: issued.actors, tokenFingerprint: issued.fingerprint,
           ...(issued.subjectIssuer !== undefined && { subjectIssuer: issued.subjectIssuer }),
+          ...(issued.destination !== undefined && { destination: issued.destination }),
         }
         : { event: eventOfGrant(grant), decision: 'deny', code: code ?? 'server_error', ...common };
     } else if (revoked || code !== undefined) {

@@ -48,10 +48,14 @@ export interface KeyRetention {
   verifiedMs: number;
 }
 
-export function keyRetention(config: Pick<IssuerConfig, 'tokenTtlMs' | 'refreshTtlMs' | 'clockSkewMs'>): KeyRetention {
+export function keyRetention(
+  config: Pick<IssuerConfig, 'tokenTtlMs' | 'refreshTtlMs' | 'clockSkewMs'> & Partial<Pick<IssuerConfig, 'messageTtlMs'>>,
+): KeyRetention {
+  // A message token is verified by its consumer until it expires, like an access token by its callee.
+  const signedTtlMs = Math.max(config.tokenTtlMs, config.messageTtlMs ?? 0);
   return {
-    publishedMs: config.tokenTtlMs + config.clockSkewMs,
-    verifiedMs: Math.max(config.tokenTtlMs, config.refreshTtlMs) + config.clockSkewMs,
+    publishedMs: signedTtlMs + config.clockSkewMs,
+    verifiedMs: Math.max(signedTtlMs, config.refreshTtlMs) + config.clockSkewMs,
   };
 }
 

@@ -3,6 +3,7 @@ import { SignJWT, jwtVerify } from 'jose';
 import { SIGNING_ALGORITHMS, type IssuerClient, type IssuerConfig } from '../config/issuer-config.js';
 import { revocationRecord, type RevocationRequest } from '../store/revocation-request.js';
 import { StoreUnavailableError, revocationSubject, type RevocationRecord, type Store } from '../store/store.js';
+import { actors } from '../token/access-token-claims.js';
 import { AccessTokenVerifier, fingerprint } from '../token/access-token-verifier.js';
 import { decodeCompactJws } from '../token/compact-jws.js';
 import { normalizeHtu, verifyDpopProof } from '../token/dpop-proof.js';
@@ -10,8 +11,10 @@ import type { IssuerKeys } from '../token/issuer-keys.js';
 import { TokenError } from '../token/token-error.js';
 import type { VerifiedToken } from '../vocabulary/verified-token.js';
 import type { AuthenticatedClient } from './client-auth.js';
-import { actors, allowGrant, narrowScope, target } from './grant-rules.js';
+import { MESSAGE_TOKEN_TYP, MESSAGE_TOKEN_TYPE, type MessageClaim } from '../vocabulary/message-token.js';
+import { allowGrant, narrowScope, target } from './grant-rules.js';
 import type { Keyring } from './keyring.js';
+import { readMessageRequest, wantsMessageToken } from './message-grant.js';
 import { OAuthError } from './oauth-error.js';
 import type { TrustedSubjectIssuer } from './subject-issuers.js';
 
@@ -39,8 +42,11 @@ type Binding = { 'x5t#S256': string } | { jkt: string };
 
 export interface TokenResponse {
   access_token: string;
-  /** DPoP for a DPoP-bound token (RFC 9449 §5); certificate-bound tokens stay Bearer (RFC 8705). */
-  token_type: 'Bearer' | 'DPoP';
+  /**
+   * DPoP for a DPoP-bound token (RFC 9449 §5); certificate-bound tokens stay Bearer (RFC 8705);
+   * N_A for a message token, which is no access token (RFC 8693 §2.2.1).
+   */
+  token_type: 'Bearer' | 'DPoP' | 'N_A';
   expires_in: number;
   scope: string;
   issued_token_type?: string;
@@ -58,6 +64,18 @@ export interface IssuedToken {
   /** The delegation chain, outermost actor first (token exchange). */
   actors: string[];
   /** The identity provider whose token started the chain (an exchange of a subject issuer's token). */
+  subjectIssuer?: string;
+  /** A message token's destination (a queue, subject or topic). */
+  destination?: string;
+}
+
+/** Who a message token speaks for: the producer itself, or (token exchange) the subject token's subject. */
+interface MessageOrigin {
+  grant: 'client_credentials' | 'token_exchange';
+  subject: string;
+  /** The scopes it may carry before narrowing to the request's. */
+  available: readonly string[];
+  act?: Record<string, unknown>;
   subjectIssuer?: string;
 }
 
@@ -117,6 +135,10 @@ export class TokenService {
     switch (grantType) {
       case 'client_credentials':
         allowGrant(client, 'client_credentials');
+        if (wantsMessageToken(params)) {
+          if (dpopProof !== undefined) throw new OAuthError('invalid_dpop_proof', 'a message token is bound to its message, not a DPoP key');
+          return this.messageToken(client, params, { grant: 'client_credentials', subject: client.id, available: client.scopes });
+        }
         return this.clientCredentials(client, thumbprint, params, await this.binding(client, thumbprint, dpopProof));
       case TOKEN_EXCHANGE_GRANT:
         allowGrant(client, 'token_exchange');
@@ -179,22 +201,51 @@ export class TokenService {
     }
     if (params.has('actor_token')) throw new OAuthError('invalid_request', 'actor_token is not supported: the actor is the authenticated client');
     const requested = params.get('requested_token_type');
-    if (requested !== undefined && requested !== ACCESS_TOKEN_TYPE) throw new OAuthError('invalid_request', 'only access tokens can be requested');
+    const message = wantsMessageToken(params);
+    if (requested !== undefined && requested !== ACCESS_TOKEN_TYPE && !message) {
+      throw new OAuthError('invalid_request', 'only access tokens and message tokens can be requested');
+    }
 
     const subject = await this.verifySubject(client, subjectToken);
     const subjectIssuer = subject.iss === this.config.issuer ? undefined : subject.iss;
     if (subjectIssuer !== undefined) startsChain(subject, thumbprint);
     const depth = actors(subject.act).length + 1;
     if (depth > this.config.maxDelegationDepth) throw new OAuthError('invalid_grant', 'the delegation chain is longer than allowed');
-    const audience = target(client, params);
     // Scopes only narrow along a chain: what the subject token carried and what this client may have.
     const available = client.scopes.filter((s) => subject.scopes.has(s));
-    const scope = narrowScope(params.get('scope'), available);
     const act = { sub: client.id, ...(subject.act && { act: subject.act }) };
+    if (message) {
+      return this.messageToken(client, params, {
+        grant: 'token_exchange', subject: subject.sub, available, act, ...(subjectIssuer !== undefined && { subjectIssuer }),
+      });
+    }
+    const audience = target(client, params);
+    const scope = narrowScope(params.get('scope'), available);
     const exp = Math.min(this.nowSeconds() + this.ttlSeconds(), subject.exp);
     const issued = await this.issue({ client, cnf: { 'x5t#S256': thumbprint }, subject: subject.sub, audience, scope, exp, jti: randomUUID(), act, grant: 'token_exchange' });
     issued.response.issued_token_type = ACCESS_TOKEN_TYPE;
     if (subjectIssuer !== undefined) issued.issued.subjectIssuer = subjectIssuer;
+    return issued;
+  }
+
+  /**
+   * A token for one message (design "Messages"): addressed to a consumer of the client's
+   * message_audiences, carrying the message's destination and digest, living as long as the
+   * message may wait (capped by message_ttl, not by the subject token's exp: a message may wait
+   * longer than a request lives). Bound to no certificate: its consumer is another workload.
+   */
+  private async messageToken(client: IssuerClient, params: Map<string, string>, origin: MessageOrigin) {
+    const { message, maxDelaySeconds } = readMessageRequest(params);
+    const audience = target(client, params, client.messageAudiences);
+    const scope = narrowScope(params.get('scope'), origin.available);
+    const capSeconds = Math.floor(this.config.messageTtlMs / 1000);
+    const exp = this.nowSeconds() + Math.min(maxDelaySeconds ?? capSeconds, capSeconds);
+    const issued = await this.issue({
+      client, subject: origin.subject, audience, scope, exp, jti: randomUUID(), grant: origin.grant, message,
+      ...(origin.act && { act: origin.act }),
+    });
+    issued.response.issued_token_type = MESSAGE_TOKEN_TYPE;
+    if (origin.subjectIssuer !== undefined) issued.issued.subjectIssuer = origin.subjectIssuer;
     return issued;
   }
 
@@ -272,10 +323,11 @@ export class TokenService {
     return record;
   }
 
+  /** An access token (with `cnf`), or a message token (with `message`, and no `cnf`). */
   private async issue(input: {
-    client: IssuerClient; cnf: Binding; subject: string; audience: string; scope: string; exp: number; jti: string;
+    client: IssuerClient; subject: string; audience: string; scope: string; exp: number; jti: string;
     grant: IssuedToken['grant']; act?: Record<string, unknown>;
-  }): Promise<{ response: TokenResponse; issued: IssuedToken }> {
+  } & ({ cnf: Binding; message?: undefined } | { cnf?: undefined; message: MessageClaim })): Promise<{ response: TokenResponse; issued: IssuedToken }> {
     const now = this.now();
     const key = this.keyring.signingKey(now);
     const iat = Math.floor(now / 1000);
@@ -286,20 +338,22 @@ export class TokenService {
       aud: input.audience,
       jti,
       ...(input.scope !== '' && { scope: input.scope }),
-      cnf: input.cnf,
+      ...(input.cnf && { cnf: input.cnf }),
       ...(input.act && { act: input.act }),
+      ...(input.message && { message: { destination: input.message.destination, digest: input.message.digest } }),
     })
-      .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: 'at+jwt' })
+      .setProtectedHeader({ alg: key.alg, kid: key.kid, typ: input.message ? MESSAGE_TOKEN_TYP : 'at+jwt' })
       .setIssuer(this.config.issuer)
       .setIssuedAt(iat)
       .setExpirationTime(input.exp)
       .sign(key.privateKey);
     const tokenFingerprint = fingerprint(this.config.issuer, jti);
+    const tokenType = input.cnf === undefined ? 'N_A' : 'jkt' in input.cnf ? 'DPoP' : 'Bearer';
     return {
-      response: { access_token: accessToken, token_type: 'jkt' in input.cnf ? 'DPoP' : 'Bearer', expires_in: Math.max(0, input.exp - iat), scope: input.scope },
+      response: { access_token: accessToken, token_type: tokenType, expires_in: Math.max(0, input.exp - iat), scope: input.scope },
       issued: {
         grant: input.grant, client: input.client.id, subject: input.subject, audience: input.audience, scope: input.scope,
-        fingerprint: tokenFingerprint, actors: actors(input.act),
+        fingerprint: tokenFingerprint, actors: actors(input.act), ...(input.message && { destination: input.message.destination }),
       },
     };
   }
@@ -405,7 +459,7 @@ export class TokenService {
   revocationPolicy() {
     return {
       issuers: [
-        { issuer: this.config.issuer, maxTtlMs: Math.max(this.config.tokenTtlMs, this.config.refreshTtlMs) },
+        { issuer: this.config.issuer, maxTtlMs: Math.max(this.config.tokenTtlMs, this.config.messageTtlMs, this.config.refreshTtlMs) },
         ...this.config.subjectIssuers.map(({ issuer, maxTtlMs }) => ({ issuer, maxTtlMs })),
       ],
       clockSkewMs: this.config.clockSkewMs,

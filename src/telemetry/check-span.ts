@@ -34,7 +34,7 @@ const noEnd = () => undefined;
 const pool = Buffer.alloc(16 * 256);
 let poolOffset = pool.length;
 
-function randomTraceId(): string {
+export function randomTraceId(): string {
   if (poolOffset === pool.length) {
     randomFillSync(pool);
     poolOffset = 0;

@@ -134,6 +134,32 @@ export function createEgressMetrics(meter: Meter): EgressMetrics {
   };
 }
 
+/** The messages API's (messages.listen): seals and checks. */
+export interface MessagesMetrics {
+  /** One per seal or check answered (bad input is not counted): allowed or the deny code, by destination ('' when not configured). */
+  recordDecision(operation: 'seal' | 'check', code: string, destination: string, seconds: number): void;
+}
+
+export function createMessagesMetrics(meter: Meter): MessagesMetrics {
+  const decisions = meter.createObservableCounter('hopguard.messages.decisions', { description: 'Message seals and checks by operation, outcome, deny code and destination' });
+  const duration = meter.createHistogram('hopguard.messages.duration', {
+    unit: 's',
+    description: 'Time to answer one message seal (an issuer request included) or check',
+    advice: { explicitBucketBoundaries: CHECK_SECONDS_BUCKETS },
+  });
+  const counts = new SeriesCounts();
+  meter.addBatchObservableCallback((result) => counts.observe(result, decisions), [decisions]);
+  const attributes = { seal: { allow: { operation: 'seal', decision: 'allow' }, deny: { operation: 'seal', decision: 'deny' } },
+    check: { allow: { operation: 'check', decision: 'allow' }, deny: { operation: 'check', decision: 'deny' } } } as const;
+  return {
+    recordDecision(operation, code, destination, seconds) {
+      const decision = code === 'allowed' ? 'allow' : 'deny';
+      counts.add(`${operation} ${destination}`, code, () => ({ operation, decision, code, destination }));
+      duration.record(seconds, attributes[operation][decision]);
+    },
+  };
+}
+
 /**
  * Per-check counts by two keys, each series with the attributes it is reported under (made
  * once, when the series first counts), observed as an observable counter's series. As a

@@ -111,3 +111,12 @@ function confirmation(cnf: unknown): NonNullable<AccessTokenClaims['cnf']> {
   }
   return result;
 }
+
+/** The RFC 8693 actors of an `act` claim, outermost first: its length is the delegation depth. */
+export function actors(act: unknown): string[] {
+  const chain: string[] = [];
+  for (let a: unknown = act; typeof a === 'object' && a !== null; a = (a as { act?: unknown }).act) {
+    chain.push(String((a as { sub?: unknown }).sub));
+  }
+  return chain;
+}

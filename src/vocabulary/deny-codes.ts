@@ -72,6 +72,9 @@ export const DENY_CODES = {
   no_destination: { http: 403, bodyError: 'access_denied', grpc: 7, description: 'this host is not a configured destination' },
   // Route conditions (`when:`, issue 15): a condition was false or could not be evaluated.
   condition_failed: { http: 403, bodyError: 'access_denied', grpc: 7, description: 'a condition of this route does not hold for this request' },
+  // Messages (messages.listen, POST /v1/messages/check): the token was sealed for another message.
+  digest_mismatch: unauth('the message token was sealed for a message with another digest'),
+  destination_mismatch: unauth('the message token was sealed for another destination'),
   internal_error: {
     http: 500, bodyError: 'server_error', grpc: 7,
     description: 'hopguard failed to reach a decision; the request is denied',
@@ -82,3 +85,6 @@ export type DenyCode = keyof typeof DENY_CODES;
 
 /** The codes only the outbound check (egress.listen) answers. */
 export const OUTBOUND_DENY_CODES: readonly DenyCode[] = ['handle_missing', 'handle_invalid', 'exchange_refused', 'issuer_unavailable', 'no_destination'];
+
+/** The codes only the message check (messages.listen) answers; it answers no_destination too. */
+export const MESSAGE_DENY_CODES: readonly DenyCode[] = ['digest_mismatch', 'destination_mismatch'];
