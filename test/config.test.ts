@@ -158,6 +158,7 @@ describe('parseAuthzConfig: valid files', () => {
       http2ConnectionWindow: 1024 * 1024,
       telemetry: TELEMETRY_DEFAULTS,
       audit: AUDIT_DEFAULTS,
+      leaks: 'revoke',
     } satisfies AuthzConfig);
   });
 
@@ -476,6 +477,14 @@ describe('parseAuthzConfig: problems', () => {
     expect(lines).toHaveLength(5);
     for (const line of lines) expect(line).toMatch(/^authz\.yaml: /);
     expect(lines).toContain('authz.yaml: listen: is required');
+  });
+});
+
+describe('parseAuthzConfig: leaks', () => {
+  it('revokes leaked tokens by default, or only reports them', () => {
+    expect(parse(variant(() => undefined)).leaks).toBe('revoke');
+    expect(parse(withTop('leaks', 'report')).leaks).toBe('report');
+    expectProblem(withTop('leaks', 'ignore'), 'leaks', 'expected one of revoke, report');
   });
 });
 

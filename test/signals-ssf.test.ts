@@ -1,6 +1,5 @@
 import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
-import http from 'node:http';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CheckOutput } from '../src/authz/envoy-client.js';
@@ -151,15 +150,7 @@ function audited(file = auditFile): Record<string, any>[] {
   return text.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((r) => r.event === 'security_event');
 }
 
-async function issuerMetrics(): Promise<string> {
-  return new Promise((resolve, reject) => {
-    http.get(`http://${issuer.adminAddress}/metrics`, (res) => {
-      let text = '';
-      res.on('data', (d) => { text += d; });
-      res.on('end', () => resolve(text));
-    }).on('error', reject);
-  });
-}
+const issuerMetrics = async () => (await fetch(`http://${issuer.adminAddress}/metrics`)).text();
 
 describe('SETs that revoke a subject, at every sidecar within 1 s', () => {
   const cases: [string, Caller, Record<string, Record<string, unknown>>, Record<string, unknown>][] = [

@@ -56,12 +56,12 @@ export type AuditEvent =
   /** A SET accepted at /ssf/events, once per SET: its transmitter (issuer), jti, event names and what it revoked. */
   | (AuditFields & { event: 'security_event'; setId: string; securityEvents: string[]; revoked?: 'subject' | 'jti' })
   /** A validly signed token presented by someone not its holder; fingerprints only. `decision` allow: its jti was revoked. */
-  | (AuditFields & { event: 'token_leak_suspected'; leak: string; presentedFingerprint?: string; revoked?: 'jti' })
+  | (AuditFields & { event: 'token_leak_suspected'; leak: string; presentedFingerprint?: string; otherCaller?: string; revoked?: 'jti' })
   /** A ServiceAccount deleted: its workload's subject revoked (not on a dry run). */
   | (AuditFields & { event: 'decommission'; dryRun: boolean; revoked?: 'subject' });
 
 type AnyEventField = keyof AuditFields | 'scope' | 'actors' | 'subjectIssuer' | 'revoked' | 'destination' | 'condition' | 'configRevision'
-  | 'setId' | 'securityEvents' | 'leak' | 'presentedFingerprint' | 'dryRun' | 'redelivered';
+  | 'setId' | 'securityEvents' | 'leak' | 'presentedFingerprint' | 'otherCaller' | 'dryRun' | 'redelivered';
 
 /** File names, in file order. Only these leave the process: a stray property on an event never does. */
 const FIELD_NAMES: [AnyEventField, string][] = [
@@ -69,8 +69,8 @@ const FIELD_NAMES: [AnyEventField, string][] = [
   ['subject', 'subject'], ['client', 'client'], ['caller', 'caller'], ['scope', 'scope'], ['actors', 'actors'],
   ['subjectIssuer', 'subject_issuer'], ['revoked', 'revoked'], ['destination', 'destination'], ['condition', 'condition'],
   ['tokenFingerprint', 'token_fingerprint'], ['configRevision', 'config_revision'], ['traceId', 'trace_id'],
-  ['setId', 'set_id'], ['securityEvents', 'security_events'], ['leak', 'leak'], ['presentedFingerprint', 'presented_fingerprint'], ['dryRun', 'dry_run'],
-  ['redelivered', 'redelivered'],
+  ['setId', 'set_id'], ['securityEvents', 'security_events'], ['leak', 'leak'], ['presentedFingerprint', 'presented_fingerprint'],
+  ['otherCaller', 'other_caller'], ['dryRun', 'dry_run'], ['redelivered', 'redelivered'],
 ];
 
 /** The event's fields as written: snake_case, fixed order, absent ones left out. */

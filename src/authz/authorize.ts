@@ -11,7 +11,8 @@ import { fingerprint, type AccessTokenVerifier } from '../token/access-token-ver
 import type { DpopNonces } from '../token/dpop-nonce.js';
 import { normalizeHtu, verifyDpopProof } from '../token/dpop-proof.js';
 import { bindingFor, checkCertificate, presentedCertificate } from '../token/token-binding.js';
-import { TokenError } from '../token/token-error.js';
+import { HolderMismatch, TokenError } from '../token/token-error.js';
+import type { LeakResponse } from '../signals/leak-response.js';
 import { deny, type Decision } from '../vocabulary/decision.js';
 import type { HopRequest } from '../vocabulary/hop-request.js';
 import type { PolicyData } from '../vocabulary/route-condition.js';
@@ -25,6 +26,8 @@ export interface AuthorizeDeps {
   store: Store;
   /** Set when the service hands out DPoP nonces (dpop.nonce): every proof must carry a valid one. */
   dpopNonces?: DpopNonces;
+  /** Leaked-token response (`leaks:`); none in tests that do not look for leaks. */
+  leaks?: LeakResponse;
   /** Set with egress: an allow carries the token's handle. */
   handles?: InboundHandles;
   /** The `data:` files conditions read; none when absent. */
@@ -89,6 +92,10 @@ async function decide(request: HopRequest, deps: AuthorizeDeps, held: HeldUses):
     if (binding === 'mtls') checkCertificate(token, presentedCertificate(request.certificate));
     if (binding === 'dpop' && credential.kind === 'dpop') await checkDpopProof(request, credential, token, deps, held);
   } catch (err) {
+    // A valid token shown with another holder's certificate or DPoP key: it left its holder.
+    if (err instanceof HolderMismatch && deps.leaks) {
+      await deps.leaks.leaked(token, { kind: err.leak, caller: request.principal, presented: err.presented }, { route: route.name, code: err.code });
+    }
     if (err instanceof TokenError) {
       // RFC 9449 §9: tell the client the nonce to use in its next proof.
       const nonce = err.code === 'dpop_nonce_required' ? { dpopNonce: deps.dpopNonces!.issue(Date.now()) } : {};
@@ -102,6 +109,13 @@ async function decide(request: HopRequest, deps: AuthorizeDeps, held: HeldUses):
   if (health.state === 'unavailable') return deny('state_unavailable', 'revocation state is too old to trust', context);
   const revoked = deps.store.findRevocation(revocationSubject(token));
   if (revoked) return deny('token_revoked', `token revoked (${revoked.revocation.kind})`, context);
+  // A bound token's certificate or DPoP proof already shows its sender is the holder; a bearer token shows nothing.
+  if (deps.leaks && binding === 'none') {
+    const other = deps.leaks.otherCaller(token, request.principal);
+    if (other !== undefined && await deps.leaks.leaked(token, { kind: 'two_callers', caller: request.principal, otherCaller: other }, { route: route.name })) {
+      return deny('token_revoked', 'token revoked (presented by two callers)', context);
+    }
+  }
 
   if (!callerAllowed(route, request.principal)) return deny('caller_not_allowed', 'caller principal is not allowed on this route', context);
   if (missingScopes(route, token.scopes).length > 0) {

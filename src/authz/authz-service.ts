@@ -10,6 +10,7 @@ import { OutboundTokens } from '../egress/outbound-tokens.js';
 import { IssuerClient } from '../issuer-client/issuer-client.js';
 import { startMessages } from '../messages/messages-service.js';
 import { RouteTable } from '../policy/route-table.js';
+import { LeakResponse } from '../signals/leak-response.js';
 import { openStore } from '../store/open-store.js';
 import type { Store } from '../store/store.js';
 import { checkSpans } from '../telemetry/check-span.js';
@@ -95,8 +96,12 @@ export async function startAuthz(config: AuthzConfig, options: StartOptions): Pr
   const carriers = handleCarriers(config);
   const sealer = carriers && new HandleSealer(options.handleKey ?? newHandleKey(), config.audience);
   const handles = sealer && new InboundHandles(sealer);
+  const leaks = new LeakResponse({
+    action: config.leaks ?? 'revoke', store, audit, log, audience: config.audience, clockSkewMs: config.clockSkewMs,
+    onLeak: (kind) => metrics.recordLeak(kind),
+  });
   const deps = {
-    config, routes, verifier, store, data: materials.data,
+    config, routes, verifier, store, data: materials.data, leaks,
     ...(nonce && secret && { dpopNonces: new DpopNonces(secret, nonce.lifetimeMs) }),
     ...(handles && { handles }),
   };

@@ -77,6 +77,8 @@ export interface AuthzConfig {
   egress?: EgressConfig;
   /** The local seal and check API for messages through queues; off when absent. */
   messages?: MessagesConfig;
+  /** What a leaked token (valid, presented by another holder) gets: revoked mesh-wide (default), or only reported. */
+  leaks?: LeakAction;
 }
 
 /** Where inbound allows put the handle: with egress, or with messages to seal on someone's behalf. */
@@ -85,3 +87,6 @@ export function handleCarriers(config: Pick<AuthzConfig, 'egress' | 'messages'>)
   if (config.messages && config.messages.outgoing.length > 0) return { handleHeader: 'x-hopguard-handle', handleBaggage: false };
   return undefined;
 }
+
+export const LEAK_ACTIONS = ['revoke', 'report'] as const;
+export type LeakAction = (typeof LEAK_ACTIONS)[number];

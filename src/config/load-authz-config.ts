@@ -9,7 +9,7 @@ import { resolve } from 'node:path';
 import { z } from 'zod';
 import { auditSchema } from '../audit/audit-config.js';
 import {
-  audience, duration, exactlyOneOf, expected, flag, isRecord, loadConfigFile, memorySchema, nonEmptyString, onLists, onObjects,
+  audience, duration, exactlyOneOf, expected, flag, isRecord, loadConfigFile, memorySchema, nonEmptyString, oneOf, onLists, onObjects,
   parseAdmin, parseConfig, parsedString, parseListen, parseStore, parseUrl, positiveDuration, quoteValue, redisSchema,
   redisTlsNeedsRediss, scope, uniqueBy,
 } from '../schema/config-schema.js';
@@ -23,7 +23,7 @@ import { BINDING_MODES, type BindingMode } from '../vocabulary/binding.js';
 import { DEFAULT_CONNECTION_WINDOW, HTTP2_DEFAULT_WINDOW } from '../vocabulary/connection-window.js';
 import type { RouteConfig } from '../vocabulary/route.js';
 import type { IssuerConfig } from '../vocabulary/trusted-issuer.js';
-import type { AuthzConfig, DpopOptions } from './authz-config.js';
+import { LEAK_ACTIONS, type AuthzConfig, type DpopOptions, type LeakAction } from './authz-config.js';
 
 export function loadAuthzConfigFile(path: string): AuthzConfig {
   return loadConfigFile(path, parseAuthzConfig);
@@ -357,6 +357,7 @@ function authzConfigSchema(baseDir: string) {
         issuer_client: issuerClientSchema(baseDir).optional(),
         egress: egressSchema.optional(),
         messages: messagesSchema.optional(),
+        leaks: oneOf<LeakAction>(LEAK_ACTIONS, 'a leak response').prefault('revoke'),
       },
       expected('a mapping with listen, audience, issuers and routes'),
     )
@@ -388,6 +389,7 @@ function authzConfigSchema(baseDir: string) {
         ...(raw.issuer_client && { issuerClient: raw.issuer_client }),
         ...(raw.egress && { egress: raw.egress }),
         ...(raw.messages && { messages: raw.messages }),
+        leaks: raw.leaks,
       }),
     );
 }

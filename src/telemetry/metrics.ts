@@ -10,6 +10,8 @@ export interface AuthzMetrics {
   recordConfigReload(outcome: 'ok' | 'failed'): void;
   /** Audit records written to the log (once the write succeeded), or dropped: the writer fell too far behind, or the write failed. */
   recordAudit(outcome: 'written' | 'dropped', count: number): void;
+  /** A leaked token this sidecar acted on (signals/leak-response.ts), once per token. */
+  recordLeak(kind: string): void;
   /** Shared-state health, revocation-feed lag and what one-time marks could not do, read when metrics are collected. */
   observeStore(health: () => StoreHealth, oneTime: () => { refusedFull: number; releasesAbandoned: number }): void;
 }
@@ -49,6 +51,7 @@ export function createAuthzMetrics(meter: Meter): AuthzMetrics {
   const { decisionCounts, lookups } = decisionsAndLookups(meter, decisions, cache);
   const jwks = meter.createCounter('hopguard.jwks.fetches', { description: 'Key set fetches (start, refresh, unknown kid) by issuer and outcome' });
   const audit = meter.createCounter('hopguard.audit.records', { description: 'Audit records by outcome: written (in the log), or dropped (queue full, or the write failed)' });
+  const leaks = meter.createCounter('hopguard.leaks', { description: 'Tokens suspected leaked by kind (wrong_certificate, wrong_dpop_key, two_callers), once per token' });
   const conditions = meter.createCounter('hopguard.condition_failures', { description: 'condition_failed denials by route and the condition that did not hold' });
   const reloads = meter.createCounter('hopguard.config.reloads', { description: 'Config reloads by outcome: ok (applied) or failed (invalid, the old config kept)' });
 
@@ -69,6 +72,9 @@ export function createAuthzMetrics(meter: Meter): AuthzMetrics {
     },
     recordAudit(outcome, count) {
       audit.add(count, { outcome });
+    },
+    recordLeak(kind) {
+      leaks.add(1, { kind });
     },
     observeStore(health, oneTime) {
       const refusedFull = meter.createObservableCounter('hopguard.store.capacity_exhausted', {

@@ -1,7 +1,7 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { calculateJwkThumbprint, compactVerify, importJWK, type JWK } from 'jose';
 import { decodeCompactJws } from './compact-jws.js';
-import { TokenError } from './token-error.js';
+import { HolderMismatch, TokenError } from './token-error.js';
 
 /** What the resource server expects of a proof (RFC 9449 §4.3, §7.1). */
 export interface DpopExpectation {
@@ -76,7 +76,10 @@ export async function verifyDpopProof(proof: string, expected: DpopExpectation):
     throw invalid('proof ath does not match the access token');
   }
   const jkt = await calculateJwkThumbprint(jwk as JWK, 'sha256');
-  if (expected.jkt !== undefined && !sameText(jkt, expected.jkt)) throw invalid('proof key is not the key the token is bound to');
+  // Every other check passed: whoever sent this holds the token, and a key that is not its holder's.
+  if (expected.jkt !== undefined && !sameText(jkt, expected.jkt)) {
+    throw new HolderMismatch('dpop_invalid', 'proof key is not the key the token is bound to', 'wrong_dpop_key', jkt);
+  }
   return { jti, iat, jkt, ...(payload.nonce !== undefined && { nonce: payload.nonce }) };
 }
 

@@ -2,7 +2,7 @@ import { X509Certificate, createHash, timingSafeEqual } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import type { BindingMode, BindingKind } from '../vocabulary/binding.js';
 import type { AccessTokenClaims } from '../vocabulary/verified-token.js';
-import { TokenError } from './token-error.js';
+import { HolderMismatch, TokenError } from './token-error.js';
 
 /** The presented certificate's RFC 8705 thumbprint, `invalid` if it does not parse, undefined if absent. */
 export type PresentedCertificate = string | 'invalid' | undefined;
@@ -69,9 +69,9 @@ export function bindingFor(claims: AccessTokenClaims, mode: BindingMode, scheme:
 /** RFC 8705 §3: the presented certificate's thumbprint equals cnf["x5t#S256"], compared in constant time. */
 export function checkCertificate(claims: AccessTokenClaims, presented: PresentedCertificate): void {
   const bound = claims.cnf?.x5tS256;
-  if (bound === undefined || presented === undefined || presented === 'invalid' || !sameThumbprint(presented, bound)) {
-    throw new TokenError('binding_mismatch', 'token is bound to another client certificate');
-  }
+  const message = 'token is bound to another client certificate';
+  if (bound === undefined || presented === undefined || presented === 'invalid') throw new TokenError('binding_mismatch', message);
+  if (!sameThumbprint(presented, bound)) throw new HolderMismatch('binding_mismatch', message, 'wrong_certificate', presented);
 }
 
 function sameThumbprint(a: string, b: string): boolean {
