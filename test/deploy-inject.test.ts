@@ -3,11 +3,13 @@ import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { applyPatch, type Operation } from 'rfc6902';
+import { parseAllDocuments, stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createCa, issueCert, type Ca } from '../src/devkit/pki.js';
 import { admit, type AdmissionReviewResponse } from '../src/inject/admission.js';
 import { loadEnvoyTemplate } from '../src/inject/envoy-bootstrap.js';
 import { defaultInjectConfig, injectionSettings, parseInjectConfig, type InjectConfig } from '../src/inject/inject-config.js';
+import { injectManifests } from '../src/inject/offline-inject.js';
 import { planInjection } from '../src/inject/sidecar-injection.js';
 import { startWebhook, type RunningWebhook } from '../src/inject/webhook-server.js';
 import { ConfigError } from '../src/schema/config-error.js';
@@ -65,8 +67,13 @@ function patched(pod: Obj, patch: Operation[]): Obj {
   return copy;
 }
 
+/** Every container of the pod, init containers (where native sidecars go) first. */
+function allContainers(pod: Obj): Obj[] {
+  return [...(pod.spec.initContainers ?? []), ...pod.spec.containers] as Obj[];
+}
+
 function container(pod: Obj, name: string): Obj {
-  return (pod.spec.containers as Obj[]).find((c) => c.name === name)!;
+  return allContainers(pod).find((c) => c.name === name)!;
 }
 
 function envoyBootstrapOf(pod: Obj): Obj {
@@ -87,8 +94,11 @@ describe('admission: an annotated pod', () => {
     expect(kubernetesProblems(pod)).toEqual([]);
   });
 
-  it('gains Envoy and hopguard authz beside the application, restricted and with probes', () => {
-    expect((pod.spec.containers as Obj[]).map((c) => c.name)).toEqual(['orders', 'hopguard-envoy', 'hopguard-authz']);
+  it('gains Envoy and hopguard authz as native sidecars, started (startup probe) before the application, restricted and with probes', () => {
+    expect((pod.spec.containers as Obj[]).map((c) => c.name)).toEqual(['orders']);
+    expect((pod.spec.initContainers as Obj[]).map((c) => [c.name, c.restartPolicy])).toEqual([['hopguard-envoy', 'Always'], ['hopguard-authz', 'Always']]);
+    expect(container(pod, 'hopguard-authz').startupProbe).toEqual({ httpGet: { path: '/readyz', port: 9192 }, periodSeconds: 1, failureThreshold: 120 });
+    expect(container(pod, 'hopguard-envoy').startupProbe).toEqual({ httpGet: { path: '/healthz/ready', port: 15021 }, periodSeconds: 1, failureThreshold: 120 });
     const authz = container(pod, 'hopguard-authz');
     expect(authz.args).toEqual(['authz', '--config', '/etc/hopguard/authz/authz.yaml']);
     expect(authz.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 9192 });
@@ -119,17 +129,17 @@ describe('admission: an annotated pod', () => {
   it('mounts the Redis credentials into hopguard authz only: never the application, nor Envoy', () => {
     const redisVolumes = (pod.spec.volumes as Obj[]).filter((v) => v.secret?.secretName === 'hopguard-redis-sidecar').map((v) => v.name);
     expect(redisVolumes).toEqual(['hopguard-redis']);
-    const mounting = (pod.spec.containers as Obj[]).filter((c) => (c.volumeMounts ?? []).some((m: Obj) => redisVolumes.includes(m.name)));
+    const mounting = allContainers(pod).filter((c) => (c.volumeMounts ?? []).some((m: Obj) => redisVolumes.includes(m.name)));
     expect(mounting.map((c) => c.name)).toEqual(['hopguard-authz']);
     expect(container(pod, 'hopguard-authz').volumeMounts).toContainEqual({ name: 'hopguard-redis', mountPath: '/etc/hopguard/redis', readOnly: true });
     // Nor through the environment, which a shared process namespace would show.
-    expect(JSON.stringify(pod.spec.containers)).not.toContain('HOPGUARD_REDIS_PASSWORD');
+    expect(JSON.stringify(allContainers(pod))).not.toContain('HOPGUARD_REDIS_PASSWORD');
   });
 
   it('mounts the workload certificate into the sidecars only: hopguard authz where issuer_client reads it, never the application', () => {
     const tlsVolumes = (pod.spec.volumes as Obj[]).filter((v) => v.secret?.secretName === 'hopguard-orders-tls').map((v) => v.name);
     expect(tlsVolumes).toEqual(['hopguard-tls']);
-    const mounting = (pod.spec.containers as Obj[]).filter((c) => (c.volumeMounts ?? []).some((m: Obj) => tlsVolumes.includes(m.name)));
+    const mounting = allContainers(pod).filter((c) => (c.volumeMounts ?? []).some((m: Obj) => tlsVolumes.includes(m.name)));
     expect(mounting.map((c) => c.name)).toEqual(['hopguard-envoy', 'hopguard-authz']);
     // issuer_client's ca_file, cert_file and key_file: /etc/hopguard/tls/{ca.crt,tls.crt,tls.key}.
     expect(container(pod, 'hopguard-authz').volumeMounts).toContainEqual({ name: 'hopguard-tls', mountPath: '/etc/hopguard/tls', readOnly: true });
@@ -253,9 +263,115 @@ describe('admission: malformed reviews', () => {
   });
 });
 
+describe('layouts and Istio', () => {
+  const settingsWith = (yaml: string) => {
+    const custom = parseInjectConfig(yaml, { baseDir: '/' });
+    return injectionSettings(custom, loadEnvoyTemplate(custom.envoyTemplate));
+  };
+  const inject = (pod: Obj, yaml: string) => {
+    const plan = planInjection(pod, settingsWith(yaml)('shop'));
+    if (!plan.injected) throw new Error(`not injected: ${plan.reason}`);
+    return patched(pod, plan.patch);
+  };
+  /** A pod as Istio's injector leaves it (its injector ran first, or was reinvoked). */
+  const istioInjectedPod = () => {
+    const pod = orderPod({ 'hopguard.dev/inject': 'true', 'sidecar.istio.io/status': '{"containers":["istio-proxy"]}' });
+    pod.spec.initContainers = [{ name: 'istio-init', image: 'docker.io/istio/proxyv2:1.24.0' }];
+    pod.spec.containers.push({ name: 'istio-proxy', image: 'docker.io/istio/proxyv2:1.24.0' });
+    return pod;
+  };
+
+  it('sidecars: classic adds them beside the application, as before native sidecars', () => {
+    const pod = inject(orderPod(), 'sidecars: classic\n');
+    expect(kubernetesProblems(pod)).toEqual([]);
+    expect((pod.spec.containers as Obj[]).map((c) => c.name)).toEqual(['orders', 'hopguard-envoy', 'hopguard-authz']);
+    expect(pod.spec.initContainers).toBeUndefined();
+    for (const c of pod.spec.containers as Obj[]) expect([c.restartPolicy, c.startupProbe]).toEqual([undefined, undefined]);
+  });
+
+  it('native sidecars go before the pod\'s own init containers, which start only once hopguard is started', () => {
+    const own = orderPod();
+    own.spec.initContainers = [{ name: 'migrate', image: 'x' }];
+    const pod = inject(own, '{}');
+    expect(kubernetesProblems(pod)).toEqual([]);
+    expect((pod.spec.initContainers as Obj[]).map((c) => c.name)).toEqual(['hopguard-envoy', 'hopguard-authz', 'migrate']);
+  });
+
+  it('a Job gets native sidecars too, so it completes when its application does', () => {
+    const job = { apiVersion: 'batch/v1', kind: 'Job', metadata: { name: 'report', namespace: 'shop' }, spec: { template: orderPod() } };
+    job.spec.template.spec.restartPolicy = 'Never';
+    const out = injectManifests(stringify(job), settingsFor, 'shop');
+    const pod = (parseAllDocuments(out.yaml)[0]!.toJS() as Obj).spec.template;
+    expect((pod.spec.initContainers as Obj[]).every((c) => c.restartPolicy === 'Always')).toBe(true);
+    expect(kubernetesProblems({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'report' }, spec: pod.spec })).toEqual([]);
+  });
+
+  it('mode: istio adds hopguard authz alone, with what Istio needs to share its workload certificate with it', () => {
+    const pod = inject(orderPod(), 'mode: istio\n');
+    expect(kubernetesProblems(pod)).toEqual([]);
+    expect(allContainers(pod).map((c) => c.name)).toEqual(['hopguard-authz', 'orders']);
+    expect(JSON.parse(pod.metadata.annotations['proxy.istio.io/config'])).toEqual({
+      holdApplicationUntilProxyStarts: true, proxyMetadata: { OUTPUT_CERTS: '/etc/istio-output-certs' },
+    });
+    expect(JSON.parse(pod.metadata.annotations['sidecar.istio.io/userVolumeMount'])).toEqual([{ name: 'hopguard-istio-certs', mountPath: '/etc/istio-output-certs' }]);
+    expect(pod.metadata.labels['hopguard.dev/sidecar']).toBe('injected');
+    expect(pod.spec.volumes).toContainEqual({ name: 'hopguard-istio-certs', emptyDir: { medium: 'Memory' } });
+    // Istio's key: hopguard authz reads it, the application never mounts it.
+    const mounting = allContainers(pod).filter((c) => (c.volumeMounts ?? []).some((m: Obj) => m.name === 'hopguard-istio-certs'));
+    expect(mounting.map((c) => [c.name, c.volumeMounts.find((m: Obj) => m.name === 'hopguard-istio-certs')])).toEqual([
+      ['hopguard-authz', { name: 'hopguard-istio-certs', mountPath: '/etc/istio-output-certs', readOnly: true }],
+    ]);
+  });
+
+  it('mode: istio keeps the pod\'s own proxy config and user volume mounts, and refuses ones it cannot extend', () => {
+    const own = orderPod({
+      'hopguard.dev/inject': 'true',
+      'proxy.istio.io/config': 'holdApplicationUntilProxyStarts: false\nproxyMetadata: { ISTIO_META_DNS_CAPTURE: "true" }\n',
+      'sidecar.istio.io/userVolumeMount': '[{"name":"scratch","mountPath":"/scratch"}]',
+    });
+    const pod = inject(own, 'mode: istio\n');
+    expect(JSON.parse(pod.metadata.annotations['proxy.istio.io/config'])).toEqual({
+      holdApplicationUntilProxyStarts: false, proxyMetadata: { ISTIO_META_DNS_CAPTURE: 'true', OUTPUT_CERTS: '/etc/istio-output-certs' },
+    });
+    expect(JSON.parse(pod.metadata.annotations['sidecar.istio.io/userVolumeMount'])).toEqual([
+      { name: 'scratch', mountPath: '/scratch' }, { name: 'hopguard-istio-certs', mountPath: '/etc/istio-output-certs' },
+    ]);
+    for (const [key, value, reason] of [
+      ['proxy.istio.io/config', '[1, 2]', /proxy\.istio\.io\/config must be a ProxyConfig mapping/],
+      ['proxy.istio.io/config', 'proxyMetadata: { OUTPUT_CERTS: /elsewhere }', /OUTPUT_CERTS must be \/etc\/istio-output-certs/],
+      ['sidecar.istio.io/userVolumeMount', '{"a":', /must be a JSON list of volume mounts/],
+    ] as const) {
+      expect(() => planInjection(orderPod({ 'hopguard.dev/inject': 'true', [key]: value }), settingsWith('mode: istio\n')('shop')), value).toThrow(reason);
+    }
+  });
+
+  it('no double injection: after Istio\'s injector, mode istio adds hopguard authz and no Envoy, and reviewed again adds nothing', () => {
+    const pod = inject(istioInjectedPod(), 'mode: istio\n');
+    expect(kubernetesProblems(pod)).toEqual([]);
+    expect(allContainers(pod).map((c) => c.name)).toEqual(['hopguard-authz', 'istio-init', 'orders', 'istio-proxy']);
+    expect(planInjection(pod, settingsWith('mode: istio\n')('shop'))).toEqual({ injected: false, reason: 'already injected' });
+  });
+
+  it('refuses a pod with Istio\'s proxy in mode hopguard (two Envoys), and one opting out of Istio in mode istio (none)', () => {
+    expect(() => planInjection(istioInjectedPod(), settingsFor('shop'))).toThrow('the pod has Istio\'s proxy (istio-proxy): set mode: istio in the injector config, so that hopguard adds no Envoy of its own');
+    const optedOut = orderPod({ 'hopguard.dev/inject': 'true', 'sidecar.istio.io/inject': 'false' });
+    expect(() => planInjection(optedOut, settingsWith('mode: istio\n')('shop'))).toThrow(/mode: istio needs Istio's proxy in front of hopguard, but the pod opts out/);
+    const byLabel = orderPod();
+    byLabel.metadata.labels['sidecar.istio.io/inject'] = 'false';
+    expect(() => planInjection(byLabel, settingsWith('mode: istio\n')('shop'))).toThrow(/opts out of Istio injection/);
+  });
+
+  it('in mode istio the application port may not be one of Istio\'s', () => {
+    const pod = orderPod({ 'hopguard.dev/inject': 'true', 'hopguard.dev/app-port': '15006' });
+    expect(() => planInjection(pod, settingsWith('mode: istio\n')('shop'))).toThrow(/the application port 15006 is one the sidecars use/);
+    expect(planInjection(orderPod({ 'hopguard.dev/inject': 'true', 'hopguard.dev/app-port': '15443' }), settingsWith('mode: istio\n')('shop')).injected).toBe(true);
+  });
+});
+
 describe('inject config', () => {
   it('defaults everything, and refuses unknown keys and a bad on_error with their paths', () => {
-    expect(config).toMatchObject({ trustDomain: 'cluster.local', onError: 'deny', listen: { host: '0.0.0.0', port: 9443 } });
+    expect(config).toMatchObject({ trustDomain: 'cluster.local', onError: 'deny', listen: { host: '0.0.0.0', port: 9443 }, mode: 'hopguard', sidecars: 'native' });
+    expect(() => parseInjectConfig('mode: linkerd\nsidecars: init\n', { baseDir: '/' })).toThrow(/mode: expected hopguard or istio[\s\S]*sidecars: expected native or classic/);
     expect(() => parseInjectConfig('on_error: ignore\ntrust_domian: x\n', { baseDir: '/', source: 'inject.yaml' })).toThrow(ConfigError);
     try {
       parseInjectConfig('on_error: ignore\ntrust_domian: x\n', { baseDir: '/', source: 'inject.yaml' });

@@ -1,7 +1,11 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { stringify } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { parseAuthzConfig } from '../src/config/load-authz-config.js';
+import { loadEnvoyTemplate } from '../src/inject/envoy-bootstrap.js';
+import { injectionSettings, parseInjectConfig } from '../src/inject/inject-config.js';
+import { injectManifests } from '../src/inject/offline-inject.js';
 import { INJECTED_LABEL } from '../src/inject/sidecar-injection.js';
 import { loadEnvoySchema, typeUrlsIn } from './support/deploy-envoy-schema.js';
 import { kubernetesProblems } from './support/deploy-kubernetes-schema.js';
@@ -195,5 +199,28 @@ describe('k8s/istio: the EnvoyFilters', () => {
       // hopguard answers issuer_unavailable before Envoy's own timeout would answer for it.
       expect(authz.issuerClient!.timeoutMs, serviceAccount).toBeLessThan(envoyTimeoutMs);
     }
+  });
+});
+
+describe('k8s/istio: the injector in mode istio', () => {
+  const inject = parseInjectConfig(builtNamed('ConfigMap', 'hopguard-injector').data['inject.yaml'], { baseDir: '/' });
+  const settingsFor = injectionSettings(inject, loadEnvoyTemplate(inject.envoyTemplate));
+
+  it('its config loads: mode istio, native sidecars, failing closed as the webhook does', () => {
+    expect({ mode: inject.mode, sidecars: inject.sidecars, onError: inject.onError }).toEqual({ mode: 'istio', sidecars: 'native', onError: 'deny' });
+    expect(builtNamed('MutatingWebhookConfiguration', 'hopguard-sidecar-injector').webhooks[0].failurePolicy).toBe('Fail');
+  });
+
+  it.each(['orders', 'payments', 'frontend'])('%s, injected as the overlay builds it, validates, with hopguard authz alone, selected by the EnvoyFilters', (name) => {
+    const deployment = builtNamed('Deployment', name);
+    const out = injectManifests(stringify(deployment), settingsFor, 'shop');
+    const [injected] = documents(out.yaml);
+    expect(kubernetesProblems(injected)).toEqual([]);
+    const pod = injected!.spec.template;
+    expect([...pod.spec.initContainers, ...pod.spec.containers].map((c: Obj) => c.name)).toEqual(['hopguard-authz', name]);
+    for (const filter of own('EnvoyFilter')) {
+      for (const [key, value] of Object.entries(filter.spec.workloadSelector.labels as Record<string, string>)) expect(pod.metadata.labels[key]).toBe(value);
+    }
+    expect(JSON.parse(pod.metadata.annotations['proxy.istio.io/config']).proxyMetadata).toEqual({ OUTPUT_CERTS: '/etc/istio-output-certs' });
   });
 });

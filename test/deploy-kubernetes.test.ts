@@ -357,20 +357,23 @@ describe('hopguard inject -f on the example app', () => {
     expect(out.flatMap(kubernetesProblems)).toEqual([]);
     const deployment = out.find((doc) => doc.kind === 'Deployment')!;
     const pod = deployment.spec.template;
-    expect(pod.spec.containers.map((c: Obj) => c.name)).toEqual([deployment.metadata.name, 'hopguard-envoy', 'hopguard-authz']);
+    expect(pod.spec.containers.map((c: Obj) => c.name)).toEqual([deployment.metadata.name]);
+    // Native sidecars (the default): first among the init containers, kept running.
+    expect(pod.spec.initContainers.map((c: Obj) => [c.name, c.restartPolicy])).toEqual([['hopguard-envoy', 'Always'], ['hopguard-authz', 'Always']]);
+    const containers = [...pod.spec.initContainers, ...pod.spec.containers] as Obj[];
     expect(pod.metadata.annotations['hopguard.dev/identity']).toBe(`spiffe://cluster.local/ns/shop/sa/${deployment.metadata.name}`);
-    const args = pod.spec.containers[1].args as string[];
+    const args = pod.spec.initContainers[0].args as string[];
     const bootstrap = JSON.parse(args[args.indexOf('--config-yaml') + 1]!) as Obj;
     expect(loadEnvoySchema([bootstrap]).check(bootstrap)).toEqual([]);
     // The sidecar's Redis credentials: mounted by hopguard authz, by no other container.
     const redisVolumes = (pod.spec.volumes as Obj[]).filter((v) => v.secret?.secretName === 'hopguard-redis-sidecar').map((v) => v.name);
     expect(redisVolumes).toHaveLength(1);
-    const mounting = (pod.spec.containers as Obj[]).filter((c) => (c.volumeMounts ?? []).some((m: Obj) => redisVolumes.includes(m.name)));
+    const mounting = containers.filter((c) => (c.volumeMounts ?? []).some((m: Obj) => redisVolumes.includes(m.name)));
     expect(mounting.map((c) => c.name)).toEqual(['hopguard-authz']);
     // The workload certificate, which issuer_client binds tokens to: the sidecars', never the application's.
     const tlsVolumes = (pod.spec.volumes as Obj[]).filter((v) => v.secret?.secretName === `hopguard-${deployment.metadata.name}-tls`).map((v) => v.name);
     expect(tlsVolumes).toHaveLength(1);
-    const mountingTls = (pod.spec.containers as Obj[]).filter((c) => (c.volumeMounts ?? []).some((m: Obj) => tlsVolumes.includes(m.name)));
+    const mountingTls = containers.filter((c) => (c.volumeMounts ?? []).some((m: Obj) => tlsVolumes.includes(m.name)));
     expect(mountingTls.map((c) => c.name)).toEqual(['hopguard-envoy', 'hopguard-authz']);
     // Everything but the workload came through unchanged.
     expect(out.filter((doc) => doc.kind !== 'Deployment')).toEqual(documents(text).filter((doc) => doc.kind !== 'Deployment'));

@@ -11,7 +11,7 @@ import {
   expected, loadConfigFile, nonEmptyString, parseConfig, parseHostPort, parsedString,
 } from '../schema/config-schema.js';
 import type { EnvoyTemplate } from './envoy-bootstrap.js';
-import type { InjectionSettings } from './sidecar-injection.js';
+import type { InjectionMode, InjectionSettings, SidecarLayout } from './sidecar-injection.js';
 
 export type OnError = 'deny' | 'allow';
 
@@ -25,6 +25,10 @@ export interface InjectConfig {
    * the MutatingWebhookConfiguration's failurePolicy: Fail), `allow` admits it without sidecars.
    */
   onError: OnError;
+  /** `hopguard`: Envoy and hopguard authz; `istio`: hopguard authz only, beside Istio's proxy. */
+  mode: InjectionMode;
+  /** `native` (Kubernetes 1.29+): init containers with restartPolicy: Always; `classic`: containers. */
+  sidecars: SidecarLayout;
   envoyTemplate: string;
   images: { envoy: string; hopguard: string };
 }
@@ -63,6 +67,8 @@ function injectConfigSchema(baseDir: string) {
         tls: z.strictObject({ cert: file, key: file }, expected('a mapping with cert and key')).optional(),
         trust_domain: z.string(expected('a trust domain')).regex(TRUST_DOMAIN, 'expected a SPIFFE trust domain such as cluster.local').default('cluster.local'),
         on_error: z.enum(['deny', 'allow'], expected('deny or allow')).default('deny'),
+        mode: z.enum(['hopguard', 'istio'], expected('hopguard or istio')).default('hopguard'),
+        sidecars: z.enum(['native', 'classic'], expected('native or classic')).default('native'),
         envoy_template: file.optional(),
         images: z.strictObject({ envoy: image.default(DEFAULT_IMAGES.envoy), hopguard: image.default(DEFAULT_IMAGES.hopguard) }, expected('a mapping with envoy and hopguard')).prefault({}),
       },
@@ -73,6 +79,8 @@ function injectConfigSchema(baseDir: string) {
       ...(raw.tls !== undefined && { tls: { certFile: raw.tls.cert, keyFile: raw.tls.key } }),
       trustDomain: raw.trust_domain,
       onError: raw.on_error,
+      mode: raw.mode,
+      sidecars: raw.sidecars,
       envoyTemplate: raw.envoy_template ?? DEFAULT_ENVOY_TEMPLATE,
       images: raw.images,
     }));
@@ -80,5 +88,5 @@ function injectConfigSchema(baseDir: string) {
 
 /** What injection needs to know about a pod's namespace, from the config and the loaded template. */
 export function injectionSettings(config: InjectConfig, envoyTemplate: EnvoyTemplate): (namespace: string) => InjectionSettings {
-  return (namespace) => ({ namespace, trustDomain: config.trustDomain, images: config.images, envoyTemplate });
+  return (namespace) => ({ namespace, mode: config.mode, sidecars: config.sidecars, trustDomain: config.trustDomain, images: config.images, envoyTemplate });
 }

@@ -1,12 +1,20 @@
 import type { Operation } from 'rfc6902';
+import { parse as parseYaml } from 'yaml';
 import { isRecord } from '../schema/config-schema.js';
 import { renderBootstrap, type EnvoyTemplate } from './envoy-bootstrap.js';
 
 /**
  * Sidecar injection as a pure function: a pod (or a pod template) in, the RFC 6902 JSON Patch
- * that adds Envoy and `hopguard authz` out. The admission webhook sends the patch; the offline
- * injector applies it. Only `add` operations, each on a path the pod is checked to have (or not
- * have), so the patch applies to exactly the object it was made for.
+ * that adds Envoy and `hopguard authz` out (with `mode: istio`, hopguard authz alone: Istio's
+ * injector adds the proxy). The admission webhook sends the patch; the offline injector applies
+ * it. Only `add` operations, each on a path the pod is checked to have (or not have, or, for
+ * the two Istio annotations it extends, have with what is kept), so the patch applies to exactly
+ * the object it was made for.
+ *
+ * Layout: `native` (the default) adds the sidecars as Kubernetes native sidecars (init
+ * containers with restartPolicy: Always, Kubernetes 1.29+), first among the init containers and
+ * with startup probes, so the application's containers start only once hopguard answers
+ * /readyz, and a Job completes when its application does; `classic` adds them to `containers`.
  */
 
 export const ANNOTATIONS = {
@@ -29,20 +37,48 @@ export const ANNOTATIONS = {
 /** On injected pods, for NetworkPolicies: only sidecars reach the issuer and Redis. */
 export const INJECTED_LABEL = 'hopguard.dev/sidecar';
 
+/** Istio's names: what its injector writes, and what it reads from the pods hopguard injects. */
+export const ISTIO = {
+  /** Istio's injector's mark on a pod it injected. */
+  status: 'sidecar.istio.io/status',
+  /** "false" (annotation or label): Istio's injector leaves the pod alone. */
+  inject: 'sidecar.istio.io/inject',
+  proxyConfig: 'proxy.istio.io/config',
+  userVolumeMount: 'sidecar.istio.io/userVolumeMount',
+  proxyContainer: 'istio-proxy',
+} as const;
+/** Ports Istio's proxy and agent take in the pod's network namespace. */
+const ISTIO_PORTS = [15000, 15001, 15004, 15006, 15008, 15020, 15021, 15053, 15090];
+/**
+ * Where Istio's agent writes the workload certificate it gives its proxy (proxyMetadata
+ * OUTPUT_CERTS: cert-chain.pem, key.pem, root-cert.pem), in a memory volume shared with
+ * hopguard authz alone: issuer_client binds tokens to the certificate the proxy presents, and
+ * sees it rotate.
+ */
+export const ISTIO_CERTS_DIR = '/etc/istio-output-certs';
+const ISTIO_CERTS_VOLUME = 'hopguard-istio-certs';
+
 export const ENVOY_CONTAINER = 'hopguard-envoy';
 export const AUTHZ_CONTAINER = 'hopguard-authz';
 const TLS_VOLUME = 'hopguard-tls';
 const AUTHZ_CONFIG_VOLUME = 'hopguard-authz-config';
 const REDIS_VOLUME = 'hopguard-redis';
-const SIDECAR_VOLUMES = [TLS_VOLUME, AUTHZ_CONFIG_VOLUME, REDIS_VOLUME];
+const SIDECAR_VOLUMES = [TLS_VOLUME, AUTHZ_CONFIG_VOLUME, REDIS_VOLUME, ISTIO_CERTS_VOLUME];
 /** Where hopguard authz finds the Redis credentials: redis.password_file: /etc/hopguard/redis/password. */
 const REDIS_CREDENTIALS_DIR = '/etc/hopguard/redis';
 
 /** Ports the sidecars take in the pod's network namespace (see envoy/sidecar.yaml; egress: egress.listen). */
 export const SIDECAR_PORTS = { inbound: 15443, outbound: 15001, health: 15021, envoyAdmin: 15000, authz: 9191, authzAdmin: 9192, egress: 9194 };
 
+/** `hopguard`: Envoy and hopguard authz; `istio`: hopguard authz beside Istio's proxy. */
+export type InjectionMode = 'hopguard' | 'istio';
+/** `native`: init containers with restartPolicy: Always (Kubernetes 1.29+); `classic`: containers. */
+export type SidecarLayout = 'native' | 'classic';
+
 export interface InjectionSettings {
   namespace: string;
+  mode: InjectionMode;
+  sidecars: SidecarLayout;
   trustDomain: string;
   images: { envoy: string; hopguard: string };
   envoyTemplate: EnvoyTemplate;
@@ -76,8 +112,12 @@ export function planInjection(pod: unknown, settings: InjectionSettings): Inject
     throw new InjectionError('spec.containers must be a non-empty list of containers');
   }
   const containers = spec.containers as Record<string, unknown>[];
-  const ownContainers = [...containers, ...(Array.isArray(spec.initContainers) ? spec.initContainers : [])].filter(isRecord);
+  if (spec.initContainers !== undefined && !Array.isArray(spec.initContainers)) throw new InjectionError('spec.initContainers is not a list');
+  const initContainers = (spec.initContainers ?? []) as unknown[];
+  const ownContainers = [...containers, ...initContainers].filter(isRecord);
   const taken = ownContainers.map((c) => c.name);
+  const labels = isRecord(metadata.labels) ? metadata.labels : {};
+  checkIstio(settings.mode, annotations, labels, taken);
   for (const name of [ENVOY_CONTAINER, AUTHZ_CONTAINER]) {
     if (taken.includes(name)) throw new InjectionError(`a container is already named ${name}, but the pod has no ${ANNOTATIONS.status} annotation`);
   }
@@ -107,18 +147,24 @@ export function planInjection(pod: unknown, settings: InjectionSettings): Inject
     throw new InjectionError('spec.serviceAccountName is not a valid service account name');
   }
   const identity = `spiffe://${settings.trustDomain}/ns/${namespace}/sa/${serviceAccount}`;
-  const appPort = applicationPort(annotations[ANNOTATIONS.appPort], containers);
+  const appPort = applicationPort(annotations[ANNOTATIONS.appPort], containers, settings.mode);
   const authzConfigMap = resourceName(annotations[ANNOTATIONS.authzConfig], `hopguard-${serviceAccount}`, ANNOTATIONS.authzConfig);
   const tlsSecret = resourceName(annotations[ANNOTATIONS.tlsSecret], `hopguard-${serviceAccount}-tls`, ANNOTATIONS.tlsSecret);
   const redisSecret = resourceName(annotations[ANNOTATIONS.redisSecret], 'hopguard-redis-sidecar', ANNOTATIONS.redisSecret);
 
-  const bootstrap = renderBootstrap(settings.envoyTemplate, { identity, serviceName: `${serviceAccount}.${namespace}`, appPort });
+  const istio = settings.mode === 'istio';
   const volumes = [
     { name: TLS_VOLUME, secret: { secretName: tlsSecret } },
     { name: AUTHZ_CONFIG_VOLUME, configMap: { name: authzConfigMap } },
     // Optional: a sidecar with store: memory needs none; one whose config names the file fails
     // with "cannot read redis.password_file" rather than the pod never starting.
     { name: REDIS_VOLUME, secret: { secretName: redisSecret, optional: true } },
+    ...(istio ? [{ name: ISTIO_CERTS_VOLUME, emptyDir: { medium: 'Memory' } }] : []),
+  ];
+  const native = settings.sidecars === 'native';
+  const sidecars = [
+    ...(istio ? [] : [envoyContainer(settings.images.envoy, renderBootstrap(settings.envoyTemplate, { identity, serviceName: `${serviceAccount}.${namespace}`, appPort }), native)]),
+    authzContainer(settings.images.hopguard, native, istio),
   ];
   const add = (path: string, value: unknown): Operation => ({ op: 'add', path, value });
   const patch: Operation[] = [
@@ -126,13 +172,78 @@ export function planInjection(pod: unknown, settings: InjectionSettings): Inject
     ...(metadata.annotations === undefined ? [add('/metadata/annotations', {})] : []),
     add(`/metadata/annotations/${escape(ANNOTATIONS.status)}`, 'injected'),
     add(`/metadata/annotations/${escape(ANNOTATIONS.identity)}`, identity),
+    ...(istio ? istioAnnotations(annotations).map(([key, value]) => add(`/metadata/annotations/${escape(key)}`, value)) : []),
     ...(metadata.labels === undefined ? [add('/metadata/labels', {})] : []),
     add(`/metadata/labels/${escape(INJECTED_LABEL)}`, 'injected'),
-    add('/spec/containers/-', envoyContainer(settings.images.envoy, bootstrap)),
-    add('/spec/containers/-', authzContainer(settings.images.hopguard)),
+    // Native sidecars go first: the kubelet starts init containers in order, and the other init
+    // containers (and the application) only after a sidecar's startup probe has passed.
+    ...(!native ? sidecars.map((c) => add('/spec/containers/-', c))
+      : spec.initContainers === undefined ? [add('/spec/initContainers', sidecars)]
+        : sidecars.map((c, index) => add(`/spec/initContainers/${index}`, c))),
     ...(spec.volumes === undefined ? [add('/spec/volumes', volumes)] : volumes.map((volume) => add('/spec/volumes/-', volume))),
   ];
   return { injected: true, identity, patch };
+}
+
+/**
+ * In mode hopguard a pod with Istio's proxy would have two Envoys on the same traffic; in mode
+ * istio a pod that opts out of Istio would have none in front of hopguard.
+ */
+function checkIstio(mode: InjectionMode, annotations: Record<string, unknown>, labels: Record<string, unknown>, containerNames: unknown[]): void {
+  const istioInjected = annotations[ISTIO.status] !== undefined || containerNames.includes(ISTIO.proxyContainer);
+  if (mode === 'hopguard') {
+    if (istioInjected) throw new InjectionError(`the pod has Istio's proxy (${ISTIO.proxyContainer}): set mode: istio in the injector config, so that hopguard adds no Envoy of its own`);
+    return;
+  }
+  if (annotations[ISTIO.inject] === 'false' || labels[ISTIO.inject] === 'false') {
+    throw new InjectionError(`mode: istio needs Istio's proxy in front of hopguard, but the pod opts out of Istio injection (${ISTIO.inject}: "false")`);
+  }
+}
+
+/**
+ * What Istio's injector needs to know in mode istio, kept beside what the pod already says:
+ * its agent writes the workload certificate where hopguard authz reads it (proxyMetadata
+ * OUTPUT_CERTS, and the volume mounted into its proxy), and the application waits for the
+ * proxy (holdApplicationUntilProxyStarts) unless the pod says otherwise.
+ */
+function istioAnnotations(annotations: Record<string, unknown>): [string, string][] {
+  let proxyConfig: Record<string, unknown> = {};
+  const existing = annotations[ISTIO.proxyConfig];
+  if (existing !== undefined) {
+    let parsed: unknown;
+    try {
+      parsed = typeof existing === 'string' ? parseYaml(existing) : undefined;
+    } catch {
+      parsed = undefined;
+    }
+    if (!isRecord(parsed)) throw new InjectionError(`${ISTIO.proxyConfig} must be a ProxyConfig mapping (YAML or JSON)`);
+    proxyConfig = parsed;
+  }
+  const metadata = proxyConfig.proxyMetadata ?? {};
+  if (!isRecord(metadata)) throw new InjectionError(`${ISTIO.proxyConfig}: proxyMetadata must be a mapping`);
+  if (metadata.OUTPUT_CERTS !== undefined && metadata.OUTPUT_CERTS !== ISTIO_CERTS_DIR) {
+    throw new InjectionError(`${ISTIO.proxyConfig}: proxyMetadata.OUTPUT_CERTS must be ${ISTIO_CERTS_DIR}, where hopguard authz reads Istio's workload certificate`);
+  }
+  const merged = { holdApplicationUntilProxyStarts: true, ...proxyConfig, proxyMetadata: { ...metadata, OUTPUT_CERTS: ISTIO_CERTS_DIR } };
+
+  let mounts: unknown[] = [];
+  const existingMounts = annotations[ISTIO.userVolumeMount];
+  if (existingMounts !== undefined) {
+    let parsed: unknown;
+    try {
+      parsed = typeof existingMounts === 'string' ? JSON.parse(existingMounts) : undefined;
+    } catch {
+      parsed = undefined;
+    }
+    // Istio reads it as a JSON list of volume mounts, or a JSON map of them by name.
+    if (!Array.isArray(parsed)) throw new InjectionError(`${ISTIO.userVolumeMount} must be a JSON list of volume mounts`);
+    mounts = parsed;
+  }
+  if (mounts.some((m) => isRecord(m) && m.name === ISTIO_CERTS_VOLUME)) throw new InjectionError(`${ISTIO.userVolumeMount} already mounts ${ISTIO_CERTS_VOLUME}`);
+  return [
+    [ISTIO.proxyConfig, JSON.stringify(merged)],
+    [ISTIO.userVolumeMount, JSON.stringify([...mounts, { name: ISTIO_CERTS_VOLUME, mountPath: ISTIO_CERTS_DIR }])],
+  ];
 }
 
 /** RFC 6901: `~` and `/` in a key become `~0` and `~1`. */
@@ -140,8 +251,9 @@ function escape(key: string): string {
   return key.replace(/~/g, '~0').replace(/\//g, '~1');
 }
 
-function applicationPort(annotation: unknown, containers: Record<string, unknown>[]): number {
-  const taken = new Set(Object.values(SIDECAR_PORTS));
+function applicationPort(annotation: unknown, containers: Record<string, unknown>[], mode: InjectionMode): number {
+  const { authz, authzAdmin, egress } = SIDECAR_PORTS;
+  const taken = new Set(mode === 'istio' ? [authz, authzAdmin, egress, ...ISTIO_PORTS] : Object.values(SIDECAR_PORTS));
   let port: unknown;
   if (annotation !== undefined) {
     port = typeof annotation === 'string' && /^\d{1,5}$/.test(annotation) ? Number(annotation) : NaN;
@@ -181,8 +293,15 @@ const RESTRICTED = {
  */
 const TLS_MOUNT = { name: TLS_VOLUME, mountPath: '/etc/hopguard/tls', readOnly: true };
 
-function envoyContainer(image: string, bootstrap: EnvoyTemplate): Record<string, unknown> {
-  return {
+/** A native sidecar: an init container that keeps running, started once its startup probe passes. */
+function asNative(container: Record<string, unknown>, startupProbe: Record<string, unknown>): Record<string, unknown> {
+  // The kubelet probes every second for up to two minutes before it restarts the sidecar.
+  return { ...container, restartPolicy: 'Always', startupProbe: { ...startupProbe, periodSeconds: 1, failureThreshold: 120 } };
+}
+
+function envoyContainer(image: string, bootstrap: EnvoyTemplate, native: boolean): Record<string, unknown> {
+  const ready = { httpGet: { path: '/healthz/ready', port: SIDECAR_PORTS.health } };
+  const container = {
     name: ENVOY_CONTAINER,
     image,
     // Not the image's entrypoint script: it may try to switch users, which a non-root pod cannot.
@@ -193,22 +312,24 @@ function envoyContainer(image: string, bootstrap: EnvoyTemplate): Record<string,
       { name: 'hopguard-in', containerPort: SIDECAR_PORTS.inbound, protocol: 'TCP' },
       { name: 'hopguard-health', containerPort: SIDECAR_PORTS.health, protocol: 'TCP' },
     ],
-    readinessProbe: { httpGet: { path: '/healthz/ready', port: SIDECAR_PORTS.health }, periodSeconds: 5 },
+    readinessProbe: { ...ready, periodSeconds: 5 },
     resources: { requests: { cpu: '50m', memory: '64Mi' }, limits: { memory: '256Mi' } },
     // The envoy user of the official image.
     securityContext: { ...RESTRICTED, runAsUser: 101, runAsGroup: 101 },
     volumeMounts: [TLS_MOUNT],
   };
+  return native ? asNative(container, ready) : container;
 }
 
-function authzContainer(image: string): Record<string, unknown> {
-  return {
+function authzContainer(image: string, native: boolean, istio: boolean): Record<string, unknown> {
+  const ready = { httpGet: { path: '/readyz', port: SIDECAR_PORTS.authzAdmin } };
+  const container = {
     name: AUTHZ_CONTAINER,
     image,
     args: ['authz', '--config', '/etc/hopguard/authz/authz.yaml'],
     ports: [{ name: 'hopguard-admin', containerPort: SIDECAR_PORTS.authzAdmin, protocol: 'TCP' }],
     livenessProbe: { httpGet: { path: '/healthz', port: SIDECAR_PORTS.authzAdmin }, periodSeconds: 10 },
-    readinessProbe: { httpGet: { path: '/readyz', port: SIDECAR_PORTS.authzAdmin }, periodSeconds: 5 },
+    readinessProbe: { ...ready, periodSeconds: 5 },
     resources: { requests: { cpu: '50m', memory: '96Mi' }, limits: { memory: '256Mi' } },
     securityContext: { ...RESTRICTED, runAsUser: 10001, runAsGroup: 10001 },
     // The only container that mounts the Redis credentials: not Envoy, never the application.
@@ -216,6 +337,9 @@ function authzContainer(image: string): Record<string, unknown> {
       { name: AUTHZ_CONFIG_VOLUME, mountPath: '/etc/hopguard/authz', readOnly: true },
       TLS_MOUNT,
       { name: REDIS_VOLUME, mountPath: REDIS_CREDENTIALS_DIR, readOnly: true },
+      // Istio's workload certificate, written by its agent (see ISTIO_CERTS_DIR).
+      ...(istio ? [{ name: ISTIO_CERTS_VOLUME, mountPath: ISTIO_CERTS_DIR, readOnly: true }] : []),
     ],
   };
+  return native ? asNative(container, ready) : container;
 }
