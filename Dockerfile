@@ -36,6 +36,8 @@ COPY --from=prod-deps /app/node_modules ./node_modules
 COPY --from=build /src/dist ./dist
 COPY package.json README.md ./
 COPY envoy/ ./envoy/
+# hopguard's own service definitions: messages.grpc_listen loads messages.proto at start.
+COPY proto/ ./proto/
 USER 10001:10001
 EXPOSE 9191 9192
 # The authz sidecar's admin /healthz by default; for `issuer` set HOPGUARD_HEALTH_URL to its

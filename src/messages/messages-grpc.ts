@@ -39,7 +39,7 @@ export async function startMessagesGrpc(
       const handles = call.metadata.get(handleHeader).filter((value): value is string => typeof value === 'string');
       const { destination, digest } = call.request;
       return api.seal({ destination, digest }, handles, carrierOf(call.metadata));
-    }, response),
+    }, (answer) => ({ ...response(answer), decision: answer.status === 200 ? 'allow' : 'deny' })),
     Check: unary((call) => api.check({ ...call.request }, carrierOf(call.metadata)), (answer) => {
       const act = answer.body.act;
       return { ...response(answer), actors: actors(act) };

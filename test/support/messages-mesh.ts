@@ -105,7 +105,7 @@ issuer_client:
   key_file: ${mesh.workloads.orders.keyPath}
 messages:
   listen: 127.0.0.1:0
-  outgoing:
+${grpc ? '  grpc_listen: 127.0.0.1:0\n' : ''}  outgoing:
     - { destination: ${FULFIL}, audience: ${ID.ledger}, scopes: [ledger:write], max_delay: 15m }
     - { destination: ${SLOW}, audience: ${ID.ledger}, scopes: [ledger:write], max_delay: 1s }
     - { destination: ${AUDIT_TRAIL}, audience: ${ID.ledger}, scopes: [ledger:audit], without_handle: client_credentials }
