@@ -59,7 +59,9 @@ Usage:
   hopguard --help | --version
 
 Signals: SIGTERM or SIGINT stops accepting checks, finishes those in flight
-(shutdown_grace, default 10s), and exits 0.
+(shutdown_grace, default 10s), and exits 0. SIGHUP makes authz reread its config
+and the files it names (it also does so when they change); an invalid config is
+logged and the running one kept.
 
 Exit codes: 0 success, 1 runtime failure, 2 usage or configuration error.
 Config keys, deny codes and deployment: README.md.

@@ -9,7 +9,6 @@ import { outboundAudit, outboundSpans, type AuditOutbound } from '../egress/outb
 import { OutboundTokens } from '../egress/outbound-tokens.js';
 import { IssuerClient } from '../issuer-client/issuer-client.js';
 import { startMessages } from '../messages/messages-service.js';
-import { RouteTable } from '../policy/route-table.js';
 import { LeakResponse } from '../signals/leak-response.js';
 import { openStore } from '../store/open-store.js';
 import type { Store } from '../store/store.js';
@@ -17,15 +16,13 @@ import { checkSpans } from '../telemetry/check-span.js';
 import type { Logger } from '../telemetry/log.js';
 import { createAuthzMetrics, createEgressMetrics } from '../telemetry/metrics.js';
 import { startTelemetry, type Telemetry } from '../telemetry/telemetry.js';
-import { AccessTokenVerifier, type TrustedIssuer } from '../token/access-token-verifier.js';
-import { DpopNonces } from '../token/dpop-nonce.js';
-import { createIssuerKeys } from '../token/jwks-source.js';
-import { loadIssuerKeys } from '../token/load-issuer-keys.js';
 import { DEFAULT_CONNECTION_WINDOW } from '../vocabulary/connection-window.js';
 import type { EgressConfig } from '../vocabulary/egress-config.js';
 import type { IssuerClientConfig } from '../vocabulary/issuer-client-config.js';
 import { loadAuthzMaterials } from './authz-materials.js';
 import { authorize } from './authorize.js';
+import { buildPolicy, type AuthzPolicy } from './authz-policy.js';
+import { ConfigReloader, startRevision, type PolicyHolder } from './config-reload.js';
 import { AuthzServer, inboundHandler } from './authz-server.js';
 import { outboundHandler } from './outbound-handler.js';
 
@@ -39,6 +36,8 @@ export interface RunningAuthz {
   messagesGrpcAddress?: string;
   adminAddress?: string;
   readiness(): Readiness;
+  /** Reread and apply the config file (SIGHUP); a no-op without one. */
+  reload(): Promise<void>;
   /** Graceful: stop accepting, finish in-flight checks (within shutdown_grace), release everything. */
   stop(): Promise<void>;
 }
@@ -51,6 +50,8 @@ export interface StartOptions {
   worker?: number;
   /** The key handles are sealed with; the primary of `workers: N` makes one for all. Made here otherwise. */
   handleKey?: Buffer;
+  /** The file `config` was read from: given, the sidecar reloads it on SIGHUP (reload()) and when it or a file it names changes. */
+  configFile?: string;
 }
 
 /** Builds every part from a validated config and starts serving. I/O lives here and in the servers. */
@@ -63,36 +64,7 @@ export async function startAuthz(config: AuthzConfig, options: StartOptions): Pr
   const store = options.store ?? await openStore(config, log);
   metrics.observeStore(() => store.health(), () => store.oneTimeCounts());
 
-  const issuers: TrustedIssuer[] = config.issuers.map((issuer, index) => ({
-    config: issuer,
-    keys: createIssuerKeys({
-      issuer: issuer.issuer,
-      ...(issuer.jwksFile !== undefined && { jwksFile: issuer.jwksFile }),
-      ...(issuer.jwksUri !== undefined && { jwksUri: issuer.jwksUri }),
-      ...(materials.jwksCas[index] && { ca: materials.jwksCas[index] }),
-      algorithms: issuer.algorithms,
-      refreshIntervalMs: config.jwks.refreshIntervalMs,
-      refetchIntervalMs: config.jwks.refetchIntervalMs,
-      fetchTimeoutMs: config.jwks.fetchTimeoutMs,
-      checkWaitMs: config.jwks.checkWaitMs,
-      onFetch: (outcome, detail) => {
-        metrics.recordJwksFetch(issuer.issuer, outcome);
-        if (outcome === 'error') log.warn('jwks_fetch_failed', { issuer: issuer.issuer, detail });
-      },
-    }),
-  }));
-  await Promise.all(issuers.map((issuer) => loadIssuerKeys(issuer, config.jwks.refetchIntervalMs, log)));
   const audit = await openAuditLog(config.audit, { log, onRecords: (outcome, count) => metrics.recordAudit(outcome, count) });
-
-  const verifier = new AccessTokenVerifier({
-    audience: config.audience,
-    issuers,
-    clockSkewMs: config.clockSkewMs,
-    cacheMaxEntries: config.cache.maxEntries,
-  });
-  const routes = new RouteTable(config.routes);
-  const nonce = config.dpop.nonce;
-  const secret = materials.dpopNonceSecret;
   const carriers = handleCarriers(config);
   const sealer = carriers && new HandleSealer(options.handleKey ?? newHandleKey(), config.audience);
   const handles = sealer && new InboundHandles(sealer);
@@ -100,14 +72,18 @@ export async function startAuthz(config: AuthzConfig, options: StartOptions): Pr
     action: config.leaks ?? 'revoke', store, audit, log, audience: config.audience, clockSkewMs: config.clockSkewMs,
     onLeak: (kind) => metrics.recordLeak(kind),
   });
-  const deps = {
-    config, routes, verifier, store, data: materials.data, leaks,
-    ...(nonce && secret && { dpopNonces: new DpopNonces(secret, nonce.lifetimeMs) }),
-    ...(handles && { handles }),
+  const shared = { store, metrics, log, leaks, ...(handles && { handles }) };
+  const first = await buildPolicy(config, materials, shared, options.configFile === undefined ? undefined : startRevision(options.configFile, config));
+  const holder: PolicyHolder = { current: first };
+  // messages verifies with the issuers it started with (messages is restart-only): their keys keep refreshing until stop.
+  const retire = (policy: AuthzPolicy) => {
+    if (policy !== first || !config.messages) policy.stop();
   };
+  const reloader = options.configFile === undefined ? undefined
+    : new ConfigReloader(options.configFile, holder, { ...shared, retire, ...(options.worker !== undefined && { worker: options.worker }) });
 
   const readiness = (): Readiness => {
-    const reasons = issuers.flatMap(({ keys, config: { issuer } }) => {
+    const reasons = holder.current.issuers.flatMap(({ keys, config: { issuer } }) => {
       if (!keys.loaded) return [`keys not loaded for issuer ${issuer}`];
       return keys.usable ? [] : [`no usable key for issuer ${issuer}: none has an allowed algorithm, a supported type and imports`];
     });
@@ -119,7 +95,13 @@ export async function startAuthz(config: AuthzConfig, options: StartOptions): Pr
   const connectionWindow = config.http2ConnectionWindow ?? DEFAULT_CONNECTION_WINDOW;
   const server = new AuthzServer({
     handler: inboundHandler({
-      authorize: (request) => authorize(request, deps),
+      authorize: async (request) => {
+        // Read once: the whole check runs on this policy, whatever a reload makes current meanwhile.
+        const policy = holder.current;
+        const decision = await authorize(request, policy.deps);
+        if (policy.revision !== undefined) decision.configRevision = policy.revision;
+        return decision;
+      },
       metrics,
       startSpan: checkSpans(telemetry.tracing, config.audience),
       audit: validationAudit(audit, config.audit, config.audience),
@@ -130,7 +112,7 @@ export async function startAuthz(config: AuthzConfig, options: StartOptions): Pr
   });
   const grpcAddress = await server.listen(config.listen);
   const messages = config.messages && await startMessages(config.messages, {
-    audience: config.audience, issuers, clockSkewMs: config.clockSkewMs, store, telemetry, audit, auditConfig: config.audit, log,
+    audience: config.audience, issuers: first.issuers, clockSkewMs: config.clockSkewMs, store, telemetry, audit, auditConfig: config.audit, log,
     handleHeader: carriers?.handleHeader ?? 'x-hopguard-handle',
     ...(config.issuerClient && { issuerClient: config.issuerClient }), ...(sealer && { sealer }),
   });
@@ -161,6 +143,7 @@ export async function startAuthz(config: AuthzConfig, options: StartOptions): Pr
     audience: config.audience,
     tracing: telemetry.tracing.enabled,
     audit: config.audit.output?.kind ?? 'off',
+    ...(holder.current.revision !== undefined && { config_revision: holder.current.revision }),
   });
 
   return {
@@ -169,13 +152,16 @@ export async function startAuthz(config: AuthzConfig, options: StartOptions): Pr
     ...(messages && { messagesAddress: messages.address, ...(messages.grpcAddress && { messagesGrpcAddress: messages.grpcAddress }) }),
     ...(admin && { adminAddress: admin.address }),
     readiness,
+    reload: () => reloader?.reload('sighup') ?? Promise.resolve(),
     async stop() {
       clearInterval(healthTimer);
       await Promise.all(servers.map((each) => each.shutdown(config.shutdownGraceMs)));
       outbound?.tokens.close();
       await messages?.close();
       await admin?.close();
-      for (const issuer of issuers) issuer.keys.stop();
+      reloader?.close();
+      holder.current.stop();
+      if (holder.current !== first) first.stop();
       await store.close();
       // Last, so the final records and spans of the drained checks are kept. A log that
       // could not be closed fails the stop (exit 1), after the spans are sent.

@@ -20,14 +20,20 @@ import { startAuthz, type RunningAuthz } from './authz-service.js';
  * every worker is, /metrics carries each worker's series with a `worker` label. On SIGTERM it
  * passes the signal on, every worker drains within shutdown_grace, and it exits once they have.
  */
-export async function serveAuthz(config: AuthzConfig, log: Logger): Promise<number> {
+export async function serveAuthz(config: AuthzConfig, log: Logger, configFile?: string): Promise<number> {
   listenForShutdown();
-  if ((config.workers ?? 1) > 1 && cluster.isPrimary) return runPrimary(config, config.workers!, log);
+  // Before anything starts: SIGHUP's default action would end the process.
+  let onHangup = () => log.info('reload_deferred', { reason: 'SIGHUP while starting: the config is read as it is now' });
+  process.on('SIGHUP', () => onHangup());
+  if ((config.workers ?? 1) > 1 && cluster.isPrimary) {
+    return runPrimary(config, config.workers!, log, (forward) => { onHangup = forward; });
+  }
   const worker = cluster.worker;
   const handleKey = worker && config.egress ? await handleKeyFromPrimary() : undefined;
   const running = await startAuthz(worker ? workerConfig(config) : config, {
-    log, ...(worker && { worker: worker.id }), ...(handleKey && { handleKey }),
+    log, ...(worker && { worker: worker.id }), ...(handleKey && { handleKey }), ...(configFile !== undefined && { configFile }),
   });
+  onHangup = () => void running.reload();
   if (worker) reportToPrimary(running);
   return serveUntilSignal(running, log);
 }
@@ -87,7 +93,8 @@ interface WorkerState {
   readiness?: Readiness;
 }
 
-async function runPrimary(config: AuthzConfig, count: number, log: Logger): Promise<number> {
+/** `onHangup` installs what SIGHUP does once the workers run: each worker reloads its config itself. */
+async function runPrimary(config: AuthzConfig, count: number, log: Logger, onHangup: (forward: () => void) => void): Promise<number> {
   // Refused once here, not once per worker.
   loadAuthzMaterials(config);
   // Workers must not remove the socket file one of them is already serving on.
@@ -155,6 +162,9 @@ async function runPrimary(config: AuthzConfig, count: number, log: Logger): Prom
     })
     : undefined;
   log.info('authz_started', { grpc: grpcAddress, ...(egressAddress && { egress: egressAddress }), admin: admin?.address ?? 'off', audience: config.audience, workers: count });
+  onHangup(() => {
+    for (const { worker } of states.values()) worker.process.kill('SIGHUP');
+  });
 
   let clean = false;
   await serveUntilSignal({

@@ -8,8 +8,8 @@ import { CONFIG_OPTION, requireOption } from './command-line.js';
 /** `hopguard authz --config FILE`: serve (in `workers` processes) until SIGTERM or SIGINT, then drain and exit 0. */
 export async function authzCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: CONFIG_OPTION });
-  const config = loadAuthzConfigFile(requireOption(values.config, '--config FILE'));
-  return serveAuthz(config, createLogger());
+  const configFile = requireOption(values.config, '--config FILE');
+  return serveAuthz(loadAuthzConfigFile(configFile), createLogger(), configFile);
 }
 
 /**

@@ -302,18 +302,22 @@ const HTTP2_MAX_WINDOW = 2 ** 31 - 1;
  * always held to it), so each of those modes has DPoP proofs to remember.
  */
 function workersShareOneTimeState(raw: Record<string, unknown>, ctx: z.RefinementCtx) {
-  if (typeof raw.workers !== 'number' || raw.workers <= 1 || raw.store !== 'memory') return;
+  const message = workersOneTimeProblem(raw);
+  if (message !== undefined) ctx.addIssue({ code: 'custom', path: ['workers'], message });
+}
+
+/**
+ * The problem with `workers` of this raw (YAML) or validated config, if any. A reload checks the
+ * config it would run: new routes beside the workers and store kept from the start.
+ */
+export function workersOneTimeProblem(raw: Record<string, unknown>): string | undefined {
+  if (typeof raw.workers !== 'number' || raw.workers <= 1 || raw.store !== 'memory') return undefined;
   const routes = Array.isArray(raw.routes) ? raw.routes : [];
   const oneTime = routes.some((route) => isRecord(route) && (route.oneTime === true || route.one_time === true));
   const dpop = raw.binding !== 'mtls' && BINDING_MODES.some((mode) => mode === raw.binding);
-  if (oneTime || dpop) {
-    const used = oneTime ? 'one-time tokens' : `DPoP proofs (binding: ${String(raw.binding)} accepts DPoP-bound tokens)`;
-    ctx.addIssue({
-      code: 'custom',
-      path: ['workers'],
-      message: `more than 1 needs a redis store: with store: memory each worker keeps its own record of used ${used}, so each would be accepted once per worker; use a redis store, or workers: 1${oneTime ? '' : ', or binding: mtls'}`,
-    });
-  }
+  if (!oneTime && !dpop) return undefined;
+  const used = oneTime ? 'one-time tokens' : `DPoP proofs (binding: ${String(raw.binding)} accepts DPoP-bound tokens)`;
+  return `more than 1 needs a redis store: with store: memory each worker keeps its own record of used ${used}, so each would be accepted once per worker; use a redis store, or workers: 1${oneTime ? '' : ', or binding: mtls'}`;
 }
 
 function authzConfigSchema(baseDir: string) {

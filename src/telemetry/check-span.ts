@@ -103,6 +103,7 @@ function spanAttributes(facts: DecisionFacts, audience: string): Attributes {
     'hopguard.cache_hit': facts.cacheHit,
     'hopguard.token.fingerprint': facts.tokenFingerprint,
     'hopguard.condition': facts.condition,
+    'hopguard.config.revision': facts.configRevision,
     // Semantic conventions: a request header attribute is a string array.
     'http.request.header.x-request-id': facts.requestId === undefined ? undefined : [facts.requestId],
   };

@@ -22,6 +22,8 @@ export interface DecisionFacts {
   requestId?: string;
   /** On condition_failed: the condition's name. */
   condition?: string;
+  /** The content hash of the config that decided. */
+  configRevision?: string;
 }
 
 // Envoy's x-request-id is a UUID. Anything else is client text, and could be a token pasted
@@ -41,5 +43,6 @@ export function decisionFacts(decision: Decision, request: HopRequest): Decision
     binding: decision.allowed ? decision.binding : token?.cnf?.x5tS256 ? 'mtls' : token?.cnf?.jkt ? 'dpop' : 'none',
     cacheHit: decision.cacheHit ?? false,
     ...(requestId !== undefined && REQUEST_ID.test(requestId) && { requestId }),
+    ...(decision.configRevision !== undefined && { configRevision: decision.configRevision }),
   };
 }

@@ -15,6 +15,8 @@ export interface Allow {
   cacheHit: boolean;
   /** With egress on, what the application gets instead of the token (token routes only). */
   handle?: string;
+  /** The content hash of the config that decided (hopguard.config.revision). */
+  configRevision?: string;
 }
 
 export interface Deny {
@@ -37,6 +39,8 @@ export interface Deny {
   cacheHit?: boolean;
   /** On condition_failed: the name of the condition that did not hold. */
   condition?: string;
+  /** The content hash of the config that decided (hopguard.config.revision). */
+  configRevision?: string;
 }
 
 export function deny(code: DenyCode, reason: string, extra: Omit<Deny, 'allowed' | 'code' | 'reason'> = {}): Deny {
