@@ -66,6 +66,7 @@ describe('k8s/: every resource against the Kubernetes OpenAPI schemas', () => {
       'Namespace/hopguard-system', 'Namespace/shop',
       'NetworkPolicy/frontend', 'NetworkPolicy/hopguard-issuer', 'NetworkPolicy/hopguard-redis', 'NetworkPolicy/orders', 'NetworkPolicy/payments',
       'PodDisruptionBudget/hopguard-injector', 'PodDisruptionBudget/hopguard-issuer',
+      'PrometheusRule/hopguard',
       'Service/hopguard-injector', 'Service/hopguard-issuer', 'Service/hopguard-redis', 'Service/orders', 'Service/otel-collector', 'Service/payments',
       'ServiceAccount/frontend', 'ServiceAccount/hopguard-injector', 'ServiceAccount/hopguard-issuer', 'ServiceAccount/orders', 'ServiceAccount/payments',
     ]);

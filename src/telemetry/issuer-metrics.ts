@@ -27,6 +27,12 @@ export function createIssuerMetrics(meter: Meter): IssuerMetrics {
   const limited = meter.createCounter('hopguard.issuer.rate_limited', { description: 'POST /token requests refused 429 by the per-client rate limit' });
   const events = meter.createCounter('hopguard.issuer.security_events', { description: 'Security events received at /ssf/events by event type and outcome' });
   const rotations = meter.createCounter('hopguard.issuer.key_rotations', { description: 'Times a new signing key started signing' });
+  // What the alert rules watch is present at 0 from the start: increase() misses a series that appears at 1.
+  reuse.add(0);
+  limited.add(0);
+  rotations.add(0);
+  for (const err of ['invalid_request', 'invalid_key', 'invalid_issuer', 'invalid_audience']) events.add(0, { event: 'unverified', outcome: err });
+  events.add(0, { event: 'malformed', outcome: 'invalid_request' });
   return {
     recordToken: (event, outcome) => tokens.add(1, { event, outcome }),
     recordRevocation: (source, outcome) => revocations.add(1, { source, outcome }),

@@ -52,6 +52,9 @@ export function createAuthzMetrics(meter: Meter): AuthzMetrics {
   const jwks = meter.createCounter('hopguard.jwks.fetches', { description: 'Key set fetches (start, refresh, unknown kid) by issuer and outcome' });
   const audit = meter.createCounter('hopguard.audit.records', { description: 'Audit records by outcome: written (in the log), or dropped (queue full, or the write failed)' });
   const leaks = meter.createCounter('hopguard.leaks', { description: 'Tokens suspected leaked by kind (wrong_certificate, wrong_dpop_key, two_callers), once per token' });
+  // Present at 0 from the start: an alert on increase() misses a series whose first sample is already 1.
+  for (const kind of ['wrong_certificate', 'wrong_dpop_key', 'two_callers']) leaks.add(0, { kind });
+  audit.add(0, { outcome: 'dropped' });
   const conditions = meter.createCounter('hopguard.condition_failures', { description: 'condition_failed denials by route and the condition that did not hold' });
   const reloads = meter.createCounter('hopguard.config.reloads', { description: 'Config reloads by outcome: ok (applied) or failed (invalid, the old config kept)' });
 

@@ -18,6 +18,8 @@ import { ServiceEntry } from '@kubernetes-models/istio/networking.istio.io/v1/Se
 import { AuthorizationPolicy } from '@kubernetes-models/istio/security.istio.io/v1/AuthorizationPolicy';
 import { PeerAuthentication } from '@kubernetes-models/istio/security.istio.io/v1/PeerAuthentication';
 import { IstioOperator } from '@kubernetes-models/istio/install.istio.io/v1alpha1/IstioOperator';
+import { PrometheusRule } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule';
+import { ValidatingWebhookConfiguration } from 'kubernetes-models/admissionregistration.k8s.io/v1/ValidatingWebhookConfiguration';
 
 /**
  * Validation against the Kubernetes OpenAPI schemas as kubernetes-models ships them (and the CRD
@@ -31,6 +33,8 @@ interface Validatable { validate(): void }
 /** "<apiVersion> <kind>" → the model class. */
 const MODELS: Record<string, new (data: any) => Validatable> = {
   'admissionregistration.k8s.io/v1 MutatingWebhookConfiguration': MutatingWebhookConfiguration,
+  'admissionregistration.k8s.io/v1 ValidatingWebhookConfiguration': ValidatingWebhookConfiguration,
+  'monitoring.coreos.com/v1 PrometheusRule': PrometheusRule,
   'apps/v1 Deployment': Deployment,
   'networking.k8s.io/v1 NetworkPolicy': NetworkPolicy,
   'policy/v1 PodDisruptionBudget': PodDisruptionBudget,
@@ -80,6 +84,7 @@ const PACKAGE_DIRS: Record<string, string> = {
   '@kubernetes-models/apimachinery': packageDir('@kubernetes-models/apimachinery'),
   '@kubernetes-models/istio': packageDir('@kubernetes-models/istio'),
   '@kubernetes-models/cert-manager': packageDir('@kubernetes-models/cert-manager'),
+  '@kubernetes-models/prometheus-operator': packageDir('@kubernetes-models/prometheus-operator'),
 };
 
 /** A declared type, as far as field names go: anything that is not an object, a list or a map is open. */
@@ -94,7 +99,8 @@ const OPEN: TypeNode = { kind: 'open' };
 function declarationOf(apiVersion: string, kind: string): TypeNode | undefined {
   const [group, version] = apiVersion.includes('/') ? apiVersion.split('/') as [string, string] : ['', apiVersion];
   const pkg = group.endsWith('istio.io') ? '@kubernetes-models/istio'
-    : group.includes('cert-manager.io') ? '@kubernetes-models/cert-manager' : 'kubernetes-models';
+    : group.includes('cert-manager.io') ? '@kubernetes-models/cert-manager'
+      : group === 'monitoring.coreos.com' ? '@kubernetes-models/prometheus-operator' : 'kubernetes-models';
   return resolveNamed({ kind: 'named', name: `I${kind}`, file: path.join(PACKAGE_DIRS[pkg]!, group, version, `${kind}.d.ts`) });
 }
 
