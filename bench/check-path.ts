@@ -13,7 +13,7 @@
  * same request again after each run.
  *
  *   npm run bench                         the table, egress, the window fix, workers, memory, startup, flat cost, soak (~35 min)
- *   npm run bench -- --only main,window   some sections (main egress window workers memory startup flat soak)
+ *   npm run bench -- --only main,window   some sections (main egress messages window workers memory startup flat soak)
  *   npm run bench -- --only soak --soak-seconds 900 --soak-rate 1000 --soak-store memory
  *                                         the soak: a new token every check, RSS over time (see soak.ts)
  *   npm run bench -- --quick              1 round, fewer requests: a smoke run, not figures
@@ -39,6 +39,7 @@ import { createTrustDomain } from '../src/devkit/trust-domain.js';
 import { fingerprint } from '../src/token/access-token-verifier.js';
 import { HANDLE_HEADER, outboundCheck, PAYMENTS_HOST, PER_REQUEST_HOST, startEgressChain } from './egress-chain.js';
 import { GcTrace } from './gc-trace.js';
+import { messagesSection } from './messages-check.js';
 import { GrpcLoad } from './grpc-load.js';
 import { H2LOAD_MISSING, h2loadVersion, percentile, runH2load } from './h2load.js';
 import { latencySvg } from './plot.js';
@@ -948,6 +949,7 @@ async function main(): Promise<number> {
     if (PROFILE) await profileSection(redis);
     if (wanted('main')) await mainSection(redis);
     if (wanted('egress')) await egressSection();
+    if (wanted('messages')) await messagesSection({ domain: fixtures.domain, audience: AUDIENCE, issuer: ISSUER, quick: QUICK, rounds: ROUNDS, requests: REQUESTS, say, results });
     if (wanted('window')) await windowSection();
     if (wanted('workers')) await workersSection();
     if (wanted('memory')) await memorySection(redis);

@@ -32,6 +32,8 @@ export interface H2loadRun {
   headers?: Record<string, string>;
   /** Where to write the per-request log; latencies are read from it when given. */
   logFile?: string;
+  /** HTTP/1.1 with a JSON body (the messages API) instead of gRPC over HTTP/2. */
+  http1?: boolean;
 }
 
 export interface H2loadResult {
@@ -46,11 +48,12 @@ export interface H2loadResult {
 }
 
 export async function runH2load(run: H2loadRun): Promise<H2loadResult> {
-  const headers = Object.entries({ 'content-type': 'application/grpc', te: 'trailers', ...run.headers })
+  const protocol = run.http1 ? { 'content-type': 'application/json' } : { 'content-type': 'application/grpc', te: 'trailers' };
+  const headers = Object.entries({ ...protocol, ...run.headers })
     .flatMap(([name, value]) => ['-H', `${name}: ${value}`]);
   const args = [
     '-n', String(run.requests), '-c', String(run.connections), '-m', String(run.streamsPerConnection), '-t', '1',
-    ...headers, '-d', run.bodyFile, ...(run.logFile ? [`--log-file=${run.logFile}`] : []), run.url,
+    ...(run.http1 ? ['--h1'] : []), ...headers, '-d', run.bodyFile, ...(run.logFile ? [`--log-file=${run.logFile}`] : []), run.url,
   ];
   const output = await new Promise<string>((resolve, reject) => {
     const child = spawn('h2load', args, { stdio: ['ignore', 'pipe', 'pipe'] });
