@@ -1,10 +1,10 @@
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdirSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EnvoyClient, type CheckOutput } from '../src/authz/envoy-client.js';
-import { CHECKOUT, authzYaml, createFixtures, type Fixtures } from './support/harness.js';
-import { spawnCli, type Spawned } from './support/process.js';
+import { configMapDir, logEvents, reloadConfig, reloads, replaceFile, start, stop, waitFor } from './support/config-reload.js';
+import { CHECKOUT, createFixtures, type Fixtures } from './support/harness.js';
 
 /**
  * Reload without restart, as an operator sees it: a real `hopguard authz` process, its config
@@ -13,89 +13,15 @@ import { spawnCli, type Spawned } from './support/process.js';
  */
 
 let fixtures: Fixtures;
-let serial = 0;
 
 beforeAll(async () => {
   fixtures = await createFixtures();
 });
 afterAll(() => fixtures.cleanup());
 
-/** routes: one GET route on /orders/ requiring `scope`, and a condition on data.allowed. */
-export function reloadConfig(fixtures: Fixtures, { scope = 'orders:read', extra = '', listen = '127.0.0.1:0' } = {}): string {
-  return `${authzYaml(fixtures, { listen })}${extra}
-data:
-  allowed: ${join(fixtures.dir, 'allowed.yaml')}
-routes:
-  - name: orders
-    methods: [GET]
-    path_prefix: /orders/
-    scopes: [${scope}]
-  - name: tenants
-    path_prefix: /tenants/
-    when:
-      - name: allowed-tenant
-        cel: token.claims.tenant in data.allowed
-# ${serial++}
-`;
-}
 
-/** Writes `text` beside `file` and renames it over: the file is never seen half-written. */
-export function replaceFile(file: string, text: string): void {
-  const tmp = `${file}.tmp-${serial++}`;
-  writeFileSync(tmp, text);
-  renameSync(tmp, file);
-}
 
-/** A ConfigMap volume: `name` → `..data/name`, `..data` → `..<stamp>`; `swap` does what the kubelet does on an update. */
-export function configMapDir(dir: string, name: string) {
-  mkdirSync(dir, { recursive: true });
-  const swap = (text: string) => {
-    const stamp = `..2026_12_01_${String(serial++).padStart(4, '0')}`;
-    mkdirSync(join(dir, stamp));
-    writeFileSync(join(dir, stamp, name), text);
-    symlinkSync(stamp, join(dir, '..data_tmp'));
-    renameSync(join(dir, '..data_tmp'), join(dir, '..data'));
-  };
-  return {
-    file: join(dir, name),
-    swap,
-    init(text: string) {
-      swap(text);
-      symlinkSync(join('..data', name), join(dir, name));
-    },
-  };
-}
 
-async function start(configFile: string) {
-  const proc = spawnCli(['authz', '--config', configFile]);
-  const started = await proc.logEvent('authz_started');
-  return { proc, started, envoy: new EnvoyClient(started.grpc), admin: started.admin as string };
-}
-
-async function stop(running: { proc: Spawned; envoy: EnvoyClient }) {
-  running.envoy.close();
-  running.proc.child.kill('SIGTERM');
-  expect(await running.proc.exited).toBe(0);
-}
-
-function logEvents(proc: Spawned, event: string): Record<string, any>[] {
-  return proc.stderr().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)).filter((r) => r.event === event);
-}
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 5_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-export function reloads(metrics: string, outcome: 'ok' | 'failed'): number {
-  return metrics.split('\n').filter((l) => l.startsWith('hopguard_config_reloads_total{') && l.includes(`outcome="${outcome}"`))
-    .reduce((sum, l) => sum + Number(l.split(' ').at(-1)), 0);
-}
 
 const outcome = (out: CheckOutput) => (out.allowed ? 'allow' : out.body!.code!);
 
@@ -187,7 +113,7 @@ describe('config reload', () => {
   it('follows a ConfigMap update: the ..data symlink swapped over every file at once', async () => {
     const volume = configMapDir(join(fixtures.dir, 'configmap'), 'authz.yaml');
     writeFileSync(join(fixtures.dir, 'allowed.yaml'), '[acme]\n');
-    volume.init(reloadConfig(fixtures));
+    volume.swap(reloadConfig(fixtures));
     const running = await start(volume.file);
     try {
       expect(outcome(await check(running.envoy))).toBe('allow');
