@@ -12,7 +12,7 @@ import { Secret } from 'kubernetes-models/v1/Secret';
 import { Service } from 'kubernetes-models/v1/Service';
 import { ServiceAccount } from 'kubernetes-models/v1/ServiceAccount';
 import { Certificate } from '@kubernetes-models/cert-manager/cert-manager.io/v1/Certificate';
-import { Issuer } from '@kubernetes-models/cert-manager/cert-manager.io/v1/Issuer';
+import { ClusterIssuer } from '@kubernetes-models/cert-manager/cert-manager.io/v1/ClusterIssuer';
 import { EnvoyFilter } from '@kubernetes-models/istio/networking.istio.io/v1alpha3/EnvoyFilter';
 import { ServiceEntry } from '@kubernetes-models/istio/networking.istio.io/v1/ServiceEntry';
 import { AuthorizationPolicy } from '@kubernetes-models/istio/security.istio.io/v1/AuthorizationPolicy';
@@ -45,7 +45,7 @@ const MODELS: Record<string, new (data: any) => Validatable> = {
   'v1 Service': Service,
   'v1 ServiceAccount': ServiceAccount,
   'cert-manager.io/v1 Certificate': Certificate,
-  'cert-manager.io/v1 Issuer': Issuer,
+  'cert-manager.io/v1 ClusterIssuer': ClusterIssuer,
   'networking.istio.io/v1alpha3 EnvoyFilter': EnvoyFilter,
   'networking.istio.io/v1 ServiceEntry': ServiceEntry,
   'security.istio.io/v1 AuthorizationPolicy': AuthorizationPolicy,
