@@ -112,7 +112,8 @@ describe('the image layout, without Docker', () => {
   it('runs hopguard inject -f with the envoy/ template it ships', () => {
     const out = parseAllDocuments(run('inject', '-f', 'orders.yaml')).map((doc) => doc.toJS());
     const deployment = out.find((doc) => doc.kind === 'Deployment');
-    expect(deployment.spec.template.spec.containers.map((c: { name: string }) => c.name)).toEqual(['orders', 'hopguard-envoy', 'hopguard-authz']);
+    const { initContainers, containers } = deployment.spec.template.spec;
+    expect([...initContainers, ...containers].map((c: { name: string }) => c.name)).toEqual(['hopguard-envoy', 'hopguard-authz', 'orders']);
     expect(out.flatMap(kubernetesProblems)).toEqual([]);
   });
 
