@@ -248,7 +248,7 @@ describe('telemetry of the consumer check', () => {
     const records = text.trim().split('\n').map((l) => JSON.parse(l)).filter((r) => r.event === 'message_check');
     const fp = records.at(-1).token_fingerprint;
     expect(records.slice(-2)).toEqual([
-      expect.objectContaining({ decision: 'allow', destination: FULFIL, audience: ID.ledger, subject: ID.frontend, client: ID.orders, token_fingerprint: fp, redelivered: false }),
+      expect.objectContaining({ decision: 'allow', destination: FULFIL, audience: ID.ledger, subject: ID.frontend, client: ID.orders, actors: [ID.orders], token_fingerprint: fp, redelivered: false }),
       expect.objectContaining({ decision: 'deny', code: 'token_replayed', destination: FULFIL, token_fingerprint: fp }),
     ]);
     for (const piece of token.split('.')) expect(text).not.toContain(piece);

@@ -50,7 +50,7 @@ export type AuditEvent =
   /** The outbound check (egress.listen): a denial, or an allow whose token this check obtained from the issuer. */
   | (AuditFields & { event: 'egress'; destination?: string })
   /** The messages API (messages.listen): a seal (a token minted for a message) or a consumer's check. */
-  | (AuditFields & { event: 'message_seal' | 'message_check'; destination?: string; scope?: string; redelivered?: boolean })
+  | (AuditFields & { event: 'message_seal' | 'message_check'; destination?: string; scope?: string; actors?: string[]; redelivered?: boolean })
   | (AuditFields & { event: 'revocation'; revoked: 'jti' | 'subject' | 'client' | 'cert' | 'key' | 'refresh_family' })
   // Continuous access evaluation (src/signals).
   /** A SET accepted at /ssf/events, once per SET: its transmitter (issuer), jti, event names and what it revoked. */

@@ -3,6 +3,7 @@ import type { AuditRecorder } from '../audit/audit-log.js';
 import type { AuditConfig } from '../audit/audit-config.js';
 import { allowPolicy } from '../audit/validation-audit.js';
 import { randomTraceId } from '../telemetry/check-span.js';
+import { actors } from '../token/access-token-claims.js';
 import type { MessagesMetrics } from '../telemetry/metrics.js';
 import { incomingContext, type Tracing } from '../telemetry/tracing.js';
 import { DENY_CODES } from '../vocabulary/deny-codes.js';
@@ -73,6 +74,8 @@ export interface MessageFacts {
   subject?: string;
   client?: string;
   scope?: string;
+  /** The token's act chain, outermost (the producer) first. */
+  actors?: string[];
   tokenFingerprint?: string;
   redelivered?: boolean;
 }
@@ -92,7 +95,7 @@ export function messageFacts(decision: MessageDecision, audience: string): Messa
   }
   const token = 'token' in decision ? decision.token : undefined;
   if (token && 'fingerprint' in token) {
-    Object.assign(facts, { subject: token.sub, client: token.clientId, scope: token.scope, tokenFingerprint: token.fingerprint });
+    Object.assign(facts, { subject: token.sub, client: token.clientId, scope: token.scope, actors: actors(token.act), tokenFingerprint: token.fingerprint });
   }
   if (decision.allowed && 'redelivered' in decision) facts.redelivered = decision.redelivered;
   return facts;

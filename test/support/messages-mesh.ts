@@ -40,6 +40,8 @@ export interface MessagesMesh {
   producer: { authz: RunningAuthz; inbound: EnvoyClient };
   /** ledger replicas: messages.listen to check, and an ext_authz port. */
   consumers: { authz: RunningAuthz; inbound: EnvoyClient; auditPath: string }[];
+  /** A ledger replica's authz config (sharing this mesh's Redis), for running one as a process. */
+  consumerYaml(auditPath: string): string;
   /** A token frontend got for orders (what a user's request carries into orders). */
   frontendToken(): Promise<string>;
   /** What orders' application gets from orders' inbound allow for that token: its handle. */
@@ -52,7 +54,15 @@ export function digestOf(body: string | Buffer): string {
   return `sha-256=:${createHash('sha256').update(body).digest('base64')}:`;
 }
 
-export async function startMessagesMesh(label: string, { consumers = 2, grpc = false } = {}): Promise<MessagesMesh> {
+export interface MessagesMeshOptions {
+  consumers?: number;
+  /** grpc_listen on the producer and the first consumer. */
+  grpc?: boolean;
+  /** Top-level YAML appended to each sidecar's config (telemetry, say). */
+  extra?: { issuer?: string; producer?: string; consumer?: string };
+}
+
+export async function startMessagesMesh(label: string, { consumers = 2, grpc = false, extra = {} }: MessagesMeshOptions = {}): Promise<MessagesMesh> {
   await requireSharedRedis();
   const prefix = uniquePrefix();
   const mesh = await createTrustDomain(label, ID);
@@ -71,6 +81,7 @@ message_ttl: 1h
 ${redis}
 rate_limit: { per_second: 1000, burst: 1000 }
 audit: { output: ${issuerAuditPath}, allows: all, signing_key_file: ${signingKey}, flush_interval: 50ms }
+${extra.issuer ?? ''}
 clients:
   - id: ${ID.frontend}
     grants: [client_credentials]
@@ -109,12 +120,10 @@ ${grpc ? '  grpc_listen: 127.0.0.1:0\n' : ''}  outgoing:
     - { destination: ${FULFIL}, audience: ${ID.ledger}, scopes: [ledger:write], max_delay: 15m }
     - { destination: ${SLOW}, audience: ${ID.ledger}, scopes: [ledger:write], max_delay: 1s }
     - { destination: ${AUDIT_TRAIL}, audience: ${ID.ledger}, scopes: [ledger:audit], without_handle: client_credentials }
+${extra.producer ?? ''}
 `, { baseDir: mesh.dir }), { log: silentLogger });
 
-  const started: MessagesMesh['consumers'] = [];
-  for (let i = 0; i < consumers; i++) {
-    const auditPath = path.join(mesh.dir, `ledger-${i}-audit.jsonl`);
-    const authz = await startAuthz(parseAuthzConfig(`
+  const consumerYaml = (auditPath: string, withGrpc: boolean) => `
 listen: 127.0.0.1:0
 admin: 127.0.0.1:0
 audience: ${ID.ledger}
@@ -126,17 +135,22 @@ routes:
   - { name: ledger, methods: [POST], path: /ledger }
 messages:
   listen: 127.0.0.1:0
-${grpc && i === 0 ? '  grpc_listen: 127.0.0.1:0\n' : ''}  incoming:
+${withGrpc ? '  grpc_listen: 127.0.0.1:0\n' : ''}  incoming:
     - { destination: ${FULFIL}, scopes: [ledger:write] }
     - { destination: ${SLOW}, scopes: [ledger:write] }
     - { destination: ${AUDIT_TRAIL} }
-`, { baseDir: mesh.dir }), { log: silentLogger });
+${extra.consumer ?? ''}
+`;
+  const started: MessagesMesh['consumers'] = [];
+  for (let i = 0; i < consumers; i++) {
+    const auditPath = path.join(mesh.dir, `ledger-${i}-audit.jsonl`);
+    const authz = await startAuthz(parseAuthzConfig(consumerYaml(auditPath, grpc && i === 0), { baseDir: mesh.dir }), { log: silentLogger });
     started.push({ authz, inbound: new EnvoyClient(authz.grpcAddress), auditPath });
   }
 
   const producer = { authz: producerAuthz, inbound: new EnvoyClient(producerAuthz.grpcAddress) };
   return {
-    mesh, issuer, prefix, issuerAuditPath, producer, consumers: started,
+    mesh, issuer, prefix, issuerAuditPath, producer, consumers: started, consumerYaml: (auditPath) => consumerYaml(auditPath, false),
     async frontendToken() {
       const reply = await issuerRequest(issuer.url, '/token', {
         caPem: mesh.ca.certPem, client: mesh.workloads.frontend,
