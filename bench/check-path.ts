@@ -13,7 +13,7 @@
  * same request again after each run.
  *
  *   npm run bench                         the table, egress, the window fix, workers, memory, startup, flat cost, soak (~35 min)
- *   npm run bench -- --only main,window   some sections (main egress messages window workers memory startup flat soak)
+ *   npm run bench -- --only main,window   some sections (main egress messages conditions window workers memory startup flat soak)
  *   npm run bench -- --only soak --soak-seconds 900 --soak-rate 1000 --soak-store memory
  *                                         the soak: a new token every check, RSS over time (see soak.ts)
  *   npm run bench -- --quick              1 round, fewer requests: a smoke run, not figures
@@ -39,6 +39,7 @@ import { createTrustDomain } from '../src/devkit/trust-domain.js';
 import { fingerprint } from '../src/token/access-token-verifier.js';
 import { HANDLE_HEADER, outboundCheck, PAYMENTS_HOST, PER_REQUEST_HOST, startEgressChain } from './egress-chain.js';
 import { GcTrace } from './gc-trace.js';
+import { conditionsSection } from './conditions-check.js';
 import { messagesSection } from './messages-check.js';
 import { GrpcLoad } from './grpc-load.js';
 import { H2LOAD_MISSING, h2loadVersion, percentile, runH2load } from './h2load.js';
@@ -927,6 +928,24 @@ async function deleteRedisKeys(): Promise<void> {
   }
 }
 
+/** What the conditions section (conditions-check.ts) needs from this driver. */
+function conditionsContext() {
+  return {
+    dir: fixtures.dir, jwksPath: fixtures.jwksPath, issuer: ISSUER, audience: AUDIENCE,
+    token: (claims: Record<string, unknown>) => fixtures.token(fixtures.keys.ES256, { claims }),
+    request: (token: string, target: string) => fixtures.request(token, { path: target }),
+    sample: async (address: string, message: Buffer) => {
+      const client = new Sampler(address);
+      try {
+        return await client.send(message);
+      } finally {
+        client.close();
+      }
+    },
+    checkPath: CHECK_PATH, connections: CONNECTIONS, streams: STREAMS, rounds: ROUNDS, requests: REQUESTS, window: WINDOW, say, results,
+  };
+}
+
 async function main(): Promise<number> {
   const h2load = h2loadVersion();
   // The soak drives its own client (grpc-load.ts): it alone runs without h2load.
@@ -950,6 +969,7 @@ async function main(): Promise<number> {
     if (wanted('main')) await mainSection(redis);
     if (wanted('egress')) await egressSection();
     if (wanted('messages')) await messagesSection({ domain: fixtures.domain, audience: AUDIENCE, issuer: ISSUER, quick: QUICK, rounds: ROUNDS, requests: REQUESTS, say, results });
+    if (wanted('conditions')) await conditionsSection(conditionsContext());
     if (wanted('window')) await windowSection();
     if (wanted('workers')) await workersSection();
     if (wanted('memory')) await memorySection(redis);

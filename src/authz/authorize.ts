@@ -32,6 +32,8 @@ export interface AuthorizeDeps {
   handles?: InboundHandles;
   /** The `data:` files conditions read; none when absent. */
   data?: PolicyData;
+  /** The content hash of the config these deps were built from: every decision carries it. */
+  revision?: string;
 }
 
 const NO_DATA: PolicyData = Object.freeze({});
@@ -48,6 +50,7 @@ export async function authorize(request: HopRequest, deps: AuthorizeDeps): Promi
   let decision: Decision | undefined;
   try {
     decision = await decide(request, deps, held);
+    if (deps.revision !== undefined) decision.configRevision = deps.revision;
     return decision;
   } finally {
     if (!decision?.allowed) for (const release of held) release();

@@ -80,6 +80,7 @@ export async function buildPolicy(config: AuthzConfig, materials: AuthzMaterials
   const secret = materials.dpopNonceSecret;
   const deps: AuthorizeDeps = {
     config, routes: new RouteTable(config.routes), verifier, store: shared.store, data: materials.data,
+    ...(revision !== undefined && { revision }),
     ...(nonce && secret && { dpopNonces: new DpopNonces(secret, nonce.lifetimeMs) }),
     ...(shared.handles && { handles: shared.handles }),
     ...(shared.leaks && { leaks: shared.leaks }),

@@ -95,13 +95,8 @@ export async function startAuthz(config: AuthzConfig, options: StartOptions): Pr
   const connectionWindow = config.http2ConnectionWindow ?? DEFAULT_CONNECTION_WINDOW;
   const server = new AuthzServer({
     handler: inboundHandler({
-      authorize: async (request) => {
-        // Read once: the whole check runs on this policy, whatever a reload makes current meanwhile.
-        const policy = holder.current;
-        const decision = await authorize(request, policy.deps);
-        if (policy.revision !== undefined) decision.configRevision = policy.revision;
-        return decision;
-      },
+      // Read once: the whole check runs on this policy, whatever a reload makes current meanwhile.
+      authorize: (request) => authorize(request, holder.current.deps),
       metrics,
       startSpan: checkSpans(telemetry.tracing, config.audience),
       audit: validationAudit(audit, config.audit, config.audience),
