@@ -108,7 +108,7 @@ export async function startAuthz(config: AuthzConfig, options: StartOptions): Pr
   const grpcAddress = await server.listen(config.listen);
   const messages = config.messages && await startMessages(config.messages, {
     audience: config.audience, issuers: first.issuers, clockSkewMs: config.clockSkewMs, store, telemetry, audit, auditConfig: config.audit, log,
-    handleHeader: carriers?.handleHeader ?? 'x-hopguard-handle',
+    handles: { header: carriers?.handleHeader ?? 'x-hopguard-handle', baggage: carriers?.handleBaggage ?? false },
     ...(config.issuerClient && { issuerClient: config.issuerClient }), ...(sealer && { sealer }),
   });
   const outbound = config.egress && config.issuerClient && sealer

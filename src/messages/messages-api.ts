@@ -1,3 +1,4 @@
+import { readBaggageHandles } from '../egress/baggage.js';
 import { DENY_CODES } from '../vocabulary/deny-codes.js';
 import type { Deny } from '../vocabulary/decision.js';
 import { decideCheck, type CheckDecision, type CheckDeps, type CheckInput } from './message-check.js';
@@ -67,6 +68,18 @@ export class MessagesApi {
     this.deps.record(operation, decision as D, span.traceId, (performance.now() - started) / 1000);
     return answer;
   }
+}
+
+/** Where a seal's handle is read from: the handle header, else (handle_baggage) W3C baggage. */
+export interface HandleSource {
+  header: string;
+  baggage: boolean;
+}
+
+/** Every handle a seal came with: the header's values, else the baggage members (more than one is refused). */
+export function sealHandles(source: HandleSource, headerValues: readonly string[], baggage: readonly string[]): readonly string[] {
+  if (headerValues.length > 0 || !source.baggage) return headerValues;
+  return baggage.flatMap((value) => readBaggageHandles(value).handles);
 }
 
 /** Bad input: a fixed text naming the member, never the value sent. */

@@ -3,7 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { listenFailure } from '../admin/listen-failure.js';
 import { actors } from '../token/access-token-claims.js';
-import type { Answer, MessagesApi } from './messages-api.js';
+import { sealHandles, type Answer, type HandleSource, type MessagesApi } from './messages-api.js';
 
 /** proto/hopguard/messages/v1/messages.proto, from src/messages or dist/messages alike. */
 export const MESSAGES_PROTO = path.resolve(import.meta.dirname, '../../proto/hopguard/messages/v1/messages.proto');
@@ -24,7 +24,7 @@ export function messagesService(): grpc.ServiceDefinition {
 export async function startMessagesGrpc(
   api: MessagesApi,
   listen: { host: string; port: number },
-  handleHeader: string,
+  handles: HandleSource,
 ): Promise<{ address: string; close: () => Promise<void> }> {
   const server = new grpc.Server();
   const unary = (serve: (call: grpc.ServerUnaryCall<Record<string, unknown>, unknown>) => Promise<Answer>, shape: (answer: Answer) => unknown) =>
@@ -36,9 +36,9 @@ export async function startMessagesGrpc(
     };
   server.addService(messagesService(), {
     Seal: unary((call) => {
-      const handles = call.metadata.get(handleHeader).filter((value): value is string => typeof value === 'string');
+      const values = (key: string) => call.metadata.get(key).filter((value): value is string => typeof value === 'string');
       const { destination, digest } = call.request;
-      return api.seal({ destination, digest }, handles, carrierOf(call.metadata));
+      return api.seal({ destination, digest }, sealHandles(handles, values(handles.header), values('baggage')), carrierOf(call.metadata));
     }, (answer) => ({ ...response(answer), decision: answer.status === 200 ? 'allow' : 'deny' })),
     Check: unary((call) => api.check({ ...call.request }, carrierOf(call.metadata)), (answer) => {
       const act = answer.body.act;

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { listenFailure } from '../admin/listen-failure.js';
 import { RequestAborted, readBody } from '../tls/request-body.js';
 import { MAX_BODY_BYTES, parseJsonBody, MessageRequestError } from './message-requests.js';
-import { badRequest, type Answer, type MessagesApi } from './messages-api.js';
+import { badRequest, sealHandles, type Answer, type HandleSource, type MessagesApi } from './messages-api.js';
 
 /** A body that has not arrived within this long is refused: the API is on loopback, callers are local. */
 const BODY_DEADLINE_MS = 10_000;
@@ -15,10 +15,10 @@ const BODY_DEADLINE_MS = 10_000;
 export async function startMessagesHttp(
   api: MessagesApi,
   listen: { host: string; port: number },
-  handleHeader: string,
+  handles: HandleSource,
 ): Promise<{ address: string; close: () => Promise<void> }> {
   const server = http.createServer({ headersTimeout: 10_000, requestTimeout: 30_000, keepAliveTimeout: 5_000 }, (req, res) => {
-    serve(api, handleHeader, req).then((answer) => send(res, answer), () => send(res, { status: 500, body: { code: 'internal_error', error: 'server_error' } }));
+    serve(api, handles, req).then((answer) => send(res, answer), () => send(res, { status: 500, body: { code: 'internal_error', error: 'server_error' } }));
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err) => reject(listenFailure('messages.listen', formatAddress(listen.host, listen.port), err)));
@@ -35,7 +35,7 @@ export async function startMessagesHttp(
   };
 }
 
-async function serve(api: MessagesApi, handleHeader: string, req: http.IncomingMessage): Promise<Answer> {
+async function serve(api: MessagesApi, handles: HandleSource, req: http.IncomingMessage): Promise<Answer> {
   const path = (req.url ?? '').split('?')[0];
   if (path === '/healthz') return req.method === 'GET' || req.method === 'HEAD' ? { status: 200, body: { status: 'ok' } } : notAllowed('GET');
   if (path !== '/v1/messages/seal' && path !== '/v1/messages/check') {
@@ -55,7 +55,7 @@ async function serve(api: MessagesApi, handleHeader: string, req: http.IncomingM
   }
   const carrier = req.headers;
   if (path === '/v1/messages/check') return api.check(body, carrier);
-  return api.seal(body, req.headersDistinct[handleHeader] ?? [], carrier);
+  return api.seal(body, sealHandles(handles, req.headersDistinct[handles.header] ?? [], req.headersDistinct.baggage ?? []), carrier);
 }
 
 function notAllowed(method: string): Answer {

@@ -12,7 +12,7 @@ import type { IssuerClientConfig } from '../vocabulary/issuer-client-config.js';
 import { MESSAGE_TOKEN_TYP } from '../vocabulary/message-token.js';
 import type { MessagesConfig } from '../vocabulary/messages-config.js';
 import { MessageClaims } from './message-claim.js';
-import { MessagesApi } from './messages-api.js';
+import { MessagesApi, type HandleSource } from './messages-api.js';
 import { startMessagesGrpc } from './messages-grpc.js';
 import { startMessagesHttp } from './messages-http.js';
 import { messageRecorder, messageSpans } from './messages-telemetry.js';
@@ -34,7 +34,8 @@ export interface MessagesContext {
   /** Set with messages.outgoing: seals go to the issuer through it, for handles `sealer` made. */
   issuerClient?: IssuerClientConfig;
   sealer?: HandleSealer;
-  handleHeader: string;
+  /** Where seals read the handle: egress.handle_header (else x-hopguard-handle), and baggage with egress.handle_baggage. */
+  handles: HandleSource;
 }
 
 export interface RunningMessages {
@@ -63,8 +64,8 @@ export async function startMessages(config: MessagesConfig, context: MessagesCon
   });
   const servers: { address: string; close: () => Promise<void> }[] = [];
   try {
-    servers.push(await startMessagesHttp(api, config.listen, context.handleHeader));
-    if (config.grpcListen) servers.push(await startMessagesGrpc(api, config.grpcListen, context.handleHeader));
+    servers.push(await startMessagesHttp(api, config.listen, context.handles));
+    if (config.grpcListen) servers.push(await startMessagesGrpc(api, config.grpcListen, context.handles));
   } catch (err) {
     await Promise.all(servers.map((server) => server.close()));
     client?.close();
