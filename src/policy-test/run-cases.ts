@@ -1,7 +1,8 @@
 /**
  * Runs `hopguard test` cases through the sidecar's own decision pipeline (`authorize`), offline:
  * the config's routes, conditions, data, binding, audience and clock skew as given; one in-memory
- * store for the whole run, so a one-time token used twice is a replay; tokens signed with the
+ * store for the whole run, so a one-time token used twice is a replay, and `leaks:` as configured
+ * (a token presented by a wrong peer is revoked for the cases after it); tokens signed with the
  * run's own key, trusted in place of the issuers' keys for this run only; each caller presents a
  * certificate the run makes for it. Nothing is listened on or connected to.
  */
@@ -10,6 +11,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { importJWK } from 'jose';
+import { AUDIT_OFF } from '../audit/audit-log.js';
 import { authorize, type AuthorizeDeps } from '../authz/authorize.js';
 import { checkRequestMessage } from '../authz/envoy-client.js';
 import { readHopRequest } from '../authz/hop-request.js';
@@ -17,7 +19,9 @@ import type { AuthzConfig } from '../config/authz-config.js';
 import { createCa, issueCert, type Ca, type IssuedCert } from '../devkit/pki.js';
 import { createSigningKey, signAccessToken, type SigningKey } from '../devkit/signing-key.js';
 import { RouteTable } from '../policy/route-table.js';
+import { LeakResponse } from '../signals/leak-response.js';
 import { MemoryStore } from '../store/memory-store.js';
+import { silentLogger } from '../telemetry/log.js';
 import { AccessTokenVerifier } from '../token/access-token-verifier.js';
 import type { IssuerKeys } from '../token/issuer-keys.js';
 import type { Decision } from '../vocabulary/decision.js';
@@ -51,6 +55,11 @@ export async function runCases(config: AuthzConfig, data: PolicyData, cases: rea
       verifier: new AccessTokenVerifier({ audience: config.audience, issuers, clockSkewMs: config.clockSkewMs, cacheMaxEntries: config.cache.maxEntries }),
       store,
       data,
+      // As the config says: with leaks: revoke, a wrong-peer case revokes that token for the cases after it.
+      leaks: new LeakResponse({
+        action: config.leaks ?? 'revoke', store, audit: AUDIT_OFF, log: silentLogger, onLeak: () => undefined,
+        audience: config.audience, clockSkewMs: config.clockSkewMs,
+      }),
     };
     const sent = new Map<string, string>();
     const results: CaseResult[] = [];
