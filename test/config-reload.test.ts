@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EnvoyClient, type CheckOutput } from '../src/authz/envoy-client.js';
 import { configMapDir, logEvents, reloadConfig, reloads, replaceFile, start, stop, waitFor } from './support/config-reload.js';
 import { CHECKOUT, createFixtures, type Fixtures } from './support/harness.js';
+import { startOtlpHttpReceiver } from './support/otlp-receiver.js';
 
 /**
  * Reload without restart, as an operator sees it: a real `hopguard authz` process, its config
@@ -82,12 +83,14 @@ describe('config reload', () => {
     }
   });
 
-  it('keeps restart-only keys and says so; audit records and spans carry the revision', async () => {
+  it('keeps restart-only keys and says so; audit records and spans name the revision that decided', async () => {
     writeFileSync(join(fixtures.dir, 'allowed.yaml'), '[acme]\n');
     const { privateKey } = generateKeyPairSync('ed25519');
     writeFileSync(join(fixtures.dir, 'audit-key.pem'), privateKey.export({ type: 'pkcs8', format: 'pem' }));
     const auditFile = join(fixtures.dir, 'reload-audit.jsonl');
-    const audit = `audit:\n  output: ${auditFile}\n  allows: all\n  signing_key_file: ${join(fixtures.dir, 'audit-key.pem')}\n  flush_interval: 10ms\n`;
+    const receiver = await startOtlpHttpReceiver();
+    const audit = `audit:\n  output: ${auditFile}\n  allows: all\n  signing_key_file: ${join(fixtures.dir, 'audit-key.pem')}\n  flush_interval: 10ms\n`
+      + `telemetry:\n  tracing: true\n  endpoint: ${receiver.endpoint}\n`;
     const file = join(fixtures.dir, 'restart-authz.yaml');
     writeFileSync(file, reloadConfig(fixtures, { extra: audit }));
     const running = await start(file);
@@ -105,8 +108,14 @@ describe('config reload', () => {
         return lines.length >= 2 ? lines : undefined;
       });
       expect(records.map((r) => [r.decision, r.config_revision])).toEqual([['allow', first], ['deny', revision]]);
+      const spans = await waitFor('two check spans', () => {
+        const checks = receiver.spans.filter((span) => span.name === 'hopguard.check');
+        return checks.length >= 2 ? checks : undefined;
+      }, 10_000);
+      expect(spans.map((span) => span.attributes['hopguard.config.revision'])).toEqual([first, revision]);
     } finally {
       await stop(running);
+      await receiver.close();
     }
   });
 
