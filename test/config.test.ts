@@ -595,7 +595,7 @@ describe('parseAuthzConfig: issuer_client and egress', () => {
   it('parses the design example', () => {
     const config = parse(`${YAML.stringify(MINIMAL)}${EGRESS_DESIGN_EXAMPLE}`);
     expect(config.issuerClient).toEqual({
-      tokenEndpoint: 'https://sts.shop.svc.cluster.local:8443/token',
+      tokenEndpoint: 'https://sts.shop.svc.cluster.local:8443/token', transport: 'tls',
       caFile: '/etc/hopguard/tls/ca.crt', certFile: '/etc/hopguard/tls/tls.crt', keyFile: '/etc/hopguard/tls/tls.key',
       timeoutMs: 2000,
     });

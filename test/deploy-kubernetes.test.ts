@@ -261,7 +261,7 @@ describe('k8s/: the example uses egress end to end, frontend → orders → paym
     const envoyTimeoutMs = Number(String(outbound.grpc_service.timeout).replace(/s$/, '')) * 1000;
     for (const { name, authz } of sidecars) {
       expect(authz.issuerClient, name).toEqual({
-        tokenEndpoint: `${issuer.issuer}/token`,
+        tokenEndpoint: `${issuer.issuer}/token`, transport: 'tls',
         caFile: '/etc/hopguard/tls/ca.crt', certFile: '/etc/hopguard/tls/tls.crt', keyFile: '/etc/hopguard/tls/tls.key',
         timeoutMs: expect.any(Number),
       });

@@ -28,7 +28,7 @@ export function egressConfig(fixtures: Fixtures, overrides: Partial<AuthzConfig>
   return authzConfig(fixtures, {
     routes: ROUTES,
     issuerClient: {
-      tokenEndpoint: 'https://127.0.0.1:1/token',
+      tokenEndpoint: 'https://127.0.0.1:1/token', transport: 'tls',
       caFile: fixtures.ca.certPath, certFile: fixtures.checkout.certPath, keyFile: fixtures.checkout.keyPath,
       timeoutMs: 2000,
     },

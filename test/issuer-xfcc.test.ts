@@ -1,5 +1,7 @@
 import { X509Certificate, createHash } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startAuthz, type RunningAuthz } from '../src/authz/authz-service.js';
@@ -7,6 +9,7 @@ import { EnvoyClient } from '../src/authz/envoy-client.js';
 import { parseAuthzConfig } from '../src/config/load-authz-config.js';
 import { parseIssuerConfig } from '../src/config/load-issuer-config.js';
 import { ConfigError } from '../src/schema/config-error.js';
+import { issueCert } from '../src/devkit/pki.js';
 import { createTrustDomain, type TrustDomain } from '../src/devkit/trust-domain.js';
 import { startIssuer, type RunningIssuer } from '../src/issuer/issuer-service.js';
 import { parseXfcc } from '../src/issuer/xfcc.js';
@@ -54,6 +57,17 @@ function post(pathname: string, form: Record<string, string>, { xfcc, from = '12
 }
 const clientCredentials = (xfcc: string | undefined, from?: string) =>
   post('/token', { grant_type: 'client_credentials', audience: ID.orders, scope: 'orders:read' }, { ...(xfcc !== undefined && { xfcc }), ...(from && { from }) });
+
+/** A config reader's problems with a YAML text, as "path: message"; none when it loads. */
+const problemsOf = (parse: (yaml: string, opts: { baseDir: string }) => unknown) => (yaml: string): string[] => {
+  try {
+    parse(yaml, { baseDir: '/' });
+    return [];
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    return err.problems.map((p) => `${p.path}: ${p.message}`);
+  }
+};
 
 beforeAll(async () => {
   mesh = await createTrustDomain('xfcc', ID);
@@ -167,6 +181,126 @@ describe('issuer client_auth: xfcc', () => {
   });
 });
 
+describe('a sidecar behind Istio: issuer_client transport mesh, jwks_transport mesh', () => {
+  /**
+   * Stands in for the two Istio proxies between a sidecar and the issuer: it takes the sidecar's
+   * plain HTTP (as its pod's outbound proxy would), and hands it to the issuer from a trusted
+   * address with the XFCC element the issuer's inbound proxy writes for the certificate the
+   * client's proxy presented: the one in the files Istio's agent writes (OUTPUT_CERTS), read
+   * at each request as Envoy presents its current SDS certificate.
+   */
+  async function meshProxy(certPath: string, uri: string) {
+    const target = new URL(issuer.url);
+    const server = http.createServer((req, res) => {
+      const upstream = http.request({
+        host: target.hostname, port: target.port, path: req.url, method: req.method, localAddress: '127.0.0.1', agent: false,
+        headers: { ...req.headers, 'x-forwarded-client-cert': `By=spiffe://test.local/ns/hopguard-system/sa/hopguard-issuer;Hash=${hashOf(readFileSync(certPath, 'utf8'))};URI=${uri}` },
+      }, (answer) => {
+        res.writeHead(answer.statusCode ?? 502, answer.headers);
+        answer.pipe(res);
+      });
+      req.pipe(upstream);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => new Promise<void>((r) => server.close(() => r())) };
+  }
+
+  it('gets tokens over plain HTTP through the mesh, bound to the certificate the proxy presents, verified at the callee; after Istio rotates it, bound to the new one', async () => {
+    const files = { certPath: path.join(mesh.dir, 'istio-cert-chain.pem'), keyPath: path.join(mesh.dir, 'istio-key.pem') };
+    writeFileSync(files.certPath, mesh.workloads.frontend.certPem);
+    writeFileSync(files.keyPath, mesh.workloads.frontend.keyPem);
+    const proxy = await meshProxy(files.certPath, ID.frontend);
+    const frontend = await startAuthz(parseAuthzConfig(`
+listen: 127.0.0.1:0
+admin: off
+audience: ${ID.frontend}
+issuers:
+  - issuer: ${ISS}
+    jwks_uri: ${proxy.url}/.well-known/jwks.json
+    jwks_transport: mesh
+    algorithms: [ES256]
+store: memory
+routes: [{ name: read, methods: [GET], path_prefix: /x/ }]
+issuer_client:
+  token_endpoint: ${proxy.url}/token
+  transport: mesh
+  cert_file: ${files.certPath}
+  key_file: ${files.keyPath}
+  timeout: 1s
+egress:
+  listen: 127.0.0.1:0
+  destinations:
+    - { host: orders.shop.svc.cluster.local, audience: ${ID.orders}, scopes: [orders:read], without_handle: client_credentials }
+`, { baseDir: mesh.dir }), { log: silentLogger });
+    const outbound = new EnvoyClient(frontend.egressAddress!);
+    try {
+      const tokenOut = async () => {
+        const out = await outbound.check({ path: '/orders/1', host: 'orders.shop.svc.cluster.local:8080', headers: {} });
+        expect(out.allowed).toBe(true);
+        return out.headers.authorization!.replace(/^Bearer /, '');
+      };
+      const first = await tokenOut();
+      expect(claimsOf(first).cnf).toEqual({ 'x5t#S256': mesh.workloads.frontend.thumbprint });
+      const atOrders = (token: string, certificatePem: string) =>
+        orders.envoy.check({ path: '/orders/1', headers: { authorization: `Bearer ${token}` }, principal: ID.frontend, certificatePem });
+      expect((await atOrders(first, mesh.workloads.frontend.certPem)).allowed).toBe(true);
+
+      // Istio's agent writes the renewed certificate; Envoy presents it from then on.
+      const renewed = issueCert(mesh.ca, mesh.dir, { name: 'frontend-renewed', uriSan: ID.frontend, clientAuth: true, serverAuth: true });
+      writeFileSync(files.keyPath, renewed.keyPem);
+      writeFileSync(files.certPath, renewed.certPem);
+      const deadline = Date.now() + 10_000;
+      let token = await tokenOut();
+      while (claimsOf(token).cnf['x5t#S256'] !== renewed.thumbprint && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 200));
+        token = await tokenOut();
+      }
+      expect(claimsOf(token).cnf).toEqual({ 'x5t#S256': renewed.thumbprint });
+      expect((await atOrders(token, renewed.certPem)).allowed).toBe(true);
+      // The token cached for the old certificate is no longer handed out, and is refused with the new one.
+      expect((await atOrders(first, renewed.certPem)).body?.code).toBe('binding_mismatch');
+    } finally {
+      outbound.close();
+      await frontend.stop();
+      await proxy.close();
+    }
+  }, 30_000);
+
+  it('transport mesh is plain HTTP only, without a CA; tls stays https with one; jwks_transport mesh likewise', () => {
+    const authz = (issuerClient: string, jwks = `jwks_uri: https://sts.test.local/jwks\n    jwks_ca_file: ca.pem`) => `listen: 127.0.0.1:0
+audience: ${ID.orders}
+issuers:
+  - issuer: ${ISS}
+    ${jwks}
+    algorithms: [ES256]
+routes: [{ name: read, methods: [GET], path_prefix: /x/ }]
+issuer_client:
+  ${issuerClient}
+  cert_file: c.pem
+  key_file: k.pem
+`;
+    const problems = problemsOf(parseAuthzConfig);
+    expect(parseAuthzConfig(authz('token_endpoint: http://hopguard-issuer.hopguard-system.svc:8080/token\n  transport: mesh',
+      'jwks_uri: http://hopguard-issuer.hopguard-system.svc:8080/.well-known/jwks.json\n    jwks_transport: mesh'), { baseDir: '/' }).issuerClient)
+      .toMatchObject({ transport: 'mesh', tokenEndpoint: 'http://hopguard-issuer.hopguard-system.svc:8080/token' });
+    expect(problems(authz('token_endpoint: http://sts/token\n  ca_file: ca.pem'))).toEqual([
+      'issuer_client.token_endpoint: expected an https URL: the issuer client authenticates with its certificate over TLS (http only with transport: mesh)',
+    ]);
+    expect(problems(authz('token_endpoint: https://sts/token'))).toEqual(['issuer_client.ca_file: is required']);
+    expect(problems(authz('token_endpoint: https://sts/token\n  transport: mesh\n  ca_file: ca.pem'))).toEqual([
+      'issuer_client.token_endpoint: expected an http URL with transport: mesh: the pod\'s mesh proxy does the mTLS',
+      'issuer_client.ca_file: is not used with transport: mesh: the mesh proxy verifies the issuer',
+    ]);
+    expect(problems(authz('token_endpoint: https://sts/token\n  ca_file: ca.pem', 'jwks_uri: http://sts/jwks'))).toEqual([
+      'issuers[0].jwks_uri: expected an https URL; http is allowed only for a loopback host (127.0.0.1, [::1], localhost)',
+    ]);
+    expect(problems(authz('token_endpoint: https://sts/token\n  ca_file: ca.pem', 'jwks_uri: https://sts/jwks\n    jwks_transport: mesh\n    jwks_ca_file: ca.pem'))).toEqual([
+      'issuers[0].jwks_uri: expected an http URL with jwks_transport: mesh: the pod\'s mesh proxy does the TLS',
+      'issuers[0].jwks_ca_file: is not used with jwks_transport: mesh',
+    ]);
+  });
+});
+
 describe('parseXfcc: Envoy\'s format', () => {
   it('reads quoted values with escaped quotes, ";" pairs, "," elements, and repeated URI and DNS', () => {
     expect(parseXfcc('By=spiffe://a;Hash=00ff;Subject="CN=a \\"b\\", O=c;d";URI=spiffe://x;URI=spiffe://y;DNS=a.example,URI=spiffe://z')).toEqual([
@@ -182,15 +316,7 @@ describe('parseXfcc: Envoy\'s format', () => {
 
 describe('issuer config: client_auth', () => {
   const base = (extra: string) => `listen: 127.0.0.1:0\nissuer: ${ISS}\nkeys: { dir: keys }\nclients: [{ id: spiffe://a, grants: [client_credentials] }]\n${extra}`;
-  const problems = (yaml: string) => {
-    try {
-      parseIssuerConfig(yaml, { baseDir: '/' });
-      return [];
-    } catch (err) {
-      if (!(err instanceof ConfigError)) throw err;
-      return err.problems.map((p) => `${p.path}: ${p.message}`);
-    }
-  };
+  const problems = problemsOf(parseIssuerConfig);
 
   it('xfcc trusts Istio\'s inbound proxy address and loopback by default, and takes its own list', () => {
     expect(parseIssuerConfig(base('client_auth: xfcc'), { baseDir: '/' }).clientAuth).toEqual({

@@ -8,19 +8,19 @@ import { resolve } from 'node:path';
 import { z } from 'zod';
 import {
   audience, expected, flag, isHostName, isRecord, nonEmptyString, oneOf, onLists, parsedString, parseListen, parseUrl,
-  positiveDuration, scope, uniqueBy,
+  onObjects, positiveDuration, scope, uniqueBy,
 } from '../schema/config-schema.js';
 import {
   OTHER_HOSTS, WITHOUT_HANDLE, type EgressConfig, type EgressDestination, type OtherHosts, type WithoutHandle,
 } from '../vocabulary/egress-config.js';
 import { IDENTITY_HEADERS } from '../vocabulary/identity-headers.js';
-import type { IssuerClientConfig } from '../vocabulary/issuer-client-config.js';
+import type { IssuerClientConfig, IssuerTransport } from '../vocabulary/issuer-client-config.js';
 import type { ListenAddress } from '../vocabulary/listen-address.js';
 
-/** Tokens are bound to this workload's certificate, presented over mTLS: https only. */
+/** Tokens are bound to this workload's certificate, presented over mTLS: https, or http to the pod's mesh proxy (checked with transport). */
 function parseTokenEndpoint(text: string): string {
   const url = parseUrl(text, 'expected an https URL such as https://sts.example:8443/token');
-  if (url.protocol !== 'https:') throw new Error('expected an https URL: the issuer client authenticates with its certificate over TLS');
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') throw new Error('expected an https URL: the issuer client authenticates with its certificate over TLS');
   if (url.username !== '' || url.password !== '') throw new Error('must not contain credentials (user:password@)');
   if (url.hash !== '') throw new Error('must not contain a fragment (#…)');
   return url.href;
@@ -47,22 +47,41 @@ function parseDestinationHost(text: string): string {
   return host;
 }
 
+/**
+ * tls: https and the issuer's CA. mesh: http to the pod's own mesh proxy (which does the mTLS,
+ * with the certificate in cert_file) and no CA: a plain-HTTP endpoint is never used by accident.
+ */
+function transportFits(raw: { token_endpoint: string; transport: IssuerTransport; ca_file?: string | undefined }, ctx: z.RefinementCtx) {
+  if (typeof raw.token_endpoint !== 'string') return;
+  const http = raw.token_endpoint.startsWith('http:');
+  if (raw.transport === 'tls') {
+    if (http) ctx.addIssue({ code: 'custom', path: ['token_endpoint'], message: 'expected an https URL: the issuer client authenticates with its certificate over TLS (http only with transport: mesh)' });
+    if (raw.ca_file === undefined) ctx.addIssue({ code: 'custom', path: ['ca_file'], message: 'is required' });
+    return;
+  }
+  if (!http) ctx.addIssue({ code: 'custom', path: ['token_endpoint'], message: 'expected an http URL with transport: mesh: the pod\'s mesh proxy does the mTLS' });
+  if (raw.ca_file !== undefined) ctx.addIssue({ code: 'custom', path: ['ca_file'], message: 'is not used with transport: mesh: the mesh proxy verifies the issuer' });
+}
+
 export function issuerClientSchema(baseDir: string) {
   const file = nonEmptyString.transform((path) => resolve(baseDir, path));
   return z
     .strictObject(
       {
         token_endpoint: parsedString('an https URL', parseTokenEndpoint),
-        ca_file: file,
+        transport: oneOf<IssuerTransport>(['tls', 'mesh'], 'tls or mesh').prefault('tls'),
+        ca_file: file.optional(),
         cert_file: file,
         key_file: file,
         timeout: positiveDuration.prefault('2s'),
       },
       expected('a mapping with token_endpoint, ca_file, cert_file and key_file'),
     )
+    .superRefine(transportFits, onObjects)
     .transform((raw): IssuerClientConfig => ({
       tokenEndpoint: raw.token_endpoint,
-      caFile: raw.ca_file,
+      transport: raw.transport,
+      ...(raw.ca_file !== undefined && { caFile: raw.ca_file }),
       certFile: raw.cert_file,
       keyFile: raw.key_file,
       timeoutMs: raw.timeout,

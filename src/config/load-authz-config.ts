@@ -62,13 +62,17 @@ function isLoopbackHostname(hostname: string): boolean {
   return hostname === 'localhost' || hostname === '[::1]' || (isIPv4(hostname) && hostname.startsWith('127.'));
 }
 
-/** Keys are trusted only over https; plain http is allowed for a sidecar on the same host. */
+const JWKS_HTTPS_ONLY = 'expected an https URL; http is allowed only for a loopback host (127.0.0.1, [::1], localhost)';
+
+/**
+ * Keys are trusted only over https; plain http is allowed for a sidecar on the same host, and
+ * with jwks_transport: mesh (checked in checkKeySource) to the pod's own mesh proxy.
+ */
 function parseJwksUri(text: string): string {
-  const httpsOnly = 'expected an https URL; http is allowed only for a loopback host (127.0.0.1, [::1], localhost)';
-  const url = parseUrl(text, httpsOnly);
+  const url = parseUrl(text, JWKS_HTTPS_ONLY);
   if (url.username !== '' || url.password !== '') throw new Error('must not contain credentials (user:password@)');
-  if (url.protocol === 'https:' || (url.protocol === 'http:' && isLoopbackHostname(url.hostname))) return url.href;
-  throw new Error(httpsOnly);
+  if (url.protocol === 'https:' || url.protocol === 'http:') return url.href;
+  throw new Error(JWKS_HTTPS_ONLY);
 }
 
 function parseBinding(text: string): BindingMode {
@@ -119,19 +123,34 @@ export const trustedIssuerFields = {
   jwks_file: nonEmptyString.optional(),
   jwks_uri: parsedString('an https URL', parseJwksUri).optional(),
   jwks_ca_file: nonEmptyString.optional(),
+  // mesh: jwks_uri is http to the pod's own mesh proxy (Istio's), which carries it over mTLS.
+  jwks_transport: oneOf<'tls' | 'mesh'>(['tls', 'mesh'], 'tls or mesh').optional(),
   algorithms: z
     .array(algorithm, expected('a list of algorithms such as [ES256]'))
     .min(1, 'expected at least one algorithm, such as [ES256]'),
   max_ttl: positiveDuration.prefault('10m'),
 };
 
-type TrustedIssuerRaw = { issuer: string; jwks_file?: string; jwks_uri?: string; jwks_ca_file?: string; algorithms: Algorithm[]; max_ttl: number };
+type TrustedIssuerRaw = {
+  issuer: string; jwks_file?: string; jwks_uri?: string; jwks_ca_file?: string; jwks_transport?: 'tls' | 'mesh'; algorithms: Algorithm[]; max_ttl: number;
+};
 
 /** Exactly one key source; a CA bundle only for a URL. */
 export function checkKeySource(raw: TrustedIssuerRaw, ctx: z.RefinementCtx): void {
   exactlyOneOf('jwks_file', 'jwks_uri')(raw, ctx);
   if (raw.jwks_ca_file !== undefined && raw.jwks_uri === undefined) {
     ctx.addIssue({ code: 'custom', path: ['jwks_ca_file'], message: 'only applies with jwks_uri' });
+  }
+  if (typeof raw.jwks_uri !== 'string' || !URL.canParse(raw.jwks_uri)) {
+    if (raw.jwks_uri === undefined && raw.jwks_transport !== undefined) ctx.addIssue({ code: 'custom', path: ['jwks_transport'], message: 'only applies with jwks_uri' });
+    return;
+  }
+  const url = new URL(raw.jwks_uri);
+  if (raw.jwks_transport === 'mesh') {
+    if (url.protocol !== 'http:') ctx.addIssue({ code: 'custom', path: ['jwks_uri'], message: 'expected an http URL with jwks_transport: mesh: the pod\'s mesh proxy does the TLS' });
+    if (raw.jwks_ca_file !== undefined) ctx.addIssue({ code: 'custom', path: ['jwks_ca_file'], message: 'is not used with jwks_transport: mesh' });
+  } else if (url.protocol === 'http:' && !isLoopbackHostname(url.hostname)) {
+    ctx.addIssue({ code: 'custom', path: ['jwks_uri'], message: JWKS_HTTPS_ONLY });
   }
 }
 

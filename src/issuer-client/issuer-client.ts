@@ -2,11 +2,13 @@
  * How a sidecar obtains tokens from the issuer: RFC 8693 token exchange and client credentials
  * over mTLS with this workload's certificate, so each token is bound to it (RFC 8705). One
  * keep-alive agent per certificate pair; a rotation swaps in a new agent, and the old one is
- * closed once its requests can no longer be running.
+ * closed once its requests can no longer be running. With transport mesh the requests are plain
+ * HTTP to the pod's own mesh proxy, which presents the same certificate (Istio's, written to
+ * files by its agent): the files are still read, for the binding and to see it rotate.
  */
 
 import https from 'node:https';
-import type { IncomingMessage } from 'node:http';
+import http, { type IncomingMessage } from 'node:http';
 import type { Context } from '@opentelemetry/api';
 import { FILE_KINDS, readConfiguredFile } from '../schema/bounded-read.js';
 import { silentLogger, type Logger } from '../telemetry/log.js';
@@ -49,14 +51,14 @@ export interface MessageTokenRequest extends TokenRequest {
 
 export class IssuerClient {
   readonly options: IssuerClientOptions;
-  private readonly ca: Buffer;
+  private readonly ca: Buffer | undefined;
   private readonly certificate: WorkloadCertificate;
-  private agent: https.Agent;
+  private agent: http.Agent;
 
   /** Reads the CA and the workload pair now: a ConfigError names what is wrong. */
   constructor(options: unknown, log: Logger = silentLogger) {
     this.options = parseIssuerClientOptions(options);
-    this.ca = readConfiguredFile(this.options.caFile, 'caFile', FILE_KINDS.certificate);
+    this.ca = this.options.caFile === undefined ? undefined : readConfiguredFile(this.options.caFile, 'caFile', FILE_KINDS.certificate);
     this.certificate = new WorkloadCertificate(this.options.certFile, this.options.keyFile, this.options.certPollMs, log);
     this.agent = this.agentFor(this.certificate.current);
     this.certificate.onChange((pair) => this.useCertificate(pair));
@@ -119,8 +121,9 @@ export class IssuerClient {
     setTimeout(() => old.destroy(), this.options.timeoutMs + 1_000).unref();
   }
 
-  private agentFor(pair: CertificatePair): https.Agent {
-    return new https.Agent({ keepAlive: true, ca: this.ca, cert: pair.cert, key: pair.key, minVersion: 'TLSv1.2' });
+  private agentFor(pair: CertificatePair): http.Agent {
+    if (this.options.transport === 'mesh') return new http.Agent({ keepAlive: true });
+    return new https.Agent({ keepAlive: true, ca: this.ca!, cert: pair.cert, key: pair.key, minVersion: 'TLSv1.2' });
   }
 
   /** `tokenType`: the token_type a 200 must carry, lower case (N_A for a message token, RFC 8693 §2.2.1). */
@@ -129,7 +132,7 @@ export class IssuerClient {
     const boundTo = this.thumbprint;
     const { timeoutMs } = this.options;
     return new Promise<IssuedToken>((resolve, reject) => {
-      const req = https.request(this.options.tokenEndpoint, {
+      const req = (this.options.transport === 'mesh' ? http : https).request(this.options.tokenEndpoint, {
         method: 'POST',
         agent: this.agent,
         headers: {

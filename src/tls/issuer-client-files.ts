@@ -3,7 +3,8 @@ import { readCaFile } from './certificate-chain.js';
 import { readKeyPair } from './key-pair.js';
 
 export interface IssuerClientFiles {
-  ca: Buffer;
+  /** Absent with transport mesh. */
+  ca?: Buffer;
   cert: Buffer;
   key: Buffer;
 }
@@ -13,10 +14,10 @@ export interface IssuerClientFiles {
  * at start, by check-config, and whenever the workload's certificate files change.
  */
 export function readIssuerClientFiles(config: IssuerClientConfig): IssuerClientFiles {
-  const ca = readCaFile(config.caFile, 'issuer_client.ca_file');
+  const ca = config.caFile === undefined ? undefined : readCaFile(config.caFile, 'issuer_client.ca_file');
   const pair = readKeyPair(
     { cert: config.certFile, key: config.keyFile },
     { cert: 'issuer_client.cert_file', key: 'issuer_client.key_file' },
   );
-  return { ca, ...pair };
+  return { ...(ca && { ca }), ...pair };
 }
