@@ -70,7 +70,7 @@ describe('authz config: messages', () => {
     ['an unknown key', `${BASE}messages:\n  listen: 127.0.0.1:9195\n  incomming: []\n`, 'messages.incomming', 'unknown key'],
     ['max_delay under 1s', BASE + ISSUER_CLIENT + DESIGN_MESSAGES.replace('max_delay: 15m', 'max_delay: 500ms'), 'messages.outgoing[0].max_delay', 'at least 1s'],
     ['an unknown without_handle', BASE + ISSUER_CLIENT + DESIGN_MESSAGES.replace('without_handle: deny ', 'without_handle: allow '), 'messages.outgoing[0].without_handle', 'expected one of deny, client_credentials'],
-    ['workers above 1', `${BASE}store: redis://127.0.0.1:6379\nworkers: 2\nmessages:\n  listen: 127.0.0.1:9195\n`, 'messages', 'workers'],
+    ['workers above 1 with store: memory and incoming', `${BASE}workers: 2\nmessages:\n  listen: 127.0.0.1:9195\n  incoming: [{ destination: jobs }]\n`, 'workers', 'needs a redis store'],
   ])('refuses %s, naming the key', (_what, yaml, path, fragment) => {
     const found = problems(yaml);
     expect(found).toContainEqual({ path, message: expect.stringContaining(fragment) });

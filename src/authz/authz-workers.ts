@@ -2,7 +2,7 @@ import cluster, { type Worker } from 'node:cluster';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { startAdminServer, type Readiness } from '../admin/admin-server.js';
 import { listenForShutdown, serveUntilSignal } from '../admin/serve-until-signal.js';
-import type { AuthzConfig } from '../config/authz-config.js';
+import { handleCarriers, type AuthzConfig } from '../config/authz-config.js';
 import { newHandleKey } from '../egress/handle.js';
 import type { Logger } from '../telemetry/log.js';
 import { loadAuthzMaterials } from './authz-materials.js';
@@ -29,7 +29,7 @@ export async function serveAuthz(config: AuthzConfig, log: Logger, configFile?: 
     return runPrimary(config, config.workers!, log, (forward) => { onHangup = forward; });
   }
   const worker = cluster.worker;
-  const handleKey = worker && config.egress ? await handleKeyFromPrimary() : undefined;
+  const handleKey = worker && handleCarriers(config) ? await handleKeyFromPrimary() : undefined;
   const running = await startAuthz(worker ? workerConfig(config) : config, {
     log, ...(worker && { worker: worker.id }), ...(handleKey && { handleKey }), ...(configFile !== undefined && { configFile }),
   });
@@ -43,7 +43,7 @@ export async function serveAuthz(config: AuthzConfig, log: Logger, configFile?: 
 
 type WorkerMessage =
   | { hopguard: 'handle_key_wanted' }
-  | { hopguard: 'started'; grpc: string; egress?: string; admin?: string }
+  | { hopguard: 'started'; grpc: string; egress?: string; messages?: string; messagesGrpc?: string; admin?: string }
   | { hopguard: 'readiness'; readiness: Readiness };
 
 /** Sent by the primary only, over the IPC channel: never in the environment or a log. */
@@ -76,6 +76,8 @@ function reportToPrimary(running: RunningAuthz): void {
   send({
     hopguard: 'started', grpc: running.grpcAddress,
     ...(running.egressAddress && { egress: running.egressAddress }),
+    ...(running.messagesAddress && { messages: running.messagesAddress }),
+    ...(running.messagesGrpcAddress && { messagesGrpc: running.messagesGrpcAddress }),
     ...(running.adminAddress && { admin: running.adminAddress }),
   });
   const report = () => send({ hopguard: 'readiness', readiness: running.readiness() });
@@ -99,11 +101,12 @@ async function runPrimary(config: AuthzConfig, count: number, log: Logger, onHan
   loadAuthzMaterials(config);
   // Workers must not remove the socket file one of them is already serving on.
   for (const listen of [config.listen, config.egress?.listen]) if (listen?.kind === 'unix') removeStaleSocket(listen.path);
-  const handleKey = config.egress && newHandleKey();
+  const handleKey = handleCarriers(config) && newHandleKey();
   const states = new Map<number, WorkerState>();
   let stopping = false;
   let grpcAddress = '';
   let egressAddress: string | undefined;
+  let messages: { messages?: string; messages_grpc?: string } = {};
 
   /** Resolves once the worker serves; rejects with its exit code if it dies before. */
   const fork = () => new Promise<void>((resolve, reject) => {
@@ -117,6 +120,7 @@ async function runPrimary(config: AuthzConfig, count: number, log: Logger, onHan
         state.started = true;
         grpcAddress = message.grpc;
         egressAddress = message.egress;
+        messages = { ...(message.messages && { messages: message.messages }), ...(message.messagesGrpc && { messages_grpc: message.messagesGrpc }) };
         if (message.admin !== undefined) state.admin = message.admin;
         resolve();
       } else if (message?.hopguard === 'readiness') {
@@ -161,7 +165,7 @@ async function runPrimary(config: AuthzConfig, count: number, log: Logger, onHan
       serveMetrics: (_req, res) => void combinedMetrics([...states.values()], res, log),
     })
     : undefined;
-  log.info('authz_started', { grpc: grpcAddress, ...(egressAddress && { egress: egressAddress }), admin: admin?.address ?? 'off', audience: config.audience, workers: count });
+  log.info('authz_started', { grpc: grpcAddress, ...(egressAddress && { egress: egressAddress }), ...messages, admin: admin?.address ?? 'off', audience: config.audience, workers: count });
   onHangup(() => {
     for (const { worker } of states.values()) worker.process.kill('SIGHUP');
   });

@@ -89,8 +89,9 @@ export function messagesFitTheRest(raw: Record<string, unknown>, ctx: z.Refineme
   if (Array.isArray(messages.outgoing) && messages.outgoing.length > 0 && raw.issuer_client === undefined) {
     ctx.addIssue({ code: 'custom', path: ['issuer_client'], message: 'is required with messages.outgoing: message tokens are minted by the issuer' });
   }
-  if (typeof raw.workers === 'number' && raw.workers > 1) {
-    ctx.addIssue({ code: 'custom', path: ['messages'], message: 'is not supported with workers above 1 yet: use workers: 1' });
+  // Each worker of `store: memory` would keep its own marks, and accept a message once per worker.
+  if (typeof raw.workers === 'number' && raw.workers > 1 && raw.store === 'memory' && Array.isArray(messages.incoming) && messages.incoming.length > 0) {
+    ctx.addIssue({ code: 'custom', path: ['workers'], message: 'more than 1 with messages.incoming needs a redis store: with store: memory each worker keeps its own record of accepted message tokens, so each would be accepted once per worker' });
   }
   const others: [string, unknown][] = [
     ['listen', raw.listen],

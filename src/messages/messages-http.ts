@@ -22,7 +22,8 @@ export async function startMessagesHttp(
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err) => reject(listenFailure('messages.listen', formatAddress(listen.host, listen.port), err)));
-    server.listen({ port: listen.port, host: listen.host, exclusive: true }, () => resolve());
+    // Not exclusive: the workers of `workers: N` share one listener through the primary.
+    server.listen({ port: listen.port, host: listen.host }, () => resolve());
   });
   const { port } = server.address() as AddressInfo;
   return {

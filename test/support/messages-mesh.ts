@@ -45,7 +45,9 @@ export interface MessagesMesh {
   /** A token frontend got for orders (what a user's request carries into orders). */
   frontendToken(): Promise<string>;
   /** What orders' application gets from orders' inbound allow for that token: its handle. */
-  handleFor(token: string): Promise<string>;
+  handleFor(token: string, inbound?: EnvoyClient): Promise<string>;
+  /** orders' authz config, for running one as a process. */
+  producerYaml(): string;
   post(address: string, path: string, body: unknown, headers?: Record<string, string>): Promise<Answer>;
   stop(): Promise<void>;
 }
@@ -102,7 +104,7 @@ clients:
     jwks_uri: ${issuer.url}/.well-known/jwks.json
     jwks_ca_file: ${mesh.ca.certPath}
     algorithms: [ES256]`;
-  const producerAuthz = await startAuthz(parseAuthzConfig(`
+  const producerYaml = () => `
 listen: 127.0.0.1:0
 admin: off
 audience: ${ID.orders}
@@ -121,7 +123,8 @@ ${grpc ? '  grpc_listen: 127.0.0.1:0\n' : ''}  outgoing:
     - { destination: ${SLOW}, audience: ${ID.ledger}, scopes: [ledger:write], max_delay: 1s }
     - { destination: ${AUDIT_TRAIL}, audience: ${ID.ledger}, scopes: [ledger:audit], without_handle: client_credentials }
 ${extra.producer ?? ''}
-`, { baseDir: mesh.dir }), { log: silentLogger });
+`;
+  const producerAuthz = await startAuthz(parseAuthzConfig(producerYaml(), { baseDir: mesh.dir }), { log: silentLogger });
 
   const consumerYaml = (auditPath: string, withGrpc: boolean) => `
 listen: 127.0.0.1:0
@@ -150,7 +153,7 @@ ${extra.consumer ?? ''}
 
   const producer = { authz: producerAuthz, inbound: new EnvoyClient(producerAuthz.grpcAddress) };
   return {
-    mesh, issuer, prefix, issuerAuditPath, producer, consumers: started, consumerYaml: (auditPath) => consumerYaml(auditPath, false),
+    mesh, issuer, prefix, issuerAuditPath, producer, consumers: started, consumerYaml: (auditPath) => consumerYaml(auditPath, false), producerYaml,
     async frontendToken() {
       const reply = await issuerRequest(issuer.url, '/token', {
         caPem: mesh.ca.certPem, client: mesh.workloads.frontend,
@@ -159,8 +162,8 @@ ${extra.consumer ?? ''}
       if (reply.status !== 200) throw new Error(`frontend got no token: ${JSON.stringify(reply.body)}`);
       return reply.body.access_token as string;
     },
-    async handleFor(token) {
-      const out = await producer.inbound.check({
+    async handleFor(token, inbound = producer.inbound) {
+      const out = await inbound.check({
         path: '/orders/1', headers: { authorization: `Bearer ${token}` }, principal: ID.frontend, certificatePem: mesh.workloads.frontend.certPem,
       });
       const handle = out.headers['x-hopguard-handle'];
