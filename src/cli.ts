@@ -40,7 +40,9 @@ Usage:
   hopguard inject --config FILE         serve the sidecar injector: a Kubernetes mutating
                                         admission webhook (HTTPS POST /mutate) adding Envoy
                                         and hopguard authz to pods annotated
-                                        hopguard.dev/inject: "true"
+                                        hopguard.dev/inject: "true"; and POST /decommission,
+                                        the validating webhook for ServiceAccount DELETE that
+                                        revokes the workload's tokens in the config's store
   hopguard inject -f FILE [--config FILE] [--namespace NS]
                                         the same offline: print FILE's manifests with the
                                         sidecars added (FILE - reads stdin)

@@ -69,6 +69,7 @@ describe('k8s/: every resource against the Kubernetes OpenAPI schemas', () => {
       'PrometheusRule/hopguard',
       'Service/hopguard-injector', 'Service/hopguard-issuer', 'Service/hopguard-redis', 'Service/orders', 'Service/otel-collector', 'Service/payments',
       'ServiceAccount/frontend', 'ServiceAccount/hopguard-injector', 'ServiceAccount/hopguard-issuer', 'ServiceAccount/orders', 'ServiceAccount/payments',
+      'ValidatingWebhookConfiguration/hopguard-decommission',
     ]);
   });
 

@@ -6,6 +6,9 @@ import { defaultInjectConfig, injectionSettings, loadInjectConfigFile } from '..
 import { injectManifests } from '../inject/offline-inject.js';
 import { InjectionError } from '../inject/sidecar-injection.js';
 import { startWebhook } from '../inject/webhook-server.js';
+import { openAuditLog } from '../audit/audit-log.js';
+import { Decommission } from '../signals/decommission.js';
+import { openStore } from '../store/open-store.js';
 import { createLogger } from '../telemetry/log.js';
 import { CONFIG_OPTION, UsageError, requireOption } from './command-line.js';
 
@@ -44,5 +47,17 @@ export async function injectCommand(argv: string[]): Promise<number> {
   if (tls === undefined) throw new UsageError(`${values.config}: tls (cert, key) is required to serve the webhook`);
   const log = createLogger();
   listenForShutdown();
-  return serveUntilSignal(await startWebhook({ ...config, tls }, injectionSettings(config, loadEnvoyTemplate(config.envoyTemplate)), log), log);
+  // POST /decommission revokes in the store the config names, audited where its audit: says.
+  const store = await openStore(config, log);
+  const audit = await openAuditLog(config.audit, { log });
+  const decommission = new Decommission({ trustDomain: config.trustDomain, store, audit, log, revocationTtlMs: config.revocationTtlMs });
+  const webhook = await startWebhook({ ...config, tls }, injectionSettings(config, loadEnvoyTemplate(config.envoyTemplate)), log, { decommission });
+  return serveUntilSignal({
+    ...webhook,
+    async stop() {
+      await webhook.stop();
+      await store.close();
+      await audit.close();
+    },
+  }, log);
 }

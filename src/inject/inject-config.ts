@@ -8,14 +8,15 @@ import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { z } from 'zod';
 import {
-  expected, loadConfigFile, nonEmptyString, parseConfig, parseHostPort, parsedString,
+  expected, loadConfigFile, nonEmptyString, onObjects, parseConfig, parseHostPort, parsedString, redisTlsNeedsRediss,
 } from '../schema/config-schema.js';
+import { decommissionConfig, decommissionFields, type DecommissionConfig } from './decommission-config.js';
 import type { EnvoyTemplate } from './envoy-bootstrap.js';
 import type { InjectionMode, InjectionSettings, SidecarLayout } from './sidecar-injection.js';
 
 export type OnError = 'deny' | 'allow';
 
-export interface InjectConfig {
+export interface InjectConfig extends DecommissionConfig {
   listen: { host: string; port: number };
   /** Absent in offline use; serving without it is a usage error. */
   tls?: { certFile: string; keyFile: string };
@@ -71,9 +72,11 @@ function injectConfigSchema(baseDir: string) {
         sidecars: z.enum(['native', 'classic'], expected('native or classic')).default('native'),
         envoy_template: file.optional(),
         images: z.strictObject({ envoy: image.default(DEFAULT_IMAGES.envoy), hopguard: image.default(DEFAULT_IMAGES.hopguard) }, expected('a mapping with envoy and hopguard')).prefault({}),
+        ...decommissionFields(baseDir),
       },
       expected('a mapping'),
     )
+    .superRefine(redisTlsNeedsRediss, onObjects)
     .transform((raw): InjectConfig => ({
       listen: raw.listen,
       ...(raw.tls !== undefined && { tls: { certFile: raw.tls.cert, keyFile: raw.tls.key } }),
@@ -83,6 +86,7 @@ function injectConfigSchema(baseDir: string) {
       sidecars: raw.sidecars,
       envoyTemplate: raw.envoy_template ?? DEFAULT_ENVOY_TEMPLATE,
       images: raw.images,
+      ...decommissionConfig(raw),
     }));
 }
 

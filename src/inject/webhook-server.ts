@@ -6,6 +6,7 @@ import { listenFailure } from '../admin/listen-failure.js';
 import { readBody, RequestAborted } from '../tls/request-body.js';
 import { createBoundedServer, SERVER_BOUNDS, type AbortPhase, type ServerBounds } from '../tls/server-bounds.js';
 import { serverTlsOptions } from '../tls/server-tls.js';
+import type { Decommission } from '../signals/decommission.js';
 import { admit } from './admission.js';
 import type { InjectConfig, OnError } from './inject-config.js';
 import type { InjectionSettings } from './sidecar-injection.js';
@@ -15,6 +16,7 @@ import type { InjectionSettings } from './sidecar-injection.js';
  * certificate the MutatingWebhookConfiguration's caBundle vouches for.
  *
  *   POST /mutate    AdmissionReview in, AdmissionReview out (see admission.ts)
+ *   POST /decommission  ServiceAccount DELETE reviews: always admitted, the workload's tokens revoked (signals/decommission.ts)
  *   GET  /healthz   200 while the process serves
  */
 
@@ -33,6 +35,8 @@ export interface WebhookOptions {
   tlsReloadMs?: number;
   /** The design's bounds by default (SERVER_BOUNDS); tests shorten them. */
   bounds?: Partial<ServerBounds>;
+  /** POST /decommission, the ValidatingWebhook for ServiceAccount DELETE; 404 without it. */
+  decommission?: Decommission;
 }
 
 export async function startWebhook(
@@ -54,7 +58,7 @@ export async function startWebhook(
     name: 'inject',
     refusal: (_status, description) => ({ contentType: 'text/plain', body: `${description}\n` }),
   }, (req, res) => {
-    handle(req, res, { onError: config.onError, settingsFor, log, bodyMs: bounds.bodyMs, aborted }).catch((err: unknown) => {
+    handle(req, res, { onError: config.onError, settingsFor, log, bodyMs: bounds.bodyMs, aborted, ...(options.decommission && { decommission: options.decommission }) }).catch((err: unknown) => {
       log.error('inject_failed', { error: err instanceof Error ? err.message : 'unknown' });
       if (!res.headersSent) send(res, 500, 'text/plain', 'internal error\n');
     });
@@ -95,12 +99,14 @@ interface Serving {
   log: Logger;
   bodyMs: number;
   aborted: (reason: RequestAborted['reason'], during: AbortPhase) => void;
+  decommission?: Decommission;
 }
 
-async function handle(req: IncomingMessage, res: ServerResponse, { onError, settingsFor, log, bodyMs, aborted }: Serving) {
+async function handle(req: IncomingMessage, res: ServerResponse, { onError, settingsFor, log, bodyMs, aborted, decommission }: Serving) {
   const path = (req.url ?? '').split('?')[0];
   if (req.method === 'GET' && path === '/healthz') return send(res, 200, 'text/plain', 'ok\n');
-  if (path !== '/mutate') return send(res, 404, 'text/plain', 'not found\n');
+  const route = path === '/mutate' || (path === '/decommission' && decommission) ? path : undefined;
+  if (route === undefined) return send(res, 404, 'text/plain', 'not found\n');
   if (req.method !== 'POST') return send(res, 405, 'text/plain', 'use POST\n');
 
   let body: string;
@@ -120,6 +126,14 @@ async function handle(req: IncomingMessage, res: ServerResponse, { onError, sett
     review = JSON.parse(body);
   } catch {
     review = undefined;
+  }
+  if (route === '/decommission') {
+    const answer = await decommission!.review(review);
+    if (answer.kind === 'unanswerable') {
+      log.warn('decommission_bad_request', { reason: answer.message });
+      return send(res, 400, 'text/plain', `${answer.message}\n`);
+    }
+    return send(res, 200, 'application/json', JSON.stringify(answer.review));
   }
   const outcome = admit(review, settingsFor, onError);
   if (outcome.kind === 'unanswerable') {
