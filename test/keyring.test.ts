@@ -63,6 +63,14 @@ describe('Keyring', () => {
     expect(ring.expiredFiles(t0 + 61.5 * MIN)).toEqual([path.join(keys, `${first}.json`)]);
   });
 
+  it('keeps a replaced key published for message_ttl only when some client may be sent message tokens', () => {
+    const base = { tokenTtlMs: 5 * MIN, refreshTtlMs: 60 * MIN, clockSkewMs: MIN / 2, messageTtlMs: 120 * MIN };
+    const client = (messageAudiences: string[]) => ({ messageAudiences }) as IssuerConfig['clients'][number];
+    expect(keyRetention({ ...base, clients: [client([])] })).toEqual({ publishedMs: 5.5 * MIN, verifiedMs: 60.5 * MIN });
+    expect(keyRetention({ ...base, clients: [client([]), client(['spiffe://t/ns/a/sa/worker'])] }))
+      .toEqual({ publishedMs: 120.5 * MIN, verifiedMs: 120.5 * MIN });
+  });
+
   it('refuses a key file that does not parse, naming the file and never its contents', async () => {
     const keys = freshDir();
     await createKeyFile(keys, 'ES256', Date.now());

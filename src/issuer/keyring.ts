@@ -49,10 +49,12 @@ export interface KeyRetention {
 }
 
 export function keyRetention(
-  config: Pick<IssuerConfig, 'tokenTtlMs' | 'refreshTtlMs' | 'clockSkewMs'> & Partial<Pick<IssuerConfig, 'messageTtlMs'>>,
+  config: Pick<IssuerConfig, 'tokenTtlMs' | 'refreshTtlMs' | 'clockSkewMs'> & Partial<Pick<IssuerConfig, 'messageTtlMs' | 'clients'>>,
 ): KeyRetention {
-  // A message token is verified by its consumer until it expires, like an access token by its callee.
-  const signedTtlMs = Math.max(config.tokenTtlMs, config.messageTtlMs ?? 0);
+  // A message token is verified by its consumer until it expires, like an access token by its
+  // callee; only clients with message_audiences get one, so without them message_ttl keeps nothing.
+  const mintsMessages = config.clients?.some((client) => client.messageAudiences.length > 0) ?? false;
+  const signedTtlMs = Math.max(config.tokenTtlMs, mintsMessages ? (config.messageTtlMs ?? 0) : 0);
   return {
     publishedMs: signedTtlMs + config.clockSkewMs,
     verifiedMs: Math.max(signedTtlMs, config.refreshTtlMs) + config.clockSkewMs,
