@@ -316,6 +316,8 @@ describe('layouts and Istio', () => {
     expect(JSON.parse(pod.metadata.annotations['sidecar.istio.io/userVolumeMount'])).toEqual([{ name: 'hopguard-istio-certs', mountPath: '/etc/istio-output-certs' }]);
     expect(pod.metadata.labels['hopguard.dev/sidecar']).toBe('injected');
     expect(pod.spec.volumes).toContainEqual({ name: 'hopguard-istio-certs', emptyDir: { medium: 'Memory' } });
+    // The workload certificate is Istio's: hopguard's own TLS Secret is not mounted.
+    expect((pod.spec.volumes as Obj[]).map((v) => v.name)).not.toContain('hopguard-tls');
     // Istio's key: hopguard authz reads it, the application never mounts it.
     const mounting = allContainers(pod).filter((c) => (c.volumeMounts ?? []).some((m: Obj) => m.name === 'hopguard-istio-certs'));
     expect(mounting.map((c) => [c.name, c.volumeMounts.find((m: Obj) => m.name === 'hopguard-istio-certs')])).toEqual([

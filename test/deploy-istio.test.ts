@@ -3,10 +3,11 @@ import path from 'node:path';
 import { stringify } from 'yaml';
 import { describe, expect, it } from 'vitest';
 import { parseAuthzConfig } from '../src/config/load-authz-config.js';
+import { parseIssuerConfig } from '../src/config/load-issuer-config.js';
 import { loadEnvoyTemplate } from '../src/inject/envoy-bootstrap.js';
 import { injectionSettings, parseInjectConfig } from '../src/inject/inject-config.js';
 import { injectManifests } from '../src/inject/offline-inject.js';
-import { INJECTED_LABEL } from '../src/inject/sidecar-injection.js';
+import { INJECTED_LABEL, ISTIO_CERTS_DIR } from '../src/inject/sidecar-injection.js';
 import { loadEnvoySchema, typeUrlsIn } from './support/deploy-envoy-schema.js';
 import { kubernetesProblems } from './support/deploy-kubernetes-schema.js';
 import { documents, kustomizeBuild, yamlFiles } from './support/manifests.js';
@@ -26,7 +27,8 @@ const EXT_AUTHZ = 'type.googleapis.com/envoy.extensions.filters.http.ext_authz.v
 const MESH_CONFIG = 'mesh-config.yaml';
 
 const kustomization = documents(readFileSync(path.join(ISTIO, 'kustomization.yaml'), 'utf8'))[0]!;
-const OWN = yamlFiles(ISTIO).filter((file) => path.basename(file) !== MESH_CONFIG)
+const PATCHES = path.join(ISTIO, 'patches');
+const OWN = yamlFiles(ISTIO).filter((file) => path.basename(file) !== MESH_CONFIG && !file.startsWith(`${PATCHES}/`))
   .flatMap((file) => documents(readFileSync(file, 'utf8')).map((doc) => ({ file: path.relative(ISTIO, file), doc })));
 const own = (kind: string) => OWN.filter((r) => r.doc.kind === kind).map((r) => r.doc);
 const meshConfig = documents(readFileSync(path.join(ISTIO, MESH_CONFIG), 'utf8'))[0]!;
@@ -42,6 +44,7 @@ const PATCH_MESSAGE: Record<string, string> = {
   FILTER_CHAIN: 'envoy.config.listener.v3.FilterChain',
   CLUSTER: 'envoy.config.cluster.v3.Cluster',
 };
+const shopFilters = own('EnvoyFilter').filter((f) => f.metadata.namespace === 'shop');
 const patches = own('EnvoyFilter').flatMap((filter) => (filter.spec.configPatches as Obj[]).map((patch, index) => ({ name: `${filter.metadata.name}[${index}]`, patch })));
 const envoy = loadEnvoySchema(patches.map((p) => p.patch.patch.value), Object.values(PATCH_MESSAGE));
 
@@ -51,6 +54,8 @@ describe('k8s/istio: the overlay', () => {
     for (const resource of kustomization.resources as string[]) expect(existsSync(path.join(ISTIO, resource)), resource).toBe(true);
     const listed = (kustomization.resources as string[]).filter((r) => !r.startsWith('..'));
     expect([...new Set(OWN.map((r) => r.file))].sort()).toEqual([...listed].sort());
+    const patchFiles = (kustomization.patches as Obj[]).filter((p) => p.path !== undefined).map((p) => p.path as string);
+    expect(yamlFiles(PATCHES).map((file) => path.relative(ISTIO, file)).sort()).toEqual([...patchFiles].sort());
   });
 
   it('kubectl kustomize builds it, and every object validates, Istio\'s included', () => {
@@ -84,7 +89,7 @@ describe('k8s/istio: the overlay', () => {
 
   it('Istio injects the shop namespace, and callers reach the applications on their HTTP port, through Istio\'s mTLS', () => {
     expect(builtNamed('Namespace', 'shop').metadata.labels).toMatchObject({ 'istio-injection': 'enabled', 'hopguard.dev/injection': 'enabled' });
-    expect(own('PeerAuthentication').map((p) => [p.metadata.namespace, p.spec.mtls.mode])).toEqual([['shop', 'STRICT']]);
+    expect(own('PeerAuthentication').map((p) => [p.metadata.namespace, p.spec.mtls.mode]).sort()).toEqual([['hopguard-system', 'STRICT'], ['shop', 'STRICT']]);
     for (const name of ['orders', 'payments']) {
       const deployment = builtNamed('Deployment', name);
       const appPort = deployment.spec.template.spec.containers[0].ports[0].containerPort;
@@ -136,8 +141,10 @@ describe('k8s/istio: the EnvoyFilters', () => {
   it.each(patches.map((p) => [p.name, p.patch] as const))('%s: its value is a valid Envoy message, typed_config resolved by its @type', (_, patch) => {
     const message = PATCH_MESSAGE[patch.applyTo as string];
     expect(message, `applyTo ${patch.applyTo}`).toBeDefined();
-    expect(typeUrlsIn(patch.patch.value)).toEqual([EXT_AUTHZ]);
-    expect(envoy.check(patch.patch.value, message)).toEqual([]);
+    expect(typeUrlsIn(patch.patch.value)).toHaveLength(1);
+    // A MERGE value is merged into what Istio generated: the fields Envoy requires are there already.
+    const merged = patch.patch.operation === 'MERGE';
+    expect(envoy.check(patch.patch.value, message).filter((problem) => !(merged && / (required|is required in) /.test(problem)))).toEqual([]);
   });
 
   it('the Envoy check refuses a misspelt or misplaced field and an unknown @type inside a patch', () => {
@@ -155,11 +162,13 @@ describe('k8s/istio: the EnvoyFilters', () => {
       .toEqual(['typed_config.@type: unresolvable type "type.googleapis.com/envoy.extensions.filters.http.nope.v3.Nope" (not in Envoy\'s protos)']);
   });
 
-  it('apply only to the pods hopguard injected', () => {
-    for (const filter of own('EnvoyFilter')) {
-      expect(filter.spec.workloadSelector).toEqual({ labels: { [INJECTED_LABEL]: 'injected' } });
-      expect(filter.metadata.namespace).toBe('shop');
-    }
+  it('apply only to the pods hopguard injected, and the issuer\'s to the issuer', () => {
+    expect(shopFilters.map((f) => f.metadata.name).sort()).toEqual(['hopguard-egress', 'hopguard-inbound']);
+    for (const filter of shopFilters) expect(filter.spec.workloadSelector).toEqual({ labels: { [INJECTED_LABEL]: 'injected' } });
+    const issuerFilter = own('EnvoyFilter').find((f) => f.metadata.name === 'hopguard-issuer-xfcc')!;
+    expect(issuerFilter.metadata.namespace).toBe('hopguard-system');
+    expect(issuerFilter.spec.workloadSelector.labels).toEqual({ 'app.kubernetes.io/name': 'hopguard-issuer' });
+    expect(builtNamed('Deployment', 'hopguard-issuer').spec.template.metadata.labels).toMatchObject(issuerFilter.spec.workloadSelector.labels);
   });
 
   it('inbound: merges the peer certificate and the V3 transport into the ext_authz filter Istio generates for CUSTOM, with no body', () => {
@@ -218,9 +227,63 @@ describe('k8s/istio: the injector in mode istio', () => {
     expect(kubernetesProblems(injected)).toEqual([]);
     const pod = injected!.spec.template;
     expect([...pod.spec.initContainers, ...pod.spec.containers].map((c: Obj) => c.name)).toEqual(['hopguard-authz', name]);
-    for (const filter of own('EnvoyFilter')) {
+    for (const filter of shopFilters) {
       for (const [key, value] of Object.entries(filter.spec.workloadSelector.labels as Record<string, string>)) expect(pod.metadata.labels[key]).toBe(value);
     }
     expect(JSON.parse(pod.metadata.annotations['proxy.istio.io/config']).proxyMetadata).toEqual({ OUTPUT_CERTS: '/etc/istio-output-certs' });
+  });
+});
+
+describe('k8s/istio: the issuer behind its own Istio proxy, the sidecars reaching it through theirs', () => {
+  const issuerDeployment = builtNamed('Deployment', 'hopguard-issuer');
+  const issuerConfig = parseIssuerConfig(builtNamed('ConfigMap', 'hopguard-issuer').data['issuer.yaml'], { baseDir: '/' });
+  const issuerService = builtNamed('Service', 'hopguard-issuer');
+
+  it('serves plain HTTP with client_auth: xfcc, trusting Istio\'s inbound proxy address, on the port its Service and NetworkPolicy name', () => {
+    expect(issuerConfig.tls).toBeUndefined();
+    expect(issuerConfig.clientAuth).toEqual({ mode: 'xfcc', trustedProxies: [{ address: '127.0.0.6', prefix: 32, family: 'ipv4' }, { address: '127.0.0.1', prefix: 32, family: 'ipv4' }] });
+    const pod = issuerDeployment.spec.template;
+    expect(pod.metadata.labels['sidecar.istio.io/inject']).toBe('true');
+    const [container] = pod.spec.containers as Obj[];
+    const port = (container!.ports as Obj[]).find((p) => p.name === issuerService.spec.ports[0].targetPort)!;
+    expect(port.containerPort).toBe(issuerConfig.listen.port);
+    expect(issuerService.spec.ports[0]).toMatchObject({ name: 'http', appProtocol: 'http' });
+    expect(builtNamed('NetworkPolicy', 'hopguard-issuer').spec.ingress[0].ports).toEqual([{ protocol: 'TCP', port: issuerConfig.listen.port }]);
+    // No TLS Secret of its own is mounted any more.
+    expect((pod.spec.volumes as Obj[]).map((v) => v.secret?.secretName)).not.toContain('hopguard-issuer-tls');
+    expect((container!.volumeMounts as Obj[]).map((m) => m.mountPath)).not.toContain('/etc/hopguard/tls');
+  });
+
+  it('its proxy drops any XFCC a client sent and writes its own element with URI and Cert; only mTLS reaches it', () => {
+    const [patch] = own('EnvoyFilter').find((f) => f.metadata.name === 'hopguard-issuer-xfcc')!.spec.configPatches as Obj[];
+    expect(patch).toMatchObject({
+      applyTo: 'NETWORK_FILTER', patch: { operation: 'MERGE' },
+      match: { context: 'SIDECAR_INBOUND', listener: { filterChain: { filter: { name: 'envoy.filters.network.http_connection_manager' } } } },
+    });
+    expect(patch!.patch.value.typed_config).toMatchObject({ forward_client_cert_details: 'SANITIZE_SET', set_current_client_cert_details: { uri: true, cert: true } });
+    const strict = own('PeerAuthentication').find((p) => p.metadata.namespace === 'hopguard-system')!;
+    expect(strict.spec).toEqual({ selector: { matchLabels: issuerDeployment.spec.selector.matchLabels }, mtls: { mode: 'STRICT' } });
+  });
+
+  it.each(['frontend', 'orders', 'payments'])('%s: the same policy as the example, with the issuer and its keys through the mesh and Istio\'s certificate', (serviceAccount) => {
+    const example = parseAuthzConfig(
+      documents(readFileSync(path.resolve(ISTIO, `../overlays/example/${serviceAccount}.yaml`), 'utf8')).find((d) => d.kind === 'ConfigMap')!.data['authz.yaml'],
+      { baseDir: '/' },
+    );
+    const istio = authzOf(serviceAccount);
+    const host = `${issuerService.metadata.name}.${issuerService.metadata.namespace}.svc`;
+    expect(istio.issuerClient).toEqual({
+      tokenEndpoint: `http://${host}/token`, transport: 'mesh',
+      certFile: `${ISTIO_CERTS_DIR}/cert-chain.pem`, keyFile: `${ISTIO_CERTS_DIR}/key.pem`, timeoutMs: example.issuerClient!.timeoutMs,
+    });
+    expect(issuerService.spec.ports[0].port).toBe(80);
+    expect(istio.issuers).toEqual(example.issuers.map(({ jwksCaFile: _ca, ...rest }) => ({ ...rest, jwksUri: `http://${host}/.well-known/jwks.json` })));
+    expect(istio.issuers.every((i) => i.issuer === issuerConfig.issuer)).toBe(true);
+    // hopguard's own calls leave through the same outbound listeners: other_hosts deny would refuse them.
+    expect(istio.egress?.otherHosts).toBe('passthrough');
+    const { issuers: _a, issuerClient: _b, egress: egressIstio, ...restIstio } = istio;
+    const { issuers: _c, issuerClient: _d, egress: egressExample, ...restExample } = example;
+    expect(restIstio).toEqual(restExample);
+    expect({ ...egressIstio, otherHosts: undefined }).toEqual({ ...egressExample, otherHosts: undefined });
   });
 });

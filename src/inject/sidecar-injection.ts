@@ -154,7 +154,8 @@ export function planInjection(pod: unknown, settings: InjectionSettings): Inject
 
   const istio = settings.mode === 'istio';
   const volumes = [
-    { name: TLS_VOLUME, secret: { secretName: tlsSecret } },
+    // With Istio the workload certificate is Istio's (ISTIO_CERTS_DIR): no Secret of hopguard's.
+    ...(istio ? [] : [{ name: TLS_VOLUME, secret: { secretName: tlsSecret } }]),
     { name: AUTHZ_CONFIG_VOLUME, configMap: { name: authzConfigMap } },
     // Optional: a sidecar with store: memory needs none; one whose config names the file fails
     // with "cannot read redis.password_file" rather than the pod never starting.
@@ -335,7 +336,7 @@ function authzContainer(image: string, native: boolean, istio: boolean): Record<
     // The only container that mounts the Redis credentials: not Envoy, never the application.
     volumeMounts: [
       { name: AUTHZ_CONFIG_VOLUME, mountPath: '/etc/hopguard/authz', readOnly: true },
-      TLS_MOUNT,
+      ...(istio ? [] : [TLS_MOUNT]),
       { name: REDIS_VOLUME, mountPath: REDIS_CREDENTIALS_DIR, readOnly: true },
       // Istio's workload certificate, written by its agent (see ISTIO_CERTS_DIR).
       ...(istio ? [{ name: ISTIO_CERTS_VOLUME, mountPath: ISTIO_CERTS_DIR, readOnly: true }] : []),
