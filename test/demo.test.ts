@@ -14,6 +14,8 @@ describe('hopguard demo', () => {
     const line = (what: string) => stdout.split('\n').find((l) => l.includes(what)) ?? `no line "${what}"`;
     // The steps before egress still run as they did.
     expect(line('another workload replays that token')).toContain('DENY 401 binding_mismatch');
+    expect(line('frontend, after that leak')).toContain('DENY 401 token_revoked');
+    expect(line('frontend asks for a new token')).toContain(': ok');
     expect(line('the same payment token again')).toContain('DENY 401 token_replayed');
     expect(line('frontend calls orders again')).toContain('DENY 401 token_revoked');
 

@@ -111,9 +111,14 @@ export async function runDemo(print: (line: string) => void): Promise<number> {
     print('');
     const forOrders = await askIssuer('frontend', '/token', { grant_type: 'client_credentials', audience: ID.orders, scope: 'orders:read payments:write' });
     print(`1. frontend asks the issuer for a token to call orders: ${forOrders.status === 200 ? `ok, ${forOrders.body.expires_in}s, bound to frontend's certificate` : forOrders.body.error}`);
-    const t1 = String(forOrders.body.access_token);
-    await call('frontend calls orders', orders, 'frontend', { path: '/orders/42', headers: bearer(t1) });
-    await call('another workload replays that token', orders, 'stranger', { path: '/orders/42', headers: bearer(t1) });
+    const leaked = String(forOrders.body.access_token);
+    await call('frontend calls orders', orders, 'frontend', { path: '/orders/42', headers: bearer(leaked) });
+    await call('another workload replays that token', orders, 'stranger', { path: '/orders/42', headers: bearer(leaked) });
+    // A validly signed token shown with another certificate has leaked: the sidecar revoked it (leaks: revoke).
+    await call('frontend, after that leak', orders, 'frontend', { path: '/orders/42', headers: bearer(leaked) });
+    const renewed = await askIssuer('frontend', '/token', { grant_type: 'client_credentials', audience: ID.orders, scope: 'orders:read payments:write' });
+    print(`   frontend asks for a new token: ${renewed.status === 200 ? 'ok' : renewed.body.error}`);
+    const t1 = String(renewed.body.access_token);
     await call('frontend sends that token to payments', payments, 'frontend', { method: 'POST', path: '/payments', headers: bearer(t1) });
     await call('a path that tries to dodge the route', orders, 'frontend', { path: '/orders/../admin', headers: bearer(t1) });
 
