@@ -96,13 +96,13 @@ async function decide(request: HopRequest, deps: AuthorizeDeps, held: HeldUses):
     if (binding === 'dpop' && credential.kind === 'dpop') await checkDpopProof(request, credential, token, deps, held);
   } catch (err) {
     // A valid token shown with another holder's certificate or DPoP key: it left its holder.
-    if (err instanceof HolderMismatch && deps.leaks) {
-      await deps.leaks.leaked(token, { kind: err.leak, caller: request.principal, presented: err.presented }, { route: route.name, code: err.code });
-    }
+    const leak = err instanceof HolderMismatch && deps.leaks
+      && await deps.leaks.leaked(token, { kind: err.leak, caller: request.principal, presented: err.presented }, { route: route.name, code: err.code }) !== 'none'
+      ? { leak: err.leak } : {};
     if (err instanceof TokenError) {
       // RFC 9449 §9: tell the client the nonce to use in its next proof.
       const nonce = err.code === 'dpop_nonce_required' ? { dpopNonce: deps.dpopNonces!.issue(Date.now()) } : {};
-      return deny(err.code, err.message, { ...context, ...nonce });
+      return deny(err.code, err.message, { ...context, ...nonce, ...leak });
     }
     if (err instanceof StoreUnavailableError) return deny('state_unavailable', 'DPoP proof replay cannot be checked', context);
     throw err;
@@ -113,11 +113,13 @@ async function decide(request: HopRequest, deps: AuthorizeDeps, held: HeldUses):
   const revoked = deps.store.findRevocation(revocationSubject(token));
   if (revoked) return deny('token_revoked', `token revoked (${revoked.revocation.kind})`, context);
   // A bound token's certificate or DPoP proof already shows its sender is the holder; a bearer token shows nothing.
+  let leak: 'two_callers' | undefined;
   if (deps.leaks && binding === 'none') {
     const other = deps.leaks.otherCaller(token, request.principal);
-    if (other !== undefined && await deps.leaks.leaked(token, { kind: 'two_callers', caller: request.principal, otherCaller: other }, { route: route.name })) {
-      return deny('token_revoked', 'token revoked (presented by two callers)', context);
-    }
+    const outcome = other === undefined ? 'none'
+      : await deps.leaks.leaked(token, { kind: 'two_callers', caller: request.principal, otherCaller: other }, { route: route.name });
+    if (outcome === 'revoked') return deny('token_revoked', 'token revoked (presented by two callers)', { ...context, leak: 'two_callers' });
+    if (outcome === 'reported') leak = 'two_callers';
   }
 
   if (!callerAllowed(route, request.principal)) return deny('caller_not_allowed', 'caller principal is not allowed on this route', context);
@@ -142,7 +144,7 @@ async function decide(request: HopRequest, deps: AuthorizeDeps, held: HeldUses):
   }
 
   const handle = deps.handles?.handleFor(token, credential.token);
-  return { allowed: true, route, token, binding, cacheHit, ...(handle !== undefined && { handle }) };
+  return { allowed: true, route, token, binding, cacheHit, ...(handle !== undefined && { handle }), ...(leak && { leak }) };
 }
 
 /**

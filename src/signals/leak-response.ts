@@ -76,13 +76,14 @@ export class LeakResponse {
 
   /**
    * Acts on a leak once per token: counts, audits and (with `revoke`) revokes its jti mesh-wide.
-   * Resolves true when the token is revoked now (by this or an earlier revocation).
+   * Resolves `revoked` when the token is revoked now (by this or an earlier revocation),
+   * `reported` when it is a leak left alive, `none` when it is no leak after all.
    */
-  async leaked(token: VerifiedToken, leak: Leak, context: { route?: string; code?: string }): Promise<boolean> {
-    if (leak.kind === 'wrong_certificate' && leak.caller !== '' && leak.caller === token.clientId) return false;
+  async leaked(token: VerifiedToken, leak: Leak, context: { route?: string; code?: string }): Promise<'revoked' | 'reported' | 'none'> {
+    if (leak.kind === 'wrong_certificate' && leak.caller !== '' && leak.caller === token.clientId) return 'none';
     const { store, action } = this.options;
-    if (store.findRevocation(revocationSubject(token))) return true;
-    if (this.handled.has(token.fingerprint)) return false;
+    if (store.findRevocation(revocationSubject(token))) return 'revoked';
+    if (this.handled.has(token.fingerprint)) return 'reported';
     this.handled.set(token.fingerprint, true, { ttl: this.lifetimeMs(token) });
     this.options.onLeak(leak.kind);
 
@@ -116,7 +117,7 @@ export class LeakResponse {
       ...(leak.presented !== undefined && { presentedFingerprint: leak.presented }),
       ...(revoked && { revoked: 'jti' }),
     });
-    return revoked;
+    return revoked ? 'revoked' : 'reported';
   }
 
   private lifetimeMs(token: VerifiedToken): number {

@@ -104,6 +104,7 @@ function spanAttributes(facts: DecisionFacts, audience: string): Attributes {
     'hopguard.token.fingerprint': facts.tokenFingerprint,
     'hopguard.condition': facts.condition,
     'hopguard.config.revision': facts.configRevision,
+    'hopguard.leak': facts.leak,
     // Semantic conventions: a request header attribute is a string array.
     'http.request.header.x-request-id': facts.requestId === undefined ? undefined : [facts.requestId],
   };

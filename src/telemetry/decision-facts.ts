@@ -24,6 +24,8 @@ export interface DecisionFacts {
   condition?: string;
   /** The content hash of the config that decided. */
   configRevision?: string;
+  /** The kind of leak the request showed (signals/leak-response.ts). */
+  leak?: string;
 }
 
 // Envoy's x-request-id is a UUID. Anything else is client text, and could be a token pasted
@@ -44,5 +46,6 @@ export function decisionFacts(decision: Decision, request: HopRequest): Decision
     cacheHit: decision.cacheHit ?? false,
     ...(requestId !== undefined && REQUEST_ID.test(requestId) && { requestId }),
     ...(decision.configRevision !== undefined && { configRevision: decision.configRevision }),
+    ...(decision.leak !== undefined && { leak: decision.leak }),
   };
 }

@@ -28,6 +28,8 @@ export function createIssuerMetrics(meter: Meter): IssuerMetrics {
   const events = meter.createCounter('hopguard.issuer.security_events', { description: 'Security events received at /ssf/events by event type and outcome' });
   const rotations = meter.createCounter('hopguard.issuer.key_rotations', { description: 'Times a new signing key started signing' });
   // What the alert rules watch is present at 0 from the start: increase() misses a series that appears at 1.
+  for (const event of ['issuance', 'exchange', 'refresh']) tokens.add(0, { event, outcome: 'ok' });
+  for (const source of ['revoke', 'refresh_reuse', 'security_event']) revocations.add(0, { source, outcome: 'ok' });
   reuse.add(0);
   limited.add(0);
   rotations.add(0);

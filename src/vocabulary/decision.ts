@@ -17,6 +17,8 @@ export interface Allow {
   handle?: string;
   /** The content hash of the config that decided (hopguard.config.revision). */
   configRevision?: string;
+  /** The request presented a leaked token (hopguard.leak): its kind; allowed only under leaks: report. */
+  leak?: string;
 }
 
 export interface Deny {
@@ -41,6 +43,8 @@ export interface Deny {
   condition?: string;
   /** The content hash of the config that decided (hopguard.config.revision). */
   configRevision?: string;
+  /** The request presented a leaked token (hopguard.leak): its kind. */
+  leak?: string;
 }
 
 export function deny(code: DenyCode, reason: string, extra: Omit<Deny, 'allowed' | 'code' | 'reason'> = {}): Deny {
