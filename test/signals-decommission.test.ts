@@ -41,7 +41,7 @@ revocation_ttl: 1h
 audit: { output: ${auditFile}, signing_key_file: ${auditKey} }
 `);
   injector = spawnCli(['inject', '--config', injectConfig]);
-  injectorUrl = (await injector.logEvent('inject_started')).url;
+  injectorUrl = (await injector.logEvent('inject_started', 30_000)).url;
   const sidecarConfig = path.join(fixtures.dir, 'orders.yaml');
   writeFileSync(sidecarConfig, `${authzYaml(fixtures)}store: ${SHARED_REDIS_URL}
 redis: { key_prefix: "${prefix}", resync_interval: 200ms }
@@ -49,8 +49,8 @@ routes:
   - name: read
     path_prefix: /orders/
 `);
-  sidecar = await startSidecar(sidecarConfig);
-}, 60_000);
+  sidecar = await startSidecar(sidecarConfig, 30_000);
+}, 90_000);
 
 afterAll(async () => {
   await sidecar?.stop();

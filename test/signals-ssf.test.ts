@@ -93,8 +93,10 @@ routes:
   - name: read
     path_prefix: /orders/
 `);
-  sidecars = await Promise.all([0, 1, 2].map(() => startSidecar(sidecarConfig)));
-}, 90_000);
+  // One after another: three node processes starting at once on a loaded CI machine take long.
+  sidecars = [];
+  for (let i = 0; i < 3; i++) sidecars.push(await startSidecar(sidecarConfig, 30_000));
+}, 120_000);
 
 afterAll(async () => {
   await Promise.all((sidecars ?? []).map((s) => s.stop()));

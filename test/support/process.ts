@@ -91,9 +91,13 @@ export interface SidecarProcess {
   stop(): Promise<void>;
 }
 
-export async function startSidecar(configFile: string): Promise<SidecarProcess> {
+/** `startTimeoutMs`: longer for suites that start several sidecars on a loaded machine. */
+export async function startSidecar(configFile: string, startTimeoutMs = 10_000): Promise<SidecarProcess> {
   const proc = spawnCli(['authz', '--config', configFile]);
-  const started = await proc.logEvent('authz_started');
+  const started = await proc.logEvent('authz_started', startTimeoutMs).catch((err: unknown) => {
+    proc.child.kill('SIGKILL');
+    throw err;
+  });
   const envoy = new EnvoyClient(started.grpc);
   return {
     proc,
