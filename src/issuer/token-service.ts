@@ -184,7 +184,7 @@ export class TokenService {
     // The family starts with this access token: a reuse of any of its refresh tokens revokes it too.
     const family = client.grants.includes('refresh_token') ? randomUUID() : undefined;
     if (family !== undefined) await this.joinFamily(family, jti, exp);
-    const issued = await this.issue({ client, cnf, subject: client.id, audience, scope, exp, jti, grant: 'client_credentials' });
+    const issued = await this.issue({ client, cnf, subject: client.id, audience, scope, iat: nowS, exp, jti, grant: 'client_credentials' });
     if (family !== undefined) {
       issued.response.refresh_token = await this.refreshToken(client, thumbprint, { fam: family, exp: nowS + Math.floor(this.config.refreshTtlMs / 1000), scope, target: audience });
     }
@@ -221,8 +221,9 @@ export class TokenService {
     }
     const audience = target(client, params);
     const scope = narrowScope(params.get('scope'), available);
-    const exp = Math.min(this.nowSeconds() + this.ttlSeconds(), subject.exp);
-    const issued = await this.issue({ client, cnf: { 'x5t#S256': thumbprint }, subject: subject.sub, audience, scope, exp, jti: randomUUID(), act, grant: 'token_exchange' });
+    const iat = this.nowSeconds();
+    const exp = Math.min(iat + this.ttlSeconds(), subject.exp);
+    const issued = await this.issue({ client, cnf: { 'x5t#S256': thumbprint }, subject: subject.sub, audience, scope, iat, exp, jti: randomUUID(), act, grant: 'token_exchange' });
     issued.response.issued_token_type = ACCESS_TOKEN_TYPE;
     if (subjectIssuer !== undefined) issued.issued.subjectIssuer = subjectIssuer;
     return issued;
@@ -239,9 +240,10 @@ export class TokenService {
     const audience = target(client, params, client.messageAudiences);
     const scope = narrowScope(params.get('scope'), origin.available);
     const capSeconds = Math.floor(this.config.messageTtlMs / 1000);
-    const exp = this.nowSeconds() + Math.min(maxDelaySeconds ?? capSeconds, capSeconds);
+    const iat = this.nowSeconds();
+    const exp = iat + Math.min(maxDelaySeconds ?? capSeconds, capSeconds);
     const issued = await this.issue({
-      client, subject: origin.subject, audience, scope, exp, jti: randomUUID(), grant: origin.grant, message,
+      client, subject: origin.subject, audience, scope, iat, exp, jti: randomUUID(), grant: origin.grant, message,
       ...(origin.act && { act: origin.act }),
     });
     issued.response.issued_token_type = MESSAGE_TOKEN_TYPE;
@@ -263,13 +265,14 @@ export class TokenService {
       throw new RefreshTokenReused();
     }
     const scope = narrowScope(params.get('scope'), claims.scope === '' ? [] : claims.scope.split(' '));
-    const exp = Math.min(this.nowSeconds() + this.ttlSeconds(), claims.exp);
+    const iat = this.nowSeconds();
+    const exp = Math.min(iat + this.ttlSeconds(), claims.exp);
     // Joined before it is signed, then the family checked: a reuse that kills the family after our
     // markUsed either lists this token or marked the family before we look (revokeFamily).
     const jti = randomUUID();
     await this.joinFamily(claims.fam, jti, exp);
     if (await this.familyDead(claims)) throw new OAuthError('invalid_grant', 'the refresh token has been revoked');
-    const issued = await this.issue({ client, cnf, subject: client.id, audience: claims.target, scope, exp, jti, grant: 'refresh_token' });
+    const issued = await this.issue({ client, cnf, subject: client.id, audience: claims.target, scope, iat, exp, jti, grant: 'refresh_token' });
     issued.response.refresh_token = await this.refreshToken(client, thumbprint, { fam: claims.fam, exp: claims.exp, scope: claims.scope, target: claims.target });
     return issued;
   }
@@ -325,13 +328,13 @@ export class TokenService {
 
   /** An access token (with `cnf`), or a message token (with `message`, and no `cnf`). */
   private async issue(input: {
-    client: IssuerClient; subject: string; audience: string; scope: string; exp: number; jti: string;
+    /** iat and exp come from one reading of the clock, taken before any await, so exp - iat is the lifetime asked for. */
+    client: IssuerClient; subject: string; audience: string; scope: string; iat: number; exp: number; jti: string;
     grant: IssuedToken['grant']; act?: Record<string, unknown>;
   } & ({ cnf: Binding; message?: undefined } | { cnf?: undefined; message: MessageClaim })): Promise<{ response: TokenResponse; issued: IssuedToken }> {
     const now = this.now();
     const key = this.keyring.signingKey(now);
-    const iat = Math.floor(now / 1000);
-    const { jti } = input;
+    const { iat, jti } = input;
     const accessToken = await new SignJWT({
       sub: input.subject,
       client_id: input.client.id,
