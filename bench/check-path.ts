@@ -13,16 +13,18 @@
  * same request again after each run.
  *
  *   npm run bench                         the table, egress, the window fix, workers, memory, startup, flat cost, soak (~35 min)
- *   npm run bench -- --only main,window   some sections (main egress messages conditions window workers memory startup flat soak)
+ *   npm run bench -- --only main,window   some sections (main breakdown egress messages conditions window workers memory startup flat soak)
+ *   npm run bench -- --only breakdown     a cache miss by stage: the stage clock, and both threads' CPU profiles at 1 x 1 and 16 x 32
  *   npm run bench -- --only soak --soak-seconds 900 --soak-rate 1000 --soak-store memory
  *                                         the soak: a new token every check, RSS over time (see soak.ts)
  *   npm run bench -- --quick              1 round, fewer requests: a smoke run, not figures
- *   npm run bench -- --profile            CPU profiles (--cpu-prof) of the check path: where the time goes
+ *   npm run bench -- --profile            CPU profiles (--cpu-prof) of the check path: where the time goes (and the breakdown)
  *   BENCH_REQUESTS=100000 BENCH_ROUNDS=5 BENCH_REDIS=redis://127.0.0.1:6379 npm run bench
  *
  * Writes bench/out/results/bench.json and latency.svg (profiles: bench/out/profiles/).
  */
 
+import { spawnSync } from 'node:child_process';
 import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
@@ -47,7 +49,8 @@ import { latencySvg } from './plot.js';
 import {
   cpuSeconds, DEPLOYED_NODE_FLAGS, freePort, machineSeconds, peakRssMb, processTree, resetPeakRss, rssMb, startHopguard, startNoop, type ServerProcess,
 } from './processes.js';
-import { formatSummary, summarizeProfile } from './profile-summary.js';
+import { STAGES, type StageClock, type StageSpec } from './miss-stages.js';
+import { formatSummary, stageTimes, summarizeProfile } from './profile-summary.js';
 import { soak } from './soak.js';
 import { TokenPool } from './token-pool.js';
 
@@ -58,6 +61,9 @@ const ONLY = args.includes('--only') ? new Set(args[args.indexOf('--only') + 1]?
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? (QUICK ? 1 : 3));
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? (QUICK ? 20_000 : 60_000));
 const WARMUP = Math.max(5_000, Math.round(REQUESTS / 3));
+/** Checks a run, and warm-up, at one check in flight: ~0.1-0.5 ms each. */
+const SINGLE_REQUESTS = Number(process.env.BENCH_SINGLE_REQUESTS ?? (QUICK ? 3_000 : 10_000));
+const SINGLE_WARMUP = 2_000;
 const CONNECTIONS = 16;
 const STREAMS = 32;
 const REDIS_URL = process.env.BENCH_REDIS ?? 'redis://127.0.0.1:6379';
@@ -276,6 +282,14 @@ const redisPrefixes = new Set<string>();
 
 async function hopguard(name: string, options: HopguardOptions = {}, nodeFlags: string[] = []): Promise<ServerProcess> {
   const ports = { grpc: await freePort(), admin: await freePort() };
+  const file = hopguardConfig(name, options, ports);
+  const server = await startHopguard(name, file, ports, [...(options.undeployedFlags ? [] : DEPLOYED_NODE_FLAGS), ...nodeFlags], options.onStdout);
+  running.add(server);
+  return server;
+}
+
+/** The authz config file of a sidecar with these options, listening on these ports. */
+function hopguardConfig(name: string, options: HopguardOptions, ports: { grpc: number; admin: number }): string {
   const config = {
     listen: `127.0.0.1:${ports.grpc}`,
     admin: `127.0.0.1:${ports.admin}`,
@@ -297,13 +311,11 @@ async function hopguard(name: string, options: HopguardOptions = {}, nodeFlags: 
   };
   const file = path.join(fixtures.dir, `${name.replace(/[^a-z0-9]+/gi, '-')}-${ports.grpc}.yaml`);
   writeFileSync(file, stringify(config));
-  const server = await startHopguard(name, file, ports, [...(options.undeployedFlags ? [] : DEPLOYED_NODE_FLAGS), ...nodeFlags], options.onStdout);
-  running.add(server);
-  return server;
+  return file;
 }
 
-async function noop(name: string, window: number): Promise<ServerProcess> {
-  const server = await startNoop(name, await freePort(), window);
+async function noop(name: string, window: number, nodeFlags: string[] = []): Promise<ServerProcess> {
+  const server = await startNoop(name, await freePort(), window, nodeFlags);
   running.add(server);
   return server;
 }
@@ -395,8 +407,8 @@ function median(values: number[]): number {
 }
 
 /** Warm-up for each, then ROUNDS rounds that alternate between the targets; medians. */
-async function rounds(targets: Target[], requests = REQUESTS): Promise<Map<string, Figures>> {
-  for (const target of targets) await measure(target, await target.load(-1), WARMUP, false);
+async function rounds(targets: Target[], requests = REQUESTS, warmup = WARMUP): Promise<Map<string, Figures>> {
+  for (const target of targets) await measure(target, await target.load(-1), warmup, false);
   const runs = new Map<string, Run[]>(targets.map((t) => [t.key, []]));
   for (let round = 0; round < ROUNDS; round++) {
     for (const target of targets) {
@@ -541,6 +553,15 @@ async function mainSection(redis: boolean): Promise<void> {
     `hopguard check latency, ${CONNECTIONS}x${STREAMS} in flight (median of ${ROUNDS} rounds)`,
     rows.map((r) => ({ label: r.title.replace(/^\((\w)\) /, '$1 ').replace('hopguard, ', ''), p50Ms: r.p50Ms, p99Ms: r.p99Ms, p999Ms: r.p999Ms })),
   ));
+
+  // One check in flight: latency without queueing, where a hand-off to the signature thread shows.
+  const singles = targets.filter((t) => ['a', 'b', 'c-ES256', 'c-EdDSA', 'c-RS256'].includes(t.key))
+    .map((t): Target => ({ ...t, key: `${t.key}-1x1`, title: t.title.replace(/^\((\w)\) (hopguard, )?/, '($1) 1 x 1, '), shape: [1, 1] }));
+  say(`\n  one check in flight (1 connection x 1 stream), ${SINGLE_REQUESTS} checks a run, median of ${ROUNDS} rounds:`);
+  const singleFigures = await rounds(singles, SINGLE_REQUESTS, SINGLE_WARMUP);
+  const singleRows = singles.map((t) => row(t, singleFigures, 'a-1x1'));
+  table(singleRows);
+  results.mainOneInFlight = singleRows;
   await stop(floor, cached, uncached, traced, ...(oneTime ? [oneTime] : []));
   sink.close();
 }
@@ -898,6 +919,89 @@ async function profileSection(redis: boolean): Promise<void> {
   say(`\nprofiles: ${PROFILES}`);
 }
 
+/**
+ * Where a cache miss's time goes, by stage (issue 19). The stage clock first (miss-stages.ts, a
+ * process of its own): each stage's wall time, one check at a time, per algorithm. Then CPU
+ * profiles of both threads (main, signature) of a sidecar that verifies every ES256 check
+ * (cache off), at 1 x 1 and at 16 x 32, split by stage (profile-summary.ts: stageTimes), beside
+ * the floor's profile under the same load: µs of CPU per check, the profiler's overhead included.
+ */
+async function breakdownSection(): Promise<void> {
+  say('\n== breakdown of a cache miss, by stage');
+  const requests = Object.fromEntries(await Promise.all((['ES256', 'EdDSA', 'RS256'] as const).map(async (alg) =>
+    [alg, fixtures.request(await fixtures.token(fixtures.keys[alg]))] as const)));
+  const iterations = QUICK ? 300 : 2_000;
+  const specFile = path.join(fixtures.dir, 'miss-stages.json');
+  const spec: StageSpec = {
+    config: hopguardConfig('miss-stages', { cache: 0 }, { grpc: await freePort(), admin: await freePort() }),
+    requests: Object.fromEntries(Object.entries(requests).map(([alg, r]) => [alg, r.bodyFile])),
+    iterations,
+  };
+  writeFileSync(specFile, JSON.stringify(spec));
+  const child = spawnSync(process.execPath, [...DEPLOYED_NODE_FLAGS, new URL('./miss-stages.js', import.meta.url).pathname, specFile], { encoding: 'utf8' });
+  if (child.status !== 0) throw new Error(`the stage clock failed:\n${child.stderr}`);
+  const clock = JSON.parse(child.stdout) as StageClock;
+  const algs = Object.keys(clock);
+  say(`  stage clock (miss-stages.ts), µs: warm stages are the mean of ${iterations} calls in a loop (median of 5 loops);`);
+  say('  "one at a time" rows: median (p90) of single calls, each after a timer turn, as at one check in flight');
+  say(`    ${'stage'.padEnd(50)} ${algs.map((alg) => alg.padStart(15)).join(' ')}`);
+  for (const stage of STAGES) {
+    say(`    ${stage.padEnd(50)} ${algs.map((alg) => {
+      const f = clock[alg]![stage]!;
+      return `${f.us.toFixed(1)}${f.p90Us === undefined ? '' : ` (${f.p90Us.toFixed(1)})`}`.padStart(15);
+    }).join(' ')}`);
+  }
+
+  mkdirSync(PROFILES, { recursive: true });
+  const shapes: [number, number][] = [[1, 1], [CONNECTIONS, STREAMS]];
+  const profiled: Record<string, unknown>[] = [];
+  for (const shape of shapes) {
+    const single = shape[0] * shape[1] === 1;
+    const checks = single ? SINGLE_REQUESTS : REQUESTS;
+    const columns: { name: string; checks: number; rate: number; p50Ms: number; threads: { thread: string; busyUs: number; idleUs: number; stages: Map<string, number> }[] }[] = [];
+    for (const [key, start] of [
+      ['floor', (flags: string[]) => noop('floor-profiled', WINDOW, flags)],
+      ['hopguard', (flags: string[]) => hopguard('hopguard-no-cache-profiled', { cache: 0 }, flags)],
+    ] as const) {
+      const dir = path.join(PROFILES, `breakdown-${key}-${shape.join('x')}`);
+      rmSync(dir, { recursive: true, force: true });
+      const server = await start(['--cpu-prof', `--cpu-prof-dir=${dir}`]);
+      const target = { ...(await steadyTarget(key, key, server, requests.ES256!, 'allow')), shape };
+      await measure(target, await target.load(-1), single ? SINGLE_WARMUP : WARMUP, false);
+      // The profiles' clock: only the measured run is counted, not startup or the warm-up.
+      const fromUs = Number(process.hrtime.bigint() / 1000n);
+      const run = await measure(target, await target.load(0), checks);
+      const toUs = Number(process.hrtime.bigint() / 1000n);
+      await stop(server);
+      const threads = readdirSync(dir).sort().map((file) => {
+        const { stages, idleUs } = stageTimes(path.join(dir, file), { fromUs, toUs });
+        const busyUs = [...stages.values()].reduce((a, b) => a + b, 0);
+        // CPU.date.time.pid.thread.seq.cpuprofile: thread 0 is the main thread.
+        return { thread: file.split('.')[4] === '0' ? 'main' : 'signature', busyUs, idleUs, stages };
+      });
+      columns.push({ name: key, checks, rate: run.rate, p50Ms: run.p50Ms, threads });
+    }
+    say(`\n  CPU profiles at ${shape.join(' x ')}, ES256, cache off (every check verifies): µs of CPU per check, over the measured run`);
+    for (const column of columns) {
+      say(`    ${column.name}: ${Math.round(column.rate)} checks/s under the profiler, p50 ${column.p50Ms.toFixed(2)} ms; ${column.threads.map((t) => `${t.thread} thread ${(t.busyUs / column.checks).toFixed(1)} µs busy, ${(t.idleUs / column.checks).toFixed(1)} µs idle`).join('; ')}`);
+    }
+    const hop = columns.find((c) => c.name === 'hopguard')!;
+    const names = [...new Set(hop.threads.flatMap((t) => [...t.stages.keys()]))];
+    const perCheck = (us: number | undefined) => ((us ?? 0) / hop.checks).toFixed(1).padStart(10);
+    say(`    ${'stage'.padEnd(50)} ${hop.threads.map((t) => `${t.thread} µs`.padStart(10)).join(' ')}`);
+    for (const name of names.sort((a, b) => Math.max(...hop.threads.map((t) => t.stages.get(b) ?? 0)) - Math.max(...hop.threads.map((t) => t.stages.get(a) ?? 0)))) {
+      say(`    ${name.padEnd(50)} ${hop.threads.map((t) => perCheck(t.stages.get(name))).join(' ')}`);
+    }
+    const floor = columns.find((c) => c.name === 'floor')!;
+    say(`    (the floor under the same load: ${floor.threads.map((t) => [...t.stages].sort((a, b) => b[1] - a[1]).map(([stage, us]) => `${stage} ${(us / floor.checks).toFixed(1)}`).join(', ')).join('; ')} µs per check)`);
+    profiled.push({
+      shape,
+      columns: columns.map((c) => ({ ...c, threads: c.threads.map((t) => ({ ...t, stages: Object.fromEntries([...t.stages].map(([k, v]) => [k, v / c.checks])) })) })),
+    });
+  }
+  results.breakdown = { stageClock: clock, iterations, profiles: profiled };
+}
+
 async function redisAvailable(): Promise<boolean> {
   const client = new Redis(REDIS_URL, { lazyConnect: true, connectTimeout: 1000, maxRetriesPerRequest: 0, retryStrategy: () => null });
   try {
@@ -966,6 +1070,7 @@ async function main(): Promise<number> {
   });
   try {
     if (PROFILE) await profileSection(redis);
+    if (PROFILE || wanted('breakdown')) await breakdownSection();
     if (wanted('main')) await mainSection(redis);
     if (wanted('egress')) await egressSection();
     if (wanted('messages')) await messagesSection({ domain: fixtures.domain, audience: AUDIENCE, issuer: ISSUER, quick: QUICK, rounds: ROUNDS, requests: REQUESTS, say, results });

@@ -96,14 +96,14 @@ function ready(adminPort: number): Promise<boolean> {
 }
 
 /** The no-op floor server (noop-authz.ts). */
-export function startNoop(name: string, port: number, window: number): Promise<ServerProcess> {
-  return startFloor(name, NOOP, [String(port), String(window)]);
+export function startNoop(name: string, port: number, window: number, nodeFlags: string[] = []): Promise<ServerProcess> {
+  return startFloor(name, NOOP, [String(port), String(window)], nodeFlags);
 }
 
 /** A floor server script that prints its bound port on stdout (noop-authz.ts, noop-http.ts). */
-export async function startFloor(name: string, script: string, args: string[]): Promise<ServerProcess> {
+export async function startFloor(name: string, script: string, args: string[], nodeFlags: string[] = []): Promise<ServerProcess> {
   const started = performance.now();
-  const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [...nodeFlags, script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   const tracked = track(name, child);
   const bound = await new Promise<string>((resolve, reject) => {
     child.stdout!.once('data', (chunk) => resolve(String(chunk).trim()));

@@ -1,6 +1,6 @@
 import { KeyObject, constants, type VerifyKeyObjectInput } from 'node:crypto';
 import type { Algorithm } from '../vocabulary/algorithms.js';
-import { verifyInWorker } from './signature-worker.js';
+import { verifyInWorker, type SignatureJob } from './signature-worker.js';
 
 /**
  * The signature check of a compact JWS (RFC 7515 §5.2; RFC 7518 §3) with node:crypto's verify,
@@ -47,14 +47,20 @@ const keyObjects = new WeakMap<CryptoKey, KeyObject>();
 
 /** `token` is a compact JWS whose segments were already checked to be base64url. */
 export function verifyJwsSignature(token: string, alg: Algorithm, key: CryptoKey): Promise<SignatureCheck> {
+  const job = signatureJob(token, alg, key);
+  if (!job) return Promise.resolve('unusable_key');
+  return verifyInWorker(job).then((valid) => (valid ? 'valid' : 'invalid'));
+}
+
+/** What crypto.verify needs for `token`'s signature; undefined when `key` cannot verify `alg`. */
+export function signatureJob(token: string, alg: Algorithm, key: CryptoKey): SignatureJob | undefined {
   const scheme = SCHEMES[alg];
   const keyObject = keyObjectOf(key);
-  if (!fits(keyObject, scheme)) return Promise.resolve('unusable_key');
+  if (!fits(keyObject, scheme)) return undefined;
   const dot = token.lastIndexOf('.');
   const signingInput = Buffer.from(token.slice(0, dot), 'latin1');
   const signature = Buffer.from(token.slice(dot + 1), 'base64url');
-  return verifyInWorker({ hash: scheme.hash, key: keyObject, options: scheme.options, data: signingInput, signature })
-    .then((valid) => (valid ? 'valid' : 'invalid'));
+  return { hash: scheme.hash, key: keyObject, options: scheme.options, data: signingInput, signature };
 }
 
 /** Whether `key` can verify `alg` signatures at all (type, curve, RSA size): a JWKS of none is no key set. */
