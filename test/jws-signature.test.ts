@@ -1,7 +1,8 @@
 import { generateKeyPairSync } from 'node:crypto';
-import { SignJWT, generateKeyPair, importJWK, exportJWK } from 'jose';
+import { SignJWT, compactVerify, generateKeyPair, importJWK, exportJWK } from 'jose';
 import { describe, expect, it } from 'vitest';
-import { verifyJwsSignature } from '../src/token/jws-signature.js';
+import { signatureJob, verifyJwsSignature, type SignatureCheck } from '../src/token/jws-signature.js';
+import { verifyHere, verifyInWorker } from '../src/token/signature-worker.js';
 import type { Algorithm } from '../src/vocabulary/algorithms.js';
 
 /**
@@ -16,25 +17,44 @@ async function signed(alg: Algorithm) {
 
 const ALGORITHMS: Algorithm[] = ['ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512'];
 
-describe('verifyJwsSignature', () => {
+type Verify = (token: string, alg: Algorithm, key: CryptoKey) => Promise<SignatureCheck>;
+
+/** The same check on each path a signature can take: whichever verifyJwsSignature picks, inline, the signature thread. */
+const PATHS: [string, Verify][] = [
+  ['verifyJwsSignature', verifyJwsSignature],
+  ['inline', async (token, alg, key) => {
+    const job = signatureJob(token, alg, key);
+    return job ? (verifyHere(job) ? 'valid' : 'invalid') : 'unusable_key';
+  }],
+  ['the signature thread', async (token, alg, key) => {
+    const job = signatureJob(token, alg, key);
+    return job ? ((await verifyInWorker(job)) ? 'valid' : 'invalid') : 'unusable_key';
+  }],
+];
+
+describe.each(PATHS)('verifyJwsSignature, %s', (_, verify) => {
   it.each(ALGORITHMS)('accepts a %s token jose signed, and refuses it tampered with', async (alg) => {
     const { token, publicKey } = await signed(alg);
-    expect(await verifyJwsSignature(token, alg, publicKey)).toBe('valid');
+    expect(await verify(token, alg, publicKey)).toBe('valid');
     const [header, payload, signature] = token.split('.') as [string, string, string];
     const otherPayload = Buffer.from(JSON.stringify({ sub: 'b' })).toString('base64url');
-    expect(await verifyJwsSignature(`${header}.${otherPayload}.${signature}`, alg, publicKey)).toBe('invalid');
-    expect(await verifyJwsSignature(`${header}.${payload}.`, alg, publicKey)).toBe('invalid');
-    expect(await verifyJwsSignature(`${header}.${payload}.${signature.slice(0, -4)}`, alg, publicKey)).toBe('invalid');
+    expect(await verify(`${header}.${otherPayload}.${signature}`, alg, publicKey)).toBe('invalid');
+    expect(await verify(`${header}.${payload}.`, alg, publicKey)).toBe('invalid');
+    expect(await verify(`${header}.${payload}.${signature.slice(0, -4)}`, alg, publicKey)).toBe('invalid');
     const other = await signed(alg);
-    expect(await verifyJwsSignature(token, alg, other.publicKey)).toBe('invalid');
+    expect(await verify(token, alg, other.publicKey)).toBe('invalid');
+    // jose's verdict on each of them, for the record: the same.
+    await expect(compactVerify(token, publicKey)).resolves.toBeDefined();
+    await expect(compactVerify(`${header}.${otherPayload}.${signature}`, publicKey)).rejects.toThrow();
+    await expect(compactVerify(token, other.publicKey)).rejects.toThrow();
   });
 
   it('refuses a key of another type or curve than the algorithm needs', async () => {
     const { token } = await signed('ES256');
     const p384 = await signed('ES384');
     const rsa = await signed('RS256');
-    expect(await verifyJwsSignature(token, 'ES256', p384.publicKey)).toBe('unusable_key');
-    expect(await verifyJwsSignature(token, 'ES256', rsa.publicKey)).toBe('unusable_key');
+    expect(await verify(token, 'ES256', p384.publicKey)).toBe('unusable_key');
+    expect(await verify(token, 'ES256', rsa.publicKey)).toBe('unusable_key');
   });
 
   it('answers each of many concurrent checks (batched to one thread) with its own verdict', async () => {
@@ -44,7 +64,7 @@ describe('verifyJwsSignature', () => {
       const valid = i % 3 !== 0;
       return { alg, publicKey, valid, token: valid ? token : `${token.split('.').slice(0, 2).join('.')}.${signers[(i + 1) % signers.length]!.token.split('.')[2]}` };
     });
-    const verdicts = await Promise.all(cases.map((c) => verifyJwsSignature(c.token, c.alg, c.publicKey)));
+    const verdicts = await Promise.all(cases.map((c) => verify(c.token, c.alg, c.publicKey)));
     expect(verdicts).toEqual(cases.map((c) => (c.valid ? 'valid' : 'invalid')));
   });
 
@@ -52,6 +72,6 @@ describe('verifyJwsSignature', () => {
     const { publicKey } = generateKeyPairSync('rsa', { modulusLength: 1024 });
     const weak = await importJWK({ ...(await exportJWK(publicKey)), alg: 'RS256' }, 'RS256') as CryptoKey;
     const { token } = await signed('RS256');
-    expect(await verifyJwsSignature(token, 'RS256', weak)).toBe('unusable_key');
+    expect(await verify(token, 'RS256', weak)).toBe('unusable_key');
   });
 });

@@ -1,12 +1,15 @@
 import type { Worker, WorkerOptions } from 'node:worker_threads';
 import { SignJWT, generateKeyPair } from 'jose';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
-import { verifyJwsSignature } from '../src/token/jws-signature.js';
+import { signatureJob, verifyJwsSignature } from '../src/token/jws-signature.js';
+import { verifyInWorker } from '../src/token/signature-worker.js';
 
 /**
  * The signature worker is a real thread; the test only watches which threads start, and can ask
  * the next one to crash after answering some batches (an uncaught exception, as a bug would).
  * Whatever happens to a thread, every check gets its own verdict, never another batch's.
+ * Bursts go to the thread (verifyInWorker); the last tests are about when verifyJwsSignature
+ * keeps a check on the event loop instead.
  */
 const threads = vi.hoisted(() => ({ started: [] as Worker[], crashAfterBatches: undefined as number | undefined }));
 
@@ -45,9 +48,11 @@ const mixed = (i: number): Verdict => (i % 3 === 0 ? 'invalid' : 'valid');
 /** `count` checks in one burst (every third forged, by default): many batches of up to 16 in flight at once. */
 function burst(count: number, verdict: (i: number) => Verdict = mixed) {
   const expected = Array.from({ length: count }, (_, i) => verdict(i));
-  return { expected, verdicts: Promise.all(expected.map((e) => verifyJwsSignature(e === 'valid' ? token : forged, 'ES256', publicKey))) };
+  return { expected, verdicts: Promise.all(expected.map((e) => threaded(e === 'valid' ? token : forged))) };
 }
 
+/** A check on the signature thread, valid or not. */
+const threaded = (jws: string) => verifyInWorker(signatureJob(jws, 'ES256', publicKey)!).then((valid): Verdict => (valid ? 'valid' : 'invalid'));
 const current = () => threads.started.at(-1)!;
 const nextReply = (thread: Worker) => new Promise<unknown>((resolve) => thread.once('message', resolve));
 
@@ -111,5 +116,24 @@ describe('the signature worker', () => {
     const { expected, verdicts } = burst(20, () => 'invalid');
     thread.emit('message', earlierReply);
     expect(await verdicts).toEqual(expected);
+  });
+
+  it('one check at a time, with the event loop idle between: each is verified on the event loop, no thread is woken', async () => {
+    await withoutWorker();
+    const before = threads.started.length;
+    for (let i = 0; i < 10; i++) {
+      await new Promise((r) => setImmediate(r));
+      expect(await verifyJwsSignature(i % 2 ? forged : token, 'ES256', publicKey)).toBe(i % 2 ? 'invalid' : 'valid');
+    }
+    expect(threads.started.length).toBe(before);
+  });
+
+  it('a burst in one turn goes to the thread (beside at most one check on the event loop), each with its own verdict', async () => {
+    await withoutWorker();
+    const before = threads.started.length;
+    const expected = Array.from({ length: 40 }, (_, i) => mixed(i));
+    const verdicts = await Promise.all(expected.map((e) => verifyJwsSignature(e === 'valid' ? token : forged, 'ES256', publicKey)));
+    expect(verdicts).toEqual(expected);
+    expect(threads.started.length).toBe(before + 1);
   });
 });

@@ -1,14 +1,15 @@
 import { KeyObject, constants, type VerifyKeyObjectInput } from 'node:crypto';
 import type { Algorithm } from '../vocabulary/algorithms.js';
-import { verifyInWorker, type SignatureJob } from './signature-worker.js';
+import { verifySignature, type SignatureJob } from './signature-worker.js';
 
 /**
  * The signature check of a compact JWS (RFC 7515 §5.2; RFC 7518 §3) with node:crypto's verify,
  * without WebCrypto's argument normalization and promise plumbing (jose's path). Keys still come
  * only from the issuer's key set (issuer-keys.ts); each becomes a KeyObject once.
  *
- * The math runs in a worker thread, in batches (signature-worker.ts), so the event loop keeps
- * answering other checks meanwhile and another core verifies.
+ * The math runs inline when the event loop has nothing else to do, and otherwise in a worker
+ * thread, in batches (signature-worker.ts), so the event loop keeps answering other checks
+ * meanwhile and another core verifies.
  */
 
 export type SignatureCheck = 'valid' | 'invalid' | 'unusable_key';
@@ -44,23 +45,27 @@ const SCHEMES: Record<Algorithm, Scheme> = {
 const MIN_RSA_BITS = 2048;
 
 const keyObjects = new WeakMap<CryptoKey, KeyObject>();
+/** Per key, per algorithm: what crypto.verify takes as the key (null: the key cannot verify it), made once. */
+const verifyKeys = new WeakMap<CryptoKey, Map<Algorithm, VerifyKeyObjectInput | null>>();
 
 /** `token` is a compact JWS whose segments were already checked to be base64url. */
 export function verifyJwsSignature(token: string, alg: Algorithm, key: CryptoKey): Promise<SignatureCheck> {
   const job = signatureJob(token, alg, key);
   if (!job) return Promise.resolve('unusable_key');
-  return verifyInWorker(job).then((valid) => (valid ? 'valid' : 'invalid'));
+  return verifySignature(job).then((valid) => (valid ? 'valid' : 'invalid'));
 }
 
 /** What crypto.verify needs for `token`'s signature; undefined when `key` cannot verify `alg`. */
 export function signatureJob(token: string, alg: Algorithm, key: CryptoKey): SignatureJob | undefined {
-  const scheme = SCHEMES[alg];
-  const keyObject = keyObjectOf(key);
-  if (!fits(keyObject, scheme)) return undefined;
-  const dot = token.lastIndexOf('.');
-  const signingInput = Buffer.from(token.slice(0, dot), 'latin1');
-  const signature = Buffer.from(token.slice(dot + 1), 'base64url');
-  return { hash: scheme.hash, key: keyObject, options: scheme.options, data: signingInput, signature };
+  let forKey = verifyKeys.get(key);
+  if (!forKey) verifyKeys.set(key, (forKey = new Map()));
+  let input = forKey.get(alg);
+  if (input === undefined) {
+    const scheme = SCHEMES[alg];
+    const keyObject = keyObjectOf(key);
+    forKey.set(alg, (input = fits(keyObject, scheme) ? { ...scheme.options, key: keyObject } : null));
+  }
+  return input ? { hash: SCHEMES[alg].hash, key: input, token, dot: token.lastIndexOf('.') } : undefined;
 }
 
 /** Whether `key` can verify `alg` signatures at all (type, curve, RSA size): a JWKS of none is no key set. */
