@@ -15,18 +15,20 @@
  *   npm run bench                         the table, egress, the window fix, workers, memory, startup, flat cost, soak (~35 min)
  *   npm run bench -- --only main,window   some sections (main breakdown egress messages conditions window workers memory startup flat soak)
  *   npm run bench -- --only breakdown     a cache miss by stage: the stage clock, and both threads' CPU profiles at 1 x 1 and 16 x 32
+ *   npm run bench -- --only callgrind     instructions per check under valgrind (not in a full run; load does not move them)
  *   npm run bench -- --only soak --soak-seconds 900 --soak-rate 1000 --soak-store memory
  *                                         the soak: a new token every check, RSS over time (see soak.ts)
  *   npm run bench -- --quick              1 round, fewer requests: a smoke run, not figures
  *   npm run bench -- --profile            CPU profiles (--cpu-prof) of the check path: where the time goes (and the breakdown)
  *   BENCH_REQUESTS=100000 BENCH_ROUNDS=5 BENCH_REDIS=redis://127.0.0.1:6379 npm run bench
+ *   BENCH_NODE_FLAGS=--max-semi-space-size=16 npm run bench -- --only breakdown   hopguard with more node flags
  *
  * Writes bench/out/results/bench.json and latency.svg (profiles: bench/out/profiles/).
  */
 
 import { spawnSync } from 'node:child_process';
 import { generateKeyPairSync, randomBytes, randomUUID } from 'node:crypto';
-import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { cpus, loadavg } from 'node:os';
 import path from 'node:path';
@@ -64,6 +66,8 @@ const WARMUP = Math.max(5_000, Math.round(REQUESTS / 3));
 /** Checks a run, and warm-up, at one check in flight: ~0.1-0.5 ms each. */
 const SINGLE_REQUESTS = Number(process.env.BENCH_SINGLE_REQUESTS ?? (QUICK ? 3_000 : 10_000));
 const SINGLE_WARMUP = 2_000;
+/** BENCH_NODE_FLAGS: more node flags for every hopguard process, to try one (a GC setting, say) against the image's. */
+const EXTRA_NODE_FLAGS = (process.env.BENCH_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
 const CONNECTIONS = 16;
 const STREAMS = 32;
 const REDIS_URL = process.env.BENCH_REDIS ?? 'redis://127.0.0.1:6379';
@@ -280,10 +284,10 @@ const running = new Set<ServerProcess>();
 const samplers = new Set<Sampler>();
 const redisPrefixes = new Set<string>();
 
-async function hopguard(name: string, options: HopguardOptions = {}, nodeFlags: string[] = []): Promise<ServerProcess> {
+async function hopguard(name: string, options: HopguardOptions = {}, nodeFlags: string[] = [], wrapper: string[] = []): Promise<ServerProcess> {
   const ports = { grpc: await freePort(), admin: await freePort() };
   const file = hopguardConfig(name, options, ports);
-  const server = await startHopguard(name, file, ports, [...(options.undeployedFlags ? [] : DEPLOYED_NODE_FLAGS), ...nodeFlags], options.onStdout);
+  const server = await startHopguard(name, file, ports, [...(options.undeployedFlags ? [] : DEPLOYED_NODE_FLAGS), ...EXTRA_NODE_FLAGS, ...nodeFlags], options.onStdout, wrapper);
   running.add(server);
   return server;
 }
@@ -314,8 +318,8 @@ function hopguardConfig(name: string, options: HopguardOptions, ports: { grpc: n
   return file;
 }
 
-async function noop(name: string, window: number, nodeFlags: string[] = []): Promise<ServerProcess> {
-  const server = await startNoop(name, await freePort(), window, nodeFlags);
+async function noop(name: string, window: number, nodeFlags: string[] = [], wrapper: string[] = []): Promise<ServerProcess> {
+  const server = await startNoop(name, await freePort(), window, nodeFlags, wrapper);
   running.add(server);
   return server;
 }
@@ -1002,6 +1006,63 @@ async function breakdownSection(): Promise<void> {
   results.breakdown = { stageClock: clock, iterations, profiles: profiled };
 }
 
+/**
+ * --only callgrind (issue 19; not part of a full run: ~10 min): instructions per check, counted
+ * by valgrind's callgrind, which other load on the machine does not move as it moves time. Each
+ * server runs under callgrind with instrumentation off until warmed up; then the counters are
+ * zeroed, CALLGRIND_CHECKS checks are sent (h2load, same request), and the counts dumped: per
+ * thread (the main thread is callgrind's thread 1), divided by the checks.
+ */
+async function callgrindSection(): Promise<void> {
+  const checks = Number(process.env.CALLGRIND_CHECKS ?? (QUICK ? 300 : 1_000));
+  say(`\n== callgrind: instructions per check (Ir), ${checks} checks after ${2 * checks} of warm-up, each server under valgrind --tool=callgrind`);
+  const dir = path.join(PROFILES, 'callgrind');
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const wrapper = ['valgrind', '--tool=callgrind', `--callgrind-out-file=${dir}/callgrind.out.%p`, '--separate-threads=yes', '--instr-atstart=no'];
+  const full = fixtures.request(await fixtures.token(fixtures.keys.ES256));
+  const cases: [string, () => Promise<ServerProcess>][] = [
+    ['(a) floor', () => noop('floor-callgrind', WINDOW, [], wrapper)],
+    ['(b) cache hit', () => hopguard('hopguard-callgrind', {}, [], wrapper)],
+    ['(c) ES256 full verification', () => hopguard('hopguard-no-cache-callgrind', { cache: 0 }, [], wrapper)],
+  ];
+  const rows: Record<string, unknown>[] = [];
+  say(`  ${'server'.padEnd(34)} ${'shape'.padEnd(7)} ${'main thread'.padStart(12)} ${'other threads'.padStart(14)} ${'all'.padStart(12)}  (Ir per check)`);
+  for (const [title, start] of cases) {
+    const server = await start();
+    const pid = server.child.pid!;
+    const control = (...args: string[]) => {
+      const run = spawnSync('callgrind_control', [...args, String(pid)], { encoding: 'utf8' });
+      if (run.status !== 0) throw new Error(`callgrind_control ${args.join(' ')}: ${run.stderr}`);
+    };
+    for (const shape of [[1, 1], [CONNECTIONS, STREAMS]] as [number, number][]) {
+      const target = { ...(await steadyTarget(title, title, server, full, 'allow')), shape };
+      // Long enough for V8 to have compiled the hot code, which it does on other threads.
+      await measure(target, await target.load(-1), 2 * checks, false);
+      control('--instr=on');
+      control('--zero');
+      await measure(target, await target.load(0), checks, false);
+      control('--dump');
+      // One file per thread of the dump just made: callgrind.out.PID.N-TT.
+      const dumps = readdirSync(dir).filter((file) => file.startsWith(`callgrind.out.${pid}.`));
+      const last = Math.max(...dumps.map((file) => Number(/\.(\d+)-\d+$/.exec(file)![1])));
+      let main = 0;
+      let other = 0;
+      for (const file of dumps.filter((f) => f.startsWith(`callgrind.out.${pid}.${last}-`))) {
+        const ir = Number(/^summary: (\d+)/m.exec(readFileSync(path.join(dir, file), 'utf8'))?.[1] ?? 0);
+        if (file.endsWith('-01')) main += ir;
+        else other += ir;
+      }
+      control('--instr=off');
+      const per = (ir: number) => Math.round(ir / checks).toLocaleString('en-US').padStart(12);
+      say(`  ${title.padEnd(34)} ${shape.join('x').padEnd(7)} ${per(main)} ${per(other).padStart(14)} ${per(main + other)}`);
+      rows.push({ server: title, shape, checks, mainIrPerCheck: main / checks, otherIrPerCheck: other / checks });
+    }
+    await stop(server);
+  }
+  results.callgrind = rows;
+}
+
 async function redisAvailable(): Promise<boolean> {
   const client = new Redis(REDIS_URL, { lazyConnect: true, connectTimeout: 1000, maxRetriesPerRequest: 0, retryStrategy: () => null });
   try {
@@ -1060,6 +1121,7 @@ async function main(): Promise<number> {
   mkdirSync(OUT, { recursive: true });
   const load = loadavg()[0]!;
   say(`hopguard check-path benchmark: node ${process.version}, ${cpus().length} x ${cpus()[0]?.model ?? 'cpu'}, ${h2load ?? 'no h2load'}`);
+  say(`hopguard runs with: ${[...DEPLOYED_NODE_FLAGS, ...EXTRA_NODE_FLAGS].join(' ') || 'no node flags'}${EXTRA_NODE_FLAGS.length ? ` (BENCH_NODE_FLAGS: ${EXTRA_NODE_FLAGS.join(' ')})` : ''}`);
   say(`load average at start: ${loadavg().map((l) => l.toFixed(2)).join(' ')}${load > 0.7 ? '  (the machine is not quiet: figures will be noisy)' : ''}`);
   const redis = await redisAvailable();
   fixtures = await makeFixtures();
@@ -1071,6 +1133,7 @@ async function main(): Promise<number> {
   try {
     if (PROFILE) await profileSection(redis);
     if (PROFILE || wanted('breakdown')) await breakdownSection();
+    if (ONLY?.has('callgrind')) await callgrindSection();
     if (wanted('main')) await mainSection(redis);
     if (wanted('egress')) await egressSection();
     if (wanted('messages')) await messagesSection({ domain: fixtures.domain, audience: AUDIENCE, issuer: ISSUER, quick: QUICK, rounds: ROUNDS, requests: REQUESTS, say, results });

@@ -66,25 +66,31 @@ function dockerfile(): string {
   throw new Error('no Dockerfile above the bench');
 }
 
-/** `hopguard authz --config FILE`; resolves once /readyz answers 200. `onStdout`: what node prints there (--trace-gc). */
+/**
+ * `hopguard authz --config FILE`; resolves once /readyz answers 200. `onStdout`: what node prints
+ * there (--trace-gc). `wrapper`: a command node runs under (valgrind ...), given more time to start.
+ */
 export async function startHopguard(
   name: string,
   configFile: string,
   ports: { grpc: number; admin: number },
   nodeFlags: string[] = [],
   onStdout?: (text: string) => void,
+  wrapper: string[] = [],
 ): Promise<ServerProcess> {
   const started = performance.now();
-  const child = spawn(process.execPath, [...nodeFlags, CLI, 'authz', '--config', configFile], { stdio: ['ignore', onStdout ? 'pipe' : 'ignore', 'pipe'] });
+  const [command, ...args] = [...wrapper, process.execPath, ...nodeFlags, CLI, 'authz', '--config', configFile];
+  const child = spawn(command!, args, { stdio: ['ignore', onStdout ? 'pipe' : 'ignore', 'pipe'] });
+  const readyTimeoutMs = wrapper.length > 0 ? 20 * READY_TIMEOUT_MS : READY_TIMEOUT_MS;
   if (onStdout) child.stdout!.setEncoding('utf8').on('data', onStdout);
   const tracked = track(name, child);
   for (;;) {
     if (child.exitCode !== null) throw tracked.failed();
     if (await ready(ports.admin)) break;
-    if (performance.now() - started > READY_TIMEOUT_MS) {
+    if (performance.now() - started > readyTimeoutMs) {
       const readyz = await fetch(`http://127.0.0.1:${ports.admin}/readyz`).then((res) => res.text(), (err: Error) => err.message);
       await tracked.stop();
-      throw new Error(`${name} was not ready within ${READY_TIMEOUT_MS / 1000} s: /readyz ${readyz}\n${tracked.stderr()}`);
+      throw new Error(`${name} was not ready within ${readyTimeoutMs / 1000} s: /readyz ${readyz}\n${tracked.stderr()}`);
     }
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
@@ -96,14 +102,18 @@ function ready(adminPort: number): Promise<boolean> {
 }
 
 /** The no-op floor server (noop-authz.ts). */
-export function startNoop(name: string, port: number, window: number, nodeFlags: string[] = []): Promise<ServerProcess> {
-  return startFloor(name, NOOP, [String(port), String(window)], nodeFlags);
+export function startNoop(name: string, port: number, window: number, nodeFlags: string[] = [], wrapper: string[] = []): Promise<ServerProcess> {
+  return startFloor(name, NOOP, [String(port), String(window)], nodeFlags, wrapper);
 }
 
-/** A floor server script that prints its bound port on stdout (noop-authz.ts, noop-http.ts). */
-export async function startFloor(name: string, script: string, args: string[], nodeFlags: string[] = []): Promise<ServerProcess> {
+/**
+ * A floor server script that prints its bound port on stdout (noop-authz.ts, noop-http.ts).
+ * `wrapper`: a command node runs under (valgrind ...).
+ */
+export async function startFloor(name: string, script: string, args: string[], nodeFlags: string[] = [], wrapper: string[] = []): Promise<ServerProcess> {
   const started = performance.now();
-  const child = spawn(process.execPath, [...nodeFlags, script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const [command, ...rest] = [...wrapper, process.execPath, ...nodeFlags, script, ...args];
+  const child = spawn(command!, rest, { stdio: ['ignore', 'pipe', 'pipe'] });
   const tracked = track(name, child);
   const bound = await new Promise<string>((resolve, reject) => {
     child.stdout!.once('data', (chunk) => resolve(String(chunk).trim()));
