@@ -23,14 +23,18 @@ export function decodeCompactJws(token: string, maxLength = MAX_TOKEN_LENGTH): D
   if (token.length > maxLength) {
     throw new TokenError('malformed_token', `token is longer than ${maxLength} characters`);
   }
-  const segments = token.split('.');
-  if (segments.length === 5) throw new TokenError('malformed_token', 'token is a JWE; a signed JWT (JWS) is required');
-  if (segments.length !== 3) throw new TokenError('malformed_token', 'token does not have three segments');
-  const [header, payload, signature] = segments as [string, string, string];
-  if (signature !== '') decodeSegment(signature, 'signature');
+  // Found by position, not split: the segments are read once, and the signature's bytes are left
+  // to the signature check, which writes them where it needs them.
+  const first = token.indexOf('.');
+  const second = first < 0 ? -1 : token.indexOf('.', first + 1);
+  if (second < 0 || token.indexOf('.', second + 1) >= 0) {
+    if (token.split('.').length === 5) throw new TokenError('malformed_token', 'token is a JWE; a signed JWT (JWS) is required');
+    throw new TokenError('malformed_token', 'token does not have three segments');
+  }
+  if (second + 1 < token.length) checkSignatureSegment(token.slice(second + 1));
   return {
-    header: parseJsonObject(decodeText(header, 'header'), 'token header'),
-    payload: parseJsonObject(decodeText(payload, 'payload'), 'token payload'),
+    header: parseJsonObject(decodeText(token.slice(0, first), 'header'), 'token header'),
+    payload: parseJsonObject(decodeText(token.slice(first + 1, second), 'payload'), 'token payload'),
   };
 }
 
@@ -47,12 +51,33 @@ function decodeText(segment: string, what: string): string {
 }
 
 function decodeSegment(segment: string, what: string): Buffer {
-  if (!BASE64URL.test(segment)) throw new TokenError('malformed_token', `token ${what} is not base64url`);
   const bytes = Buffer.from(segment, 'base64url');
-  // Non-canonical spellings (stray low bits in the last character, impossible lengths) decode
-  // to the same bytes as the canonical one; refuse them so a token has exactly one form.
-  if (bytes.toString('base64url') !== segment) {
-    throw new TokenError('malformed_token', `token ${what} is not canonical base64url`);
-  }
+  // Node's decoder skips what is not base64 and reads both alphabets and padding, so the bytes
+  // spelled back differ from any segment that is not canonical unpadded base64url: stray
+  // characters, `+` `/` `=`, stray low bits in the last character, impossible lengths. A token
+  // has exactly one form. The charset is only looked at to say which fault it was.
+  if (segment === '' || bytes.toString('base64url') !== segment) throw notCanonical(segment, what);
   return bytes;
+}
+
+/** The signature, checked without decoding it: base64url characters, and a length and last character only the canonical spelling has. */
+function checkSignatureSegment(segment: string): void {
+  if (!BASE64URL.test(segment)) throw notCanonical(segment, 'signature');
+  const tail = segment.length % 4;
+  // 2 or 3 characters left over carry 1 or 2 bytes: the last one's low 4 or 2 bits are unused and must be 0.
+  const unused = tail === 2 ? 0x0f : tail === 3 ? 0x03 : 0;
+  if (tail === 1 || (sextet(segment.charCodeAt(segment.length - 1)) & unused) !== 0) throw notCanonical(segment, 'signature');
+}
+
+/** The value of a base64url character (A-Z a-z 0-9 - _). */
+function sextet(c: number): number {
+  if (c >= 0x61) return c - 0x61 + 26;
+  if (c >= 0x41) return c === 0x5f ? 63 : c - 0x41;
+  return c === 0x2d ? 62 : c - 0x30 + 52;
+}
+
+function notCanonical(segment: string, what: string): TokenError {
+  return BASE64URL.test(segment)
+    ? new TokenError('malformed_token', `token ${what} is not canonical base64url`)
+    : new TokenError('malformed_token', `token ${what} is not base64url`);
 }
