@@ -208,7 +208,11 @@ type Json = string | number | boolean | null | Json[] | { [key: string]: Json };
  */
 function struct(object: Record<string, unknown>): Struct {
   const fields: Record<string, StructValue> = {};
-  for (const [key, value] of Object.entries(object)) if (value !== undefined) fields[key] = protoValue(value as Json);
+  // for…in visits what Object.entries would here (own keys of a plain object), without an array per member.
+  for (const key in object) {
+    const value = object[key];
+    if (value !== undefined) fields[key] = protoValue(value as Json);
+  }
   return { fields };
 }
 
