@@ -141,7 +141,7 @@ async function stagesOf(bytes: Buffer, alg: Algorithm, n: number, { issuers, aud
     const claims = readAccessTokenClaims(claimsOf);
     checkFreshness(claims, rules);
     checkAudience(claims, issuer.audience ?? audience);
-    return { ...claims, fingerprint: fingerprint(claims.iss, claims.jti) };
+    return { ...claims, fingerprint: fingerprint(claims.iss, claims.jti), claims: Object.freeze(claimsOf) };
   };
   warm('claims, freshness, audience, fingerprint', (i) => verifiedOf(decoded[i]!.payload));
   const kid = header.kid as string | undefined;
