@@ -7,6 +7,7 @@ import type { CheckOutput } from '../src/authz/envoy-client.js';
 import { issueCert } from '../src/devkit/pki.js';
 import { CHECKOUT, STRANGER, authzYaml, createFixtures, type Fixtures } from './support/harness.js';
 import { spawnCli, startSidecar, type SidecarProcess, type Spawned } from './support/process.js';
+import { parseInjectConfig } from '../src/inject/inject-config.js';
 import { kubernetesProblems } from './support/deploy-kubernetes-schema.js';
 import { documents } from './support/manifests.js';
 import { SHARED_REDIS_URL, deleteKeysUnder, requireSharedRedis, uniquePrefix } from './support/redis.js';
@@ -177,5 +178,19 @@ describe('k8s/base/decommission-webhook.yaml', () => {
       rules: [{ operations: ['DELETE'], apiGroups: [''], apiVersions: ['v1'], resources: ['serviceaccounts'] }],
     });
     expect(injectorService.spec.ports.map((p: { port: number }) => p.port)).toContain(webhook.clientConfig.service.port);
+  });
+
+  it('the injector revokes in the shared Redis: its config names it, its pod mounts the credentials, Redis admits it', () => {
+    const injector = documents(readFileSync(path.join(K8S, 'injector.yaml'), 'utf8'));
+    const config = parseInjectConfig(injector.find((d) => d.kind === 'ConfigMap')!.data['inject.yaml'], { baseDir: '/' });
+    expect(config.store).toBe('rediss://hopguard-issuer@hopguard-redis.hopguard-system.svc:6379');
+    expect(config.redis).toMatchObject({ passwordFile: '/etc/hopguard/redis/password', tlsCaFile: '/etc/hopguard/redis/ca.crt' });
+    expect(config.revocationTtlMs).toBeGreaterThanOrEqual(24 * 3600_000);
+    const pod = injector.find((d) => d.kind === 'Deployment')!.spec.template.spec;
+    const mount = pod.containers[0].volumeMounts.find((m: { mountPath: string }) => m.mountPath === '/etc/hopguard/redis');
+    expect(pod.volumes.find((v: { name: string }) => v.name === mount.name).secret.secretName).toBe('hopguard-redis-issuer');
+    const redisPolicy = documents(readFileSync(path.join(K8S, 'redis.yaml'), 'utf8')).find((d) => d.kind === 'NetworkPolicy')!;
+    expect(redisPolicy.spec.ingress.flatMap((rule: { from: unknown[] }) => rule.from))
+      .toContainEqual({ podSelector: { matchLabels: { 'app.kubernetes.io/name': 'hopguard-injector' } } });
   });
 });
