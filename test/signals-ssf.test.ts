@@ -282,6 +282,12 @@ describe('each SET is acted on and audited once', () => {
     expect(audited(replicaAuditFile).filter((r) => r.set_id === jti)).toEqual([]);
   });
 
+  it('a SET above an access token\'s 16 KiB but within 64 KiB is read', async () => {
+    const body = await set({ subId: { format: 'opaque', id: 'stream-1' }, events: { [EVENT.verification]: { state: 'x'.repeat(40_000) } } });
+    expect(body.length).toBeGreaterThan(16 * 1024);
+    expect((await push(body)).status).toBe(202);
+  });
+
   it('an event type it does not act on is accepted and counted', async () => {
     const reply = await push(await set({
       subId: { format: 'uri', uri: ID.victim },
@@ -291,6 +297,7 @@ describe('each SET is acted on and audited once', () => {
     const metrics = await issuerMetrics();
     expect(metrics).toMatch(/hopguard_issuer_security_events_total\{event="other",outcome="unknown_type"\} 1/);
     expect(metrics).toMatch(/hopguard_issuer_security_events_total\{event="verification",outcome="duplicate"\} 1/);
+    expect(metrics).toMatch(/hopguard_issuer_security_events_total\{event="verification",outcome="verification"\} 2/);
     expect(metrics).toMatch(/hopguard_issuer_security_events_total\{event="session-revoked",outcome="revoked"\} 1/);
     expect(metrics).toMatch(/hopguard_issuer_security_events_total\{event="unverified",outcome="invalid_key"\} \d/);
   });
