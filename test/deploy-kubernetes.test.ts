@@ -151,20 +151,25 @@ describe('k8s/: Redis takes credentials and TLS, and is not reachable by a label
     }
   });
 
-  it('the issuer and every sidecar connect over rediss:// as a user the ACL file defines, with a password file, never inline', () => {
+  it('the issuer, the injector and every sidecar connect over rediss:// as a user the ACL file defines, with a password file, never inline', () => {
     const users = aclRules.map((rule) => rule.split(' ')[1]);
     const configs = byKind('ConfigMap').flatMap((map) => Object.entries(map.data as Record<string, string>)
-      .filter(([key]) => key === 'issuer.yaml' || key === 'authz.yaml').map(([key, text]) => ({ key, name: map.metadata.name, text })));
-    expect(configs.length).toBeGreaterThanOrEqual(3);
+      .filter(([key]) => ['issuer.yaml', 'authz.yaml', 'inject.yaml'].includes(key)).map(([key, text]) => ({ key, name: map.metadata.name, text })));
+    expect(configs.length).toBeGreaterThanOrEqual(4);
+    const parse = { 'issuer.yaml': parseIssuerConfig, 'authz.yaml': parseAuthzConfig, 'inject.yaml': parseInjectConfig } as Record<string, (text: string, o: { baseDir: string }) => { store: string; redis: object }>;
     for (const { key, name, text } of configs) {
-      const config = key === 'issuer.yaml' ? parseIssuerConfig(text, { baseDir: '/' }) : parseAuthzConfig(text, { baseDir: '/' });
-      expect(config.store, name).toMatch(/^rediss:\/\/hopguard-(issuer|sidecar)@hopguard-redis\.hopguard-system\.svc:6379$/);
+      const config = parse[key]!(text, { baseDir: '/' });
+      expect(config.store, name).toMatch(/^rediss:\/\/hopguard-(issuer|sidecar|injector)@hopguard-redis\.hopguard-system\.svc:6379$/);
       expect(users).toContain(/^rediss:\/\/([^@]+)@/.exec(config.store)![1]);
       expect(config.redis, name).toMatchObject({ passwordFile: '/etc/hopguard/redis/password', tlsCaFile: '/etc/hopguard/redis/ca.crt' });
     }
-    const issuerPod = named('Deployment', 'hopguard-issuer').spec.template.spec;
-    const mount = (issuerPod.containers[0].volumeMounts as Obj[]).find((m) => m.mountPath === '/etc/hopguard/redis')!;
-    expect((issuerPod.volumes as Obj[]).find((v) => v.name === mount.name)?.secret.secretName).toBe('hopguard-redis-issuer');
+    // Each of hopguard-system's clients mounts its own user's Secret, and no other user's.
+    for (const [deployment, user] of [['hopguard-issuer', 'issuer'], ['hopguard-injector', 'injector']]) {
+      const pod = named('Deployment', deployment!).spec.template.spec;
+      const mount = (pod.containers[0].volumeMounts as Obj[]).find((m) => m.mountPath === '/etc/hopguard/redis')!;
+      expect((pod.volumes as Obj[]).find((v) => v.name === mount.name)?.secret.secretName).toBe(`hopguard-redis-${user}`);
+      expect((pod.volumes as Obj[]).map((v) => v.secret?.secretName).filter((n) => n?.startsWith('hopguard-redis-')), deployment).toEqual([`hopguard-redis-${user}`]);
+    }
   });
 
   it.each(['hopguard-redis', 'hopguard-issuer'])('NetworkPolicy %s never admits by a pod label alone: other namespaces by the name the API server sets', (name) => {

@@ -5,7 +5,10 @@ import net from 'node:net';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AUDIT_OFF } from '../src/audit/audit-log.js';
 import { issueCert, type IssuedCert } from '../src/devkit/pki.js';
+import { Decommission } from '../src/signals/decommission.js';
+import { RedisRevocationWriter } from '../src/store/redis-revocation-writer.js';
 import { RedisStore } from '../src/store/redis-store.js';
 import { revocationKey } from '../src/store/revocation-index.js';
 import type { HeldUses, RevocationRecord } from '../src/store/store.js';
@@ -28,8 +31,10 @@ const PREFIX = 'hopguard:';
 const ADMIN = 'acl-test-admin';
 
 let fixtures: Fixtures;
-const secret = { sidecar: randomBytes(24).toString('hex'), issuer: randomBytes(24).toString('hex'), admin: randomBytes(24).toString('hex') };
-const files = { sidecar: '', issuer: '', wrong: '' };
+const secret = {
+  sidecar: randomBytes(24).toString('hex'), issuer: randomBytes(24).toString('hex'), injector: randomBytes(24).toString('hex'), admin: randomBytes(24).toString('hex'),
+};
+const files = { sidecar: '', issuer: '', injector: '', wrong: '' };
 let aclFile: string;
 let redis: RedisProcess;
 let admin: Redis;
@@ -91,8 +96,9 @@ beforeAll(async () => {
   fixtures = await createFixtures();
   files.sidecar = writeSecret('sidecar-password', `${secret.sidecar}\n`);
   files.issuer = writeSecret('issuer-password', secret.issuer);
+  files.injector = writeSecret('injector-password', `${secret.injector}\n`);
   files.wrong = writeSecret('wrong-password', 'not-the-sidecar-password');
-  const rendered = execFileSync(RENDER, [files.sidecar, files.issuer], { encoding: 'utf8' });
+  const rendered = execFileSync(RENDER, [files.sidecar, files.issuer, files.injector], { encoding: 'utf8' });
   aclFile = writeSecret('users.acl', `${rendered}user ${ADMIN} on >${secret.admin} ~* &* +@all\n`);
   // DEBUG enabled, so the ACL (not enable-debug-command) is what refuses it to hopguard's users.
   redis = new RedisProcess(await freePort(), ['--aclfile', aclFile, '--protected-mode', 'yes', '--enable-debug-command', 'yes']);
@@ -108,9 +114,10 @@ afterAll(async () => {
 
 describe('k8s/base/redis-users.acl: what each user may do', () => {
   it('renders with no placeholder or comment left, and turns the default user off', () => {
-    const rendered = execFileSync(RENDER, [files.sidecar, files.issuer], { encoding: 'utf8' });
+    const rendered = execFileSync(RENDER, [files.sidecar, files.issuer, files.injector], { encoding: 'utf8' });
     expect(rendered).not.toMatch(/PASSWORD_SHA256|^#/m);
-    expect(rendered).not.toContain(secret.sidecar);
+    for (const password of [secret.sidecar, secret.issuer, secret.injector]) expect(rendered).not.toContain(password);
+    expect(rendered.match(/^user \S+/gm)).toEqual(['user default', 'user hopguard-sidecar', 'user hopguard-issuer', 'user hopguard-injector']);
     expect(rendered).toMatch(/^user default off /m);
   });
 
@@ -166,6 +173,83 @@ describe('k8s/base/redis-users.acl: what each user may do', () => {
       await issuer.close();
     }
     expect(await refusals()).toEqual([]);
+  });
+
+  it('the injector user writes a decommission\'s revocations, a sidecar hears of them, and Redis refuses none of it', async () => {
+    await admin.call('ACL', 'LOG', 'RESET');
+    const sidecar = await RedisStore.open(`redis://hopguard-sidecar@127.0.0.1:${redis.port}`, storeOptions(files.sidecar), silentLogger);
+    // What hopguard inject opens for its store: the revocation writer, as the injector's own user.
+    const writer = await RedisRevocationWriter.open(`redis://hopguard-injector@127.0.0.1:${redis.port}`, storeOptions(files.injector), silentLogger);
+    const subject = 'spiffe://cluster.local/ns/shop/sa/retired';
+    const before = await admin.get(`${PREFIX}revocations:version`);
+    try {
+      const decommission = new Decommission({ trustDomain: 'cluster.local', store: writer, audit: AUDIT_OFF, log: silentLogger, revocationTtlMs: 3600_000 });
+      const answer = await decommission.review({
+        apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview',
+        request: { uid: 'acl-1', kind: { group: '', version: 'v1', kind: 'ServiceAccount' }, operation: 'DELETE', namespace: 'shop', name: 'retired', userInfo: { username: 'admin' } },
+      });
+      // Admitted without the warning a failed write gives.
+      expect(answer).toEqual({ kind: 'answered', review: { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: { uid: 'acl-1', allowed: true } } });
+      const issuedEarlier = { jtiFingerprint: 'retired-token', sub: subject, clientId: 'spiffe://cluster.local/ns/shop/sa/other', iat: Math.floor(Date.now() / 1000) - 10 };
+      const obtainedByExchange = { jtiFingerprint: 'exchanged', sub: 'spiffe://cluster.local/ns/shop/sa/other', clientId: subject, iat: Math.floor(Date.now() / 1000) - 10 };
+      await until('the sidecar to hear of both revocations', () =>
+        sidecar.findRevocation(issuedEarlier)?.revocation.kind === 'subject' && sidecar.findRevocation(obtainedByExchange)?.revocation.kind === 'client');
+      expect(await admin.hkeys(`${PREFIX}revocations`)).toEqual(expect.arrayContaining([`subject:${subject}`, `client:${subject}`]));
+      expect(Number(await admin.get(`${PREFIX}revocations:version`))).toBeGreaterThan(Number(before ?? 0));
+    } finally {
+      await Promise.all([writer.close(), sidecar.close()]);
+    }
+    expect(await refusals()).toEqual([]);
+  });
+
+  it('the injector user cannot read or delete the revocations, touch a one-time mark or a refresh family, subscribe, or run admin commands', async () => {
+    await admin.set(`${PREFIX}used:kept-from-injector`, '1', 'PX', 60_000);
+    await admin.sadd(`${PREFIX}set:family-injector`, 'fp 1');
+    await admin.set('other-app:key', 'theirs');
+    await admin.hset(`${PREFIX}revocations`, 'jti:held-from-injector', JSON.stringify(record('held-from-injector', Date.now() + 60_000)));
+    const injector = connectAs('hopguard-injector', secret.injector);
+    const refused: string[][] = [
+      ['SET', `${PREFIX}used:kept-from-injector`, 'x', 'PX', '1'], ['SET', `${PREFIX}used:new`, 'x', 'NX', 'PX', '60000'],
+      ['GET', `${PREFIX}used:kept-from-injector`], ['DEL', `${PREFIX}used:kept-from-injector`], ['UNLINK', `${PREFIX}used:kept-from-injector`],
+      ['EVAL', "return redis.call('DEL', KEYS[1])", '1', `${PREFIX}used:kept-from-injector`],
+      ['SMEMBERS', `${PREFIX}set:family-injector`], ['SADD', `${PREFIX}set:family-injector`, 'x'], ['DEL', `${PREFIX}set:family-injector`],
+      ['PEXPIREAT', `${PREFIX}set:family-injector`, '1'],
+      ['HSCAN', `${PREFIX}revocations`, '0'], ['HGETALL', `${PREFIX}revocations`], ['HKEYS', `${PREFIX}revocations`],
+      ['HDEL', `${PREFIX}revocations`, 'jti:held-from-injector'], ['DEL', `${PREFIX}revocations`], ['UNLINK', `${PREFIX}revocations`],
+      ['EVAL', "return redis.call('HDEL', KEYS[1], ARGV[1])", '1', `${PREFIX}revocations`, 'jti:held-from-injector'],
+      ['EVAL', "return redis.call('DEL', KEYS[1])", '1', `${PREFIX}revocations`],
+      ['EXPIRE', `${PREFIX}revocations`, '1'], ['RENAME', `${PREFIX}revocations`, `${PREFIX}gone`],
+      ['GET', `${PREFIX}revocations:version`], ['SET', `${PREFIX}revocations:version`, '0'], ['DEL', `${PREFIX}revocations:version`],
+      ['PUBLISH', 'other-app:events', 'x'], ['GET', 'other-app:key'], ['SET', 'other-app:key', 'mine'],
+      ['FLUSHALL'], ['FLUSHDB'], ['KEYS', '*'], ['SCAN', '0'], ['CONFIG', 'GET', '*'], ['CONFIG', 'SET', 'appendonly', 'no'],
+      ['DEBUG', 'SLEEP', '0'], ['ACL', 'LIST'], ['CLIENT', 'LIST'], ['MONITOR'], ['SCRIPT', 'FLUSH'], ['FUNCTION', 'FLUSH'], ['SHUTDOWN', 'NOSAVE'],
+    ];
+    try {
+      for (const [command, ...args] of refused) {
+        await expect(injector.call(command!, ...args), `${command} ${args.join(' ')}`).rejects.toThrow(/NOPERM|can't run this command|can't access/);
+      }
+      // It publishes revocations, but hears none: the feed is the sidecars'.
+      await expect(connectAs('hopguard-injector', secret.injector).subscribe(`${PREFIX}revocations`)).rejects.toThrow(/NOPERM/);
+    } finally {
+      injector.disconnect();
+    }
+    expect(await admin.get(`${PREFIX}used:kept-from-injector`)).toBe('1');
+    expect(await admin.smembers(`${PREFIX}set:family-injector`)).toEqual(['fp 1']);
+    expect(await admin.hexists(`${PREFIX}revocations`, 'jti:held-from-injector')).toBe(1);
+    expect(await admin.get('other-app:key')).toBe('theirs');
+  });
+
+  it('what a stolen injector password still can do, as README says: write and publish revocation records', async () => {
+    // The merge script runs with the caller's rights, so HSET and PUBLISH there are the injector's
+    // too: a forged revocation denies service; a shortened one is merged back by the sidecars.
+    const injector = connectAs('hopguard-injector', secret.injector);
+    try {
+      expect(await injector.hset(`${PREFIX}revocations`, 'jti:forged-by-injector', JSON.stringify(record('forged-by-injector', Date.now() + 60_000)))).toBe(1);
+      expect(await injector.publish(`${PREFIX}revocations`, JSON.stringify(record('forged-by-injector', Date.now() + 60_000)))).toBeGreaterThanOrEqual(0);
+    } finally {
+      injector.disconnect();
+    }
+    await admin.hdel(`${PREFIX}revocations`, 'jti:forged-by-injector');
   });
 
   it('the sidecar user cannot unlink or expire a one-time mark, delete the revocations, touch another prefix or channel, or run admin commands', async () => {

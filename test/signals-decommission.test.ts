@@ -180,17 +180,37 @@ describe('k8s/base/decommission-webhook.yaml', () => {
     expect(injectorService.spec.ports.map((p: { port: number }) => p.port)).toContain(webhook.clientConfig.service.port);
   });
 
-  it('the injector revokes in the shared Redis: its config names it, its pod mounts the credentials, Redis admits it', () => {
+  it('the injector revokes in the shared Redis as its own user: its config names it, its pod mounts only that user\'s credentials, Redis admits it', () => {
     const injector = documents(readFileSync(path.join(K8S, 'injector.yaml'), 'utf8'));
     const config = parseInjectConfig(injector.find((d) => d.kind === 'ConfigMap')!.data['inject.yaml'], { baseDir: '/' });
-    expect(config.store).toBe('rediss://hopguard-issuer@hopguard-redis.hopguard-system.svc:6379');
+    expect(config.store).toBe('rediss://hopguard-injector@hopguard-redis.hopguard-system.svc:6379');
     expect(config.redis).toMatchObject({ passwordFile: '/etc/hopguard/redis/password', tlsCaFile: '/etc/hopguard/redis/ca.crt' });
     expect(config.revocationTtlMs).toBeGreaterThanOrEqual(24 * 3600_000);
+    expect(readFileSync(path.join(K8S, 'redis-users.acl'), 'utf8')).toMatch(/^user hopguard-injector on /m);
     const pod = injector.find((d) => d.kind === 'Deployment')!.spec.template.spec;
-    const mount = pod.containers[0].volumeMounts.find((m: { mountPath: string }) => m.mountPath === '/etc/hopguard/redis');
-    expect(pod.volumes.find((v: { name: string }) => v.name === mount.name).secret.secretName).toBe('hopguard-redis-issuer');
+    expect(secretAt(pod, '/etc/hopguard/redis')).toBe('hopguard-redis-injector');
+    expect(pod.volumes.map((v: { secret?: { secretName: string } }) => v.secret?.secretName).filter(Boolean).sort())
+      .toEqual(['hopguard-injector-audit', 'hopguard-injector-tls', 'hopguard-redis-injector']);
     const redisPolicy = documents(readFileSync(path.join(K8S, 'redis.yaml'), 'utf8')).find((d) => d.kind === 'NetworkPolicy')!;
     expect(redisPolicy.spec.ingress.flatMap((rule: { from: unknown[] }) => rule.from))
       .toContainEqual({ podSelector: { matchLabels: { 'app.kubernetes.io/name': 'hopguard-injector' } } });
   });
+
+  it('the injector audits decommissions: its config turns the audit log on with a signing key its pod mounts from a Secret', () => {
+    const injector = documents(readFileSync(path.join(K8S, 'injector.yaml'), 'utf8'));
+    const config = parseInjectConfig(injector.find((d) => d.kind === 'ConfigMap')!.data['inject.yaml'], { baseDir: '/' });
+    expect(config.audit.output).toEqual({ kind: 'stdout' });
+    const pod = injector.find((d) => d.kind === 'Deployment')!.spec.template.spec;
+    const keyDir = path.posix.dirname(config.audit.signingKeyFile!);
+    expect(secretAt(pod, keyDir)).toBe('hopguard-injector-audit');
+    const mount = pod.containers[0].volumeMounts.find((m: { mountPath: string }) => m.mountPath === keyDir);
+    expect(mount.readOnly).toBe(true);
+    expect(pod.volumes.find((v: { name: string }) => v.name === mount.name).secret.defaultMode).toBe(0o440);
+  });
 });
+
+/** The Secret mounted at `dir` in the pod's first container, if any. */
+function secretAt(pod: { containers: { volumeMounts: { name: string; mountPath: string }[] }[]; volumes: { name: string; secret?: { secretName: string } }[] }, dir: string): string | undefined {
+  const mount = pod.containers[0]!.volumeMounts.find((m) => m.mountPath === dir);
+  return pod.volumes.find((v) => v.name === mount?.name)?.secret?.secretName;
+}

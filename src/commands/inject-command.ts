@@ -8,7 +8,7 @@ import { InjectionError } from '../inject/sidecar-injection.js';
 import { startWebhook } from '../inject/webhook-server.js';
 import { openAuditLog } from '../audit/audit-log.js';
 import { Decommission } from '../signals/decommission.js';
-import { openStore } from '../store/open-store.js';
+import { openRevocationWriter } from '../store/open-store.js';
 import { createLogger } from '../telemetry/log.js';
 import { CONFIG_OPTION, UsageError, requireOption } from './command-line.js';
 
@@ -48,7 +48,7 @@ export async function injectCommand(argv: string[]): Promise<number> {
   const log = createLogger();
   listenForShutdown();
   // POST /decommission revokes in the store the config names, audited where its audit: says.
-  const store = await openStore(config, log);
+  const store = await openRevocationWriter(config, log);
   const audit = await openAuditLog(config.audit, { log });
   const decommission = new Decommission({ trustDomain: config.trustDomain, store, audit, log, revocationTtlMs: config.revocationTtlMs });
   const webhook = await startWebhook({ ...config, tls }, injectionSettings(config, loadEnvoyTemplate(config.envoyTemplate)), log, { decommission });

@@ -1,6 +1,6 @@
 import type { AuditRecorder } from '../audit/audit-log.js';
 import { isRecord } from '../schema/config-schema.js';
-import { StoreUnavailableError, type Store } from '../store/store.js';
+import { StoreUnavailableError, type RevocationWriter } from '../store/store.js';
 import type { Logger } from '../telemetry/log.js';
 
 /**
@@ -13,7 +13,7 @@ import type { Logger } from '../telemetry/log.js';
 
 export interface DecommissionDeps {
   trustDomain: string;
-  store: Store;
+  store: Pick<RevocationWriter, 'revoke'>;
   audit: AuditRecorder;
   log: Logger;
   /** How long the revocation is kept: at least the longest lifetime of any token of that workload. */

@@ -91,3 +91,17 @@ function reportRefusals(client: RedisClient, role: string, log: Logger): void {
       : { connection: role, tls_error: err.code, check: 'redis.tls_ca_file, tls_cert_file and tls_key_file, and the server certificate\'s names' });
   });
 }
+
+/** Waits for the first connection, but not for long: a Redis that is down at start must not hold up the process. */
+export function whenReady(client: RedisClient, timeoutMs: number): Promise<void> {
+  if (client.status === 'ready') return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      client.off('ready', done);
+      resolve();
+    };
+    const timer = setTimeout(done, Math.max(timeoutMs, 1000));
+    client.once('ready', done);
+  });
+}

@@ -2,10 +2,10 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from '../telemetry/log.js';
 import type { RedisOptions } from '../vocabulary/redis-options.js';
 import type { StoreHealth } from '../vocabulary/store-health.js';
-import { createRedisClient, type RedisClient } from './redis-connection.js';
+import { createRedisClient, whenReady, type RedisClient } from './redis-connection.js';
 import { RevocationIndex, mergeRevocation, parseRevocationRecord, revocationKey } from './revocation-index.js';
 import { withDeadline } from './deadline.js';
-import { defineRevocationScripts } from './revocation-scripts.js';
+import { defineRevocationScripts, mergeRevocations, revocationKeys } from './revocation-scripts.js';
 import { UseReleaser, defineUseRelease } from './use-release.js';
 import { StoreUnavailableError, type HeldUses, type OneTimeCounts, type RevocationRecord, type RevocationSubject, type Store } from './store.js';
 
@@ -57,7 +57,7 @@ export class RedisStore implements Store {
     this.index = new RevocationIndex(now);
     this.releaser = new UseReleaser(commands, log, now);
     const prefix = options.keyPrefix;
-    this.keys = { used: `${prefix}used:`, sets: `${prefix}set:`, hash: `${prefix}revocations`, version: `${prefix}revocations:version`, channel: `${prefix}revocations` };
+    this.keys = { used: `${prefix}used:`, sets: `${prefix}set:`, ...revocationKeys(prefix) };
   }
 
   /** Connects and loads the revocations; with Redis down it still returns, failing closed until it can sync. */
@@ -102,7 +102,7 @@ export class RedisStore implements Store {
 
   async revoke(record: RevocationRecord): Promise<void> {
     try {
-      await this.mergeIntoRedis([record]);
+      await mergeRevocations(this.commands, this.keys, [record]);
     } catch {
       throw new StoreUnavailableError('redis did not record the revocation');
     }
@@ -241,25 +241,8 @@ export class RedisStore implements Store {
       await this.commands.deleteRevocationsUnchanged(this.keys.hash, ...expired.slice(i, i + 2 * SCAN_PAGE));
     }
     const behind = [...this.index.records()].filter((r) => !whole.has(revocationKey(r.revocation)));
-    const restored = await this.mergeIntoRedis(behind);
+    const restored = await mergeRevocations(this.commands, this.keys, behind);
     if (restored > 0) this.log.warn('revocations_restored', { count: restored });
-  }
-
-  /** Merges each record into the hash; bumps the version if any grew. Resolves to how many grew. */
-  private async mergeIntoRedis(records: RevocationRecord[]): Promise<number> {
-    let grown = 0;
-    for (let i = 0; i < records.length; i += SCAN_PAGE) {
-      const batch = this.commands.pipeline();
-      for (const record of records.slice(i, i + SCAN_PAGE)) {
-        batch.mergeRevocation(this.keys.hash, revocationKey(record.revocation), JSON.stringify(record), this.keys.channel);
-      }
-      for (const [err, written] of (await batch.exec()) ?? []) {
-        if (err) throw err;
-        if (written !== null) grown++;
-      }
-    }
-    if (grown > 0) await this.commands.incr(this.keys.version);
-    return grown;
   }
 
   private logIgnored(): void {
@@ -269,22 +252,8 @@ export class RedisStore implements Store {
   }
 }
 
-/** Revocations read, merged or deleted per command. */
+/** Revocations read or deleted per command. */
 const SCAN_PAGE = 1000;
 
 /** Resyncs between two full reads of the hash when its version does not move (the periodic one). */
 const FULL_READ_EVERY = 10;
-
-/** Waits for the first connection, but not for long: a Redis that is down at start must not hold up the sidecar. */
-function whenReady(client: RedisClient, timeoutMs: number): Promise<void> {
-  if (client.status === 'ready') return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      client.off('ready', done);
-      resolve();
-    };
-    const timer = setTimeout(done, Math.max(timeoutMs, 1000));
-    client.once('ready', done);
-  });
-}

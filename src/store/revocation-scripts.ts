@@ -1,5 +1,7 @@
 import type { Result } from 'ioredis';
 import type { RedisClient } from './redis-connection.js';
+import { revocationKey } from './revocation-index.js';
+import type { RevocationRecord } from './store.js';
 
 /**
  * The Lua side of the revocations hash, so a write is a compare-and-set in Redis itself: two
@@ -103,4 +105,35 @@ return deleted
 export function defineRevocationScripts(client: RedisClient): void {
   client.defineCommand('mergeRevocation', { numberOfKeys: 1, lua: MERGE_REVOCATION_LUA });
   client.defineCommand('deleteRevocationsUnchanged', { numberOfKeys: 1, lua: DELETE_REVOCATIONS_UNCHANGED_LUA });
+}
+
+/** The revocations' hash, its version key and the channel that carries each new record, under the key prefix. */
+export interface RevocationKeys { hash: string; version: string; channel: string }
+
+export function revocationKeys(prefix: string): RevocationKeys {
+  return { hash: `${prefix}revocations`, version: `${prefix}revocations:version`, channel: `${prefix}revocations` };
+}
+
+/** Records merged per pipeline. */
+const MERGE_BATCH = 1000;
+
+/**
+ * Merges each record into the hash (published by the script when it grew) and bumps the version
+ * if any grew: the whole of a revocation write, so a writer needs only these commands and keys
+ * (the injector's Redis user, k8s/base/redis-users.acl). Resolves to how many grew.
+ */
+export async function mergeRevocations(client: RedisClient, keys: RevocationKeys, records: readonly RevocationRecord[]): Promise<number> {
+  let grown = 0;
+  for (let i = 0; i < records.length; i += MERGE_BATCH) {
+    const batch = client.pipeline();
+    for (const record of records.slice(i, i + MERGE_BATCH)) {
+      batch.mergeRevocation(keys.hash, revocationKey(record.revocation), JSON.stringify(record), keys.channel);
+    }
+    for (const [err, written] of (await batch.exec()) ?? []) {
+      if (err) throw err;
+      if (written !== null) grown++;
+    }
+  }
+  if (grown > 0) await client.incr(keys.version);
+  return grown;
 }

@@ -97,3 +97,6 @@ export interface Store {
   oneTimeCounts(): OneTimeCounts;
   close(): Promise<void>;
 }
+
+/** What a process that only revokes needs of a store (the injector's decommission). */
+export type RevocationWriter = Pick<Store, 'revoke' | 'close'>;
