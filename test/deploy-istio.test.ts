@@ -220,6 +220,14 @@ describe('k8s/istio: the injector in mode istio', () => {
     expect(builtNamed('MutatingWebhookConfiguration', 'hopguard-sidecar-injector').webhooks[0].failurePolicy).toBe('Fail');
   });
 
+  it('the replaced config keeps the base\'s decommission: the same store, Redis user, revocation lifetime and audit', () => {
+    const baseConfigMap = documents(readFileSync(path.join(ISTIO, '../base/injector.yaml'), 'utf8')).find((d) => d.kind === 'ConfigMap')!;
+    const base = parseInjectConfig(baseConfigMap.data['inject.yaml'], { baseDir: '/' });
+    const decommission = ({ store, redis, revocationTtlMs, audit }: typeof inject) => ({ store, redis, revocationTtlMs, audit });
+    expect(decommission(inject)).toEqual(decommission(base));
+    expect(inject.store).not.toBe('memory');
+  });
+
   it.each(['orders', 'payments', 'frontend'])('%s, injected as the overlay builds it, validates, with hopguard authz alone, selected by the EnvoyFilters', (name) => {
     const deployment = builtNamed('Deployment', name);
     const out = injectManifests(stringify(deployment), settingsFor, 'shop');
