@@ -200,6 +200,19 @@ function text(buf: Buffer, stop: number): string {
 }
 
 function varint(buf: Buffer, end: number): number {
+  // Tags and most lengths are one or two bytes: no power of two to compute for them.
+  if (pos + 1 < end) {
+    const first = buf[pos]!;
+    if (first < 0x80) {
+      pos += 1;
+      return first;
+    }
+    const second = buf[pos + 1]!;
+    if (second < 0x80) {
+      pos += 2;
+      return (first & 0x7f) | (second << 7);
+    }
+  }
   let value = 0;
   for (let shift = 0; shift < 70; shift += 7) {
     if (pos >= end) throw new MalformedMessageError();
