@@ -942,18 +942,34 @@ async function breakdownSection(): Promise<void> {
     iterations,
   };
   writeFileSync(specFile, JSON.stringify(spec));
-  const child = spawnSync(process.execPath, [...DEPLOYED_NODE_FLAGS, new URL('./miss-stages.js', import.meta.url).pathname, specFile], { encoding: 'utf8' });
-  if (child.status !== 0) throw new Error(`the stage clock failed:\n${child.stderr}`);
-  const clock = JSON.parse(child.stdout) as StageClock;
+  const stageClock = (flags: string[]) => {
+    const child = spawnSync(process.execPath, [...DEPLOYED_NODE_FLAGS, ...flags, new URL('./miss-stages.js', import.meta.url).pathname, specFile], { encoding: 'utf8' });
+    if (child.status !== 0) throw new Error(`the stage clock failed:\n${child.stderr}`);
+    return JSON.parse(child.stdout) as StageClock;
+  };
+  // Times as deployed; bytes from a second run whose young generation is large enough that a
+  // stage's loop allocates without a scavenge inside (see allocated() in miss-stages.ts).
+  const clock = stageClock([]);
+  const sized = stageClock(['--min-semi-space-size=64', '--max-semi-space-size=64']);
+  for (const [alg, stages] of Object.entries(clock)) {
+    for (const [stage, figure] of Object.entries(stages)) {
+      const bytes = sized[alg]?.[stage]?.bytes;
+      if (bytes === undefined) delete figure.bytes;
+      else figure.bytes = bytes;
+    }
+  }
   const algs = Object.keys(clock);
   say(`  stage clock (miss-stages.ts), µs: warm stages are the mean of ${iterations} calls in a loop (median of 5 loops);`);
   say('  "one at a time" rows: median (p90) of single calls, each after a timer turn, as at one check in flight');
-  say(`    ${'stage'.padEnd(50)} ${algs.map((alg) => alg.padStart(15)).join(' ')}`);
+  say('  bytes: V8 heap allocated per call (warm stages)');
+  say(`    ${'stage'.padEnd(50)} ${algs.map((alg) => `${alg} µs`.padStart(15)).join(' ')} ${algs.map((alg) => `${alg} B`.padStart(9)).join(' ')}`);
   for (const stage of STAGES) {
-    say(`    ${stage.padEnd(50)} ${algs.map((alg) => {
+    const us = algs.map((alg) => {
       const f = clock[alg]![stage]!;
       return `${f.us.toFixed(1)}${f.p90Us === undefined ? '' : ` (${f.p90Us.toFixed(1)})`}`.padStart(15);
-    }).join(' ')}`);
+    });
+    const bytes = algs.map((alg) => (clock[alg]![stage]!.bytes === undefined ? '' : Math.round(clock[alg]![stage]!.bytes!).toString()).padStart(9));
+    say(`    ${stage.padEnd(50)} ${us.join(' ')} ${bytes.join(' ')}`);
   }
 
   mkdirSync(PROFILES, { recursive: true });

@@ -10,7 +10,9 @@
  * - warm: the stage alone in a loop of `iterations` calls (fresh inputs each call), the median of
  *   5 such loops: what the code costs when hot, nearly free of other load;
  * - one at a time: the signature thread's round trip and authorize() end to end, each after a
- *   timer turn (so the signature thread is asleep, as at one check in flight), median and p90.
+ *   timer turn (so the signature thread is asleep, as at one check in flight), median and p90;
+ * - bytes: V8 heap allocated per call of each warm stage (run with --min-semi-space-size=64 so
+ *   that no scavenge falls inside a loop), what the garbage collector later pays for.
  */
 
 import { readFileSync } from 'node:fs';
@@ -39,7 +41,14 @@ export interface StageSpec {
 }
 
 /** Per algorithm, per stage: µs (warm: mean of a loop, median of 5 loops; one at a time: median, p90). */
-export type StageClock = Record<string, Record<string, { us: number; p90Us?: number }>>;
+export type StageClock = Record<string, Record<string, Figure>>;
+
+interface Figure {
+  us: number;
+  p90Us?: number;
+  /** Bytes of V8 heap allocated per call (warm stages): what the garbage collector later pays for. */
+  bytes?: number;
+}
 
 /** The stages, in the order a check goes through them. */
 export const STAGES = [
@@ -54,7 +63,7 @@ export const STAGES = [
   'binding (certificate thumbprint)',
   'response (build + encode)',
   'sum of the stages above (warm)',
-  'authorize(), back to back (warm)',
+  'authorize(), warm (a setImmediate between)',
   'signature thread round trip, one at a time',
   '  hand-off: round trip - inline signature',
   'authorize(), one at a time',
@@ -95,8 +104,8 @@ interface Context {
   deps: Parameters<typeof authorize>[1];
 }
 
-async function stagesOf(bytes: Buffer, alg: Algorithm, n: number, { issuers, audience, deps }: Context): Promise<Record<string, { us: number; p90Us?: number }>> {
-  const figures: Partial<Record<Stage, { us: number; p90Us?: number }>> = {};
+async function stagesOf(bytes: Buffer, alg: Algorithm, n: number, { issuers, audience, deps }: Context): Promise<Record<string, Figure>> {
+  const figures: Partial<Record<Stage, Figure>> = {};
   /** Mean µs per call of `fn` over inputs 0..n-1, median of 5 loops (after one unmeasured). */
   const warm = (stage: Stage, fn: (i: number) => unknown) => {
     const loops: number[] = [];
@@ -105,7 +114,9 @@ async function stagesOf(bytes: Buffer, alg: Algorithm, n: number, { issuers, aud
       for (let i = 0; i < n; i++) fn(i);
       if (loop >= 0) loops.push(((performance.now() - started) * 1000) / n);
     }
-    figures[stage] = { us: median(loops) };
+    figures[stage] = { us: median(loops), bytes: allocated(() => {
+      for (let i = 0; i < n; i++) fn(i);
+    }) / n };
   };
   /** Median and p90 µs of `fn`, one call at a time, a timer turn before each. */
   const oneAtATime = async (stage: Stage, fn: () => Promise<unknown>) => {
@@ -173,24 +184,47 @@ async function stagesOf(bytes: Buffer, alg: Algorithm, n: number, { issuers, aud
   warm('response (build + encode)', (i) => encodeCheckResponse(checkResponse({ allowed: true, route, token: verified, binding: 'mtls', cacheHit: false }, requests[i]!, '0af7651916cd43dd8448eb211c80319c')));
   const summed: Stage[] = ['decode CheckRequest', 'credential (Authorization header)', 'JWS decode: base64url, UTF-8, strict JSON', 'claims, freshness, audience, fingerprint',
     'key lookup (kid, alg)', 'signing input + signature bytes', 'signature (crypto.verify, inline)', 'binding (certificate thumbprint)', 'response (build + encode)'];
-  figures['sum of the stages above (warm)'] = { us: summed.reduce((sum, stage) => sum + figures[stage]!.us, 0) };
+  figures['sum of the stages above (warm)'] = {
+    us: summed.reduce((sum, stage) => sum + figures[stage]!.us, 0),
+    bytes: summed.reduce((sum, stage) => sum + (figures[stage]!.bytes ?? 0), 0),
+  };
   {
     const loops: number[] = [];
     for (let loop = -1; loop < 5; loop++) {
-      const started = performance.now();
+      let total = 0;
       for (let i = 0; i < n; i++) {
+        // A new turn for each, as each request is: the signature is then verified inline, as at one in flight.
+        await new Promise((resolve) => setImmediate(resolve));
+        const started = performance.now();
         const decision = await authorize(decodeCheckRequest(bytes), deps);
+        total += performance.now() - started;
         if (!decision.allowed) throw new Error(`authorize denied the ${alg} request: ${decision.code}`);
       }
-      if (loop >= 0) loops.push(((performance.now() - started) * 1000) / n);
+      if (loop >= 0) loops.push((total * 1000) / n);
     }
-    figures['authorize(), back to back (warm)'] = { us: median(loops) };
+    figures['authorize(), warm (a setImmediate between)'] = { us: median(loops) };
   }
   await oneAtATime('signature thread round trip, one at a time', () => verifyInWorker(jobs[0]!));
   const roundTrip = figures['signature thread round trip, one at a time']!;
   figures['  hand-off: round trip - inline signature'] = { us: roundTrip.us - figures['signature (crypto.verify, inline)']!.us };
   await oneAtATime('authorize(), one at a time', () => authorize(decodeCheckRequest(bytes), deps));
   return figures;
+}
+
+/**
+ * Heap bytes `loop` allocates: heapUsed before and after, in a young generation made large
+ * enough (the child runs with --min-semi-space-size) that no scavenge falls inside; a loop that
+ * saw one (heapUsed fell) is run again.
+ */
+function allocated(loop: () => void): number {
+  const deltas: number[] = [];
+  for (let tries = 0; deltas.length < 3 && tries < 10; tries++) {
+    const before = process.memoryUsage().heapUsed;
+    loop();
+    const delta = process.memoryUsage().heapUsed - before;
+    if (delta >= 0) deltas.push(delta);
+  }
+  return deltas.length ? median(deltas) : Number.NaN;
 }
 
 function median(values: number[]): number {
