@@ -27,6 +27,9 @@ export class RefreshTokenReused extends OAuthError {
 
 /** The reason on every revocation a refresh-token family's reuse or revocation causes. */
 export const FAMILY_REVOKED = 'refresh token family revoked';
+
+/** The `typ`s of the tokens /revoke revokes by jti (a refresh token is revoked with its family). */
+const REVOCABLE_TYPS = new Set(['at+jwt', MESSAGE_TOKEN_TYP]);
 export const TOKEN_EXCHANGE_GRANT = 'urn:ietf:params:oauth:grant-type:token-exchange';
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
 const JWT_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:jwt';
@@ -278,8 +281,8 @@ export class TokenService {
   }
 
   /**
-   * RFC 7009: revoke an access or refresh token this client holds; 200 for tokens that are
-   * unknown, invalid or expired. An admin client may instead revoke by subject, client or
+   * RFC 7009: revoke an access, message or refresh token this client holds; 200 for tokens that
+   * are unknown, invalid or expired. A message token is revoked by jti, so every consumer refuses it. An admin client may instead revoke by subject, client or
    * certificate (hopguard's extension: `subject`, `client_id`, `cert_thumbprint`).
    */
   async revoke({ client }: AuthenticatedClient, params: Map<string, string>): Promise<RevocationRecord | undefined> {
@@ -294,12 +297,12 @@ export class TokenService {
       if (refresh.client_id !== client.id) throw new OAuthError('unauthorized_client', 'the token was not issued to this client');
       return this.revokeFamily(refresh);
     }
-    const access = await this.readOwnAccessToken(token);
-    if (!access) return undefined;
-    if (access.client_id !== client.id) throw new OAuthError('unauthorized_client', 'the token was not issued to this client');
+    const own = await this.readOwnToken(token);
+    if (!own) return undefined;
+    if (own.client_id !== client.id) throw new OAuthError('unauthorized_client', 'the token was not issued to this client');
     const record: RevocationRecord = {
-      revocation: { kind: 'jti', fingerprint: fingerprint(this.config.issuer, access.jti) },
-      expiresAtMs: (access.exp * 1000) + this.config.clockSkewMs,
+      revocation: { kind: 'jti', fingerprint: fingerprint(this.config.issuer, own.jti) },
+      expiresAtMs: (own.exp * 1000) + this.config.clockSkewMs,
     };
     await this.stateful(() => this.store.revoke(record));
     return record;
@@ -404,12 +407,12 @@ export class TokenService {
     }
   }
 
-  /** An access token this issuer signed, even if expired or revoked; undefined otherwise. */
-  private async readOwnAccessToken(token: string): Promise<{ client_id: string; jti: string; exp: number } | undefined> {
+  /** An access or message token this issuer signed, even if expired or revoked; undefined otherwise. */
+  private async readOwnToken(token: string): Promise<{ client_id: string; jti: string; exp: number } | undefined> {
     try {
       const { header } = decodeCompactJws(token);
       const key = this.keyring.find(header.kid as string | undefined, String(header.alg), this.now());
-      if (!key || String(header.typ).toLowerCase() !== 'at+jwt') return undefined;
+      if (!key || !REVOCABLE_TYPS.has(String(header.typ).toLowerCase())) return undefined;
       const { payload } = await jwtVerify(token, key.publicKey, { issuer: this.config.issuer, algorithms: [key.alg], currentDate: new Date(0) });
       const { client_id: clientId, jti, exp } = payload;
       return typeof clientId === 'string' && typeof jti === 'string' && typeof exp === 'number' ? { client_id: clientId, jti, exp } : undefined;
