@@ -9,6 +9,7 @@ import { startIssuer } from '../issuer/issuer-service.js';
 import { MemoryStore } from '../store/memory-store.js';
 import { silentLogger } from '../telemetry/log.js';
 import { decodeCompactJws } from '../token/compact-jws.js';
+import { messageDigest } from '../vocabulary/message-token.js';
 import { postForm } from './https-form.js';
 
 const ISSUER = 'https://sts.demo.local';
@@ -16,15 +17,18 @@ const ID = {
   frontend: 'spiffe://demo.local/ns/shop/sa/frontend',
   orders: 'spiffe://demo.local/ns/shop/sa/orders',
   payments: 'spiffe://demo.local/ns/shop/sa/payments',
+  fulfilment: 'spiffe://demo.local/ns/shop/sa/fulfilment',
   stranger: 'spiffe://demo.local/ns/shop/sa/stranger',
 } as const;
 type Workload = keyof typeof ID;
 const HOST = { orders: 'orders.shop.svc.cluster.local', payments: 'payments.shop.svc.cluster.local' } as const;
 const HANDLE = 'x-hopguard-handle';
+/** The queue orders publishes jobs to and fulfilment consumes. */
+const FULFIL = 'shop.fulfilment';
 /** Three base64url segments, as a compact JWS is, anywhere in a header value. */
 const JWT_SHAPE = /[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}/;
 
-// The embedded defaults: one issuer, a sidecar in front of orders and one in front of payments.
+// The embedded defaults: one issuer, a sidecar in front of orders, one in front of payments, one beside fulfilment.
 const ISSUER_CONFIG = (dir: string, server: IssuedCert, ca: string) => `
 listen: 127.0.0.1:0
 admin: off
@@ -35,11 +39,12 @@ clients:
   - id: ${ID.frontend}
     grants: [client_credentials]
     audiences: [${ID.orders}]
-    scopes: [orders:read, payments:write]
+    scopes: [orders:read, payments:write, fulfilment:write]
   - id: ${ID.orders}
     grants: [token_exchange]
     audiences: [${ID.payments}]
-    scopes: [payments:write]
+    message_audiences: [${ID.fulfilment}]
+    scopes: [payments:write, fulfilment:write]
 `;
 
 const SIDECAR_CONFIG = (audience: string, jwksUri: string, ca: string, routes: string) => `
@@ -60,11 +65,26 @@ egress:
     - { host: ${host}, audience: ${audience}, scopes: [${scopes}] }
 `;
 
+/** orders seals jobs for fulfilment on behalf of the request it serves; fulfilment's sidecar checks them. */
+const MESSAGES_OUT = `
+messages:
+  listen: 127.0.0.1:0
+  outgoing:
+    - { destination: ${FULFIL}, audience: ${ID.fulfilment}, scopes: [fulfilment:write], max_delay: 15m }
+`;
+const MESSAGES_IN = `
+messages:
+  listen: 127.0.0.1:0
+  incoming:
+    - { destination: ${FULFIL}, scopes: [fulfilment:write] }
+`;
+
 /**
- * `hopguard demo`: the main job end to end on embedded defaults, no Redis. It makes a mesh CA
- * and workload certificates, starts the issuer (HTTPS, mTLS) and a sidecar for orders and for
- * payments, then walks a token along the chain: issue → call → exchange → next hop → revoke,
- * sending each sidecar the CheckRequests Envoy would send.
+ * `hopguard demo`: the main job end to end on embedded defaults, no Redis, no broker. It makes a
+ * mesh CA and workload certificates, starts the issuer (HTTPS, mTLS) and a sidecar for orders,
+ * for payments and for fulfilment, then walks a token along the chain: issue → call → exchange → next hop → revoke,
+ * sending each sidecar the CheckRequests Envoy would send; then egress, and a job through a
+ * queue (sealed at orders' messages API, checked at fulfilment's).
  */
 export async function runDemo(print: (line: string) => void): Promise<number> {
   const mesh = await createTrustDomain('demo', ID);
@@ -74,22 +94,23 @@ export async function runDemo(print: (line: string) => void): Promise<number> {
     const server = issueCert(mesh.ca, mesh.dir, { name: 'issuer-server', ipSans: ['127.0.0.1'], serverAuth: true });
     const issuer = await startIssuer(parseIssuerConfig(ISSUER_CONFIG(mesh.dir, server, mesh.ca.certPath), { baseDir: mesh.dir }), { log: silentLogger, store });
     running.push(issuer);
-    const sidecar = async (audience: string, routes: string, egress: string) => {
-      const config = parseAuthzConfig(SIDECAR_CONFIG(audience, `${issuer.url}/.well-known/jwks.json`, mesh.ca.certPath, routes) + egress, { baseDir: mesh.dir });
+    const sidecar = async (audience: string, routes: string, extra: string) => {
+      const config = parseAuthzConfig(SIDECAR_CONFIG(audience, `${issuer.url}/.well-known/jwks.json`, mesh.ca.certPath, routes) + extra, { baseDir: mesh.dir });
       const authz: RunningAuthz = await startAuthz(config, { log: silentLogger, store });
       const inbound = new EnvoyClient(authz.grpcAddress);
-      const outbound = new EnvoyClient(authz.egressAddress!);
-      running.push({ stop: async () => { inbound.close(); outbound.close(); await authz.stop(); } });
-      return { inbound, outbound };
+      const outbound = authz.egressAddress === undefined ? undefined : new EnvoyClient(authz.egressAddress);
+      running.push({ stop: async () => { inbound.close(); outbound?.close(); await authz.stop(); } });
+      return { inbound, outbound, messages: authz.messagesAddress };
     };
     const egress = (who: Workload, host: string, audience: string, scopes: string) =>
       EGRESS_CONFIG(`${issuer.url}/token`, mesh.ca.certPath, mesh.workloads[who], host, audience, scopes);
     // orders calls payments; payments calls orders back (its egress is where a stolen handle is tried).
     const orderSidecar = await sidecar(ID.orders, '  - { name: read-orders, methods: [GET], path_prefix: /orders/, scopes: [orders:read] }\n',
-      egress('orders', HOST.payments, ID.payments, 'payments:write'));
+      egress('orders', HOST.payments, ID.payments, 'payments:write') + MESSAGES_OUT);
     const paymentSidecar = await sidecar(ID.payments,
       `  - { name: pay, methods: [POST], path: /payments, scopes: [payments:write], callers: [${ID.orders}], one_time: true }\n`,
       egress('payments', HOST.orders, ID.orders, 'orders:read'));
+    const fulfilmentSidecar = await sidecar(ID.fulfilment, '  - { name: health, methods: [GET], path: /healthz }\n', MESSAGES_IN);
     const [orders, payments] = [orderSidecar.inbound, paymentSidecar.inbound];
 
     const askIssuer = (who: Workload, endpoint: string, form: Record<string, string>) =>
@@ -107,7 +128,7 @@ export async function runDemo(print: (line: string) => void): Promise<number> {
     };
     const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 
-    print('hopguard demo: an issuer, and a sidecar in front of orders and of payments (no Redis)');
+    print('hopguard demo: an issuer, a sidecar in front of orders and of payments, and one beside fulfilment (no Redis, no broker)');
     print('');
     const forOrders = await askIssuer('frontend', '/token', { grant_type: 'client_credentials', audience: ID.orders, scope: 'orders:read payments:write' });
     print(`1. frontend asks the issuer for a token to call orders: ${forOrders.status === 200 ? `ok, ${forOrders.body.expires_in}s, bound to frontend's certificate` : forOrders.body.error}`);
@@ -136,7 +157,7 @@ export async function runDemo(print: (line: string) => void): Promise<number> {
     await call('frontend calls orders again', orders, 'frontend', { path: '/orders/42', headers: bearer(t1) });
 
     print('4. egress: orders\' application gets a handle, its sidecar exchanges it on the way out');
-    const t3 = String((await askIssuer('frontend', '/token', { grant_type: 'client_credentials', audience: ID.orders, scope: 'orders:read payments:write' })).body.access_token);
+    const t3 = String((await askIssuer('frontend', '/token', { grant_type: 'client_credentials', audience: ID.orders, scope: 'orders:read payments:write fulfilment:write' })).body.access_token);
     const sent = { authorization: `Bearer ${t3}`, 'x-request-id': 'demo-4' };
     const inbound = await check(orders, 'frontend', { path: '/orders/42', headers: sent });
     print(describe('frontend calls orders with a new token', { path: '/orders/42' }, inbound));
@@ -144,21 +165,46 @@ export async function runDemo(print: (line: string) => void): Promise<number> {
     const handle = received[HANDLE] ?? '';
     const tokens = Object.values(received).filter((value) => JWT_SHAPE.test(value)).length;
     print(`   orders' app logs its request headers     ${HANDLE}: ${handle.slice(0, 12)}… (${handle.length} chars); ${tokens === 0 ? 'no token in any header' : `${tokens} header(s) with a token`}`);
-    const out = await callOut('orders\' app calls payments (handle only)', orderSidecar.outbound, { method: 'POST', path: '/payments', host: HOST.payments }, handle);
+    const out = await callOut('orders\' app calls payments (handle only)', orderSidecar.outbound!, { method: 'POST', path: '/payments', host: HOST.payments }, handle);
     const forwarded = out.headers.authorization?.replace(/^Bearer /, '') ?? '';
     if (forwarded) await call('payments\' sidecar checks that token', payments, 'orders', { method: 'POST', path: '/payments', headers: bearer(forwarded) });
-    await callOut('the stolen handle at payments\' egress', paymentSidecar.outbound, { method: 'GET', path: '/orders/42', host: HOST.orders }, handle);
+    await callOut('the stolen handle at payments\' egress', paymentSidecar.outbound!, { method: 'GET', path: '/orders/42', host: HOST.orders }, handle);
     await call('the stolen handle as a bearer token', payments, 'orders', { method: 'POST', path: '/payments', headers: bearer(handle) });
+
+    print('5. messages: orders\' app seals a job for fulfilment with that handle; fulfilment\'s sidecar checks it');
+    const job = '{"order":42,"ship":"express"}';
+    const seal = await postJson(orderSidecar.messages!, '/v1/messages/seal', { destination: FULFIL, digest: messageDigest(job) }, { [HANDLE]: handle });
+    print(`   ${'orders\' app seals the job (handle only)'.padEnd(40)} ${`seal  ${FULFIL}`.padEnd(22)} ${seal.status === 200
+      ? `ok, ${seal.body.expires_in}s, for fulfilment, bound to this body` : `${seal.status} ${seal.body.code}`}`);
+    const sealed = String(seal.body.token);
+    const consume = async (what: string, body: string, redelivered = false) => {
+      const reply = await postJson(fulfilmentSidecar.messages!, '/v1/messages/check', { token: sealed, destination: FULFIL, digest: messageDigest(body), redelivered });
+      const verdict = reply.body.decision === 'allow'
+        ? `ALLOW     subject: ${reply.body.subject} (act: ${reply.body.act?.sub})${reply.body.redelivered ? ', redelivered' : ''}`
+        : `DENY ${reply.status} ${reply.body.code}`;
+      print(`   ${what.padEnd(40)} ${`check ${FULFIL}`.padEnd(22)} ${verdict}`);
+    };
+    await consume('fulfilment\'s sidecar checks the job', job);
+    await consume('the same job published again', job);
+    await consume('its token on another body', '{"order":42,"ship":"to the attacker"}');
+    await consume('the broker redelivers the job (no ack)', job, true);
     print('');
     print('Allowed requests reach the app with x-hopguard-* identity headers (client copies overwritten)');
     print('and the token removed; denials carry an explicit status, WWW-Authenticate and a JSON body.');
     print('With egress the app holds only a handle, good at its own sidecar until the token expires.');
+    print('A job on a queue carries its own token: for one consumer, this body, accepted once.');
     return 0;
   } finally {
     for (const r of running.reverse()) await r.stop();
     await store.close();
     mesh.cleanup();
   }
+}
+
+/** One JSON POST to a sidecar's loopback messages API. */
+async function postJson(address: string, path: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: any }> {
+  const res = await fetch(`http://${address}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+  return { status: res.status, body: await res.json() };
 }
 
 function describe(what: string, input: CheckInput, out: CheckOutput): string {

@@ -1,4 +1,4 @@
-import { createHash, generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { startAuthz, type RunningAuthz } from '../../src/authz/authz-service.js';
@@ -9,6 +9,7 @@ import { issueCert } from '../../src/devkit/pki.js';
 import { createTrustDomain, type TrustDomain } from '../../src/devkit/trust-domain.js';
 import { startIssuer, type RunningIssuer } from '../../src/issuer/issuer-service.js';
 import { silentLogger } from '../../src/telemetry/log.js';
+import { messageDigest } from '../../src/vocabulary/message-token.js';
 import { issuerRequest } from './issuer-client.js';
 import { ISS, MESH_ID, type MeshWorkload } from './mesh-issuer.js';
 import { SHARED_REDIS_URL, deleteKeysUnder, requireSharedRedis, uniquePrefix } from './redis.js';
@@ -52,9 +53,7 @@ export interface MessagesMesh {
   stop(): Promise<void>;
 }
 
-export function digestOf(body: string | Buffer): string {
-  return `sha-256=:${createHash('sha256').update(body).digest('base64')}:`;
-}
+export const digestOf = messageDigest;
 
 export interface MessagesMeshOptions {
   consumers?: number;
