@@ -16,6 +16,7 @@ import { ConfigError } from '../src/schema/config-error.js';
 import { silentLogger } from '../src/telemetry/log.js';
 import { loadEnvoySchema } from './support/deploy-envoy-schema.js';
 import { kubernetesProblems } from './support/deploy-kubernetes-schema.js';
+import { containersMounting, secretAt } from './support/pod-mounts.js';
 import { runCli, spawnCli } from './support/process.js';
 
 type Obj = Record<string, any>;
@@ -123,6 +124,7 @@ describe('admission: an annotated pod', () => {
       { name: 'hopguard-tls', secret: { secretName: 'hopguard-orders-tls' } },
       { name: 'hopguard-authz-config', configMap: { name: 'hopguard-orders' } },
       { name: 'hopguard-redis', secret: { secretName: 'hopguard-redis-sidecar', optional: true } },
+      { name: 'hopguard-audit', secret: { secretName: 'hopguard-orders-audit', optional: true } },
     ]);
   });
 
@@ -134,6 +136,11 @@ describe('admission: an annotated pod', () => {
     expect(container(pod, 'hopguard-authz').volumeMounts).toContainEqual({ name: 'hopguard-redis', mountPath: '/etc/hopguard/redis', readOnly: true });
     // Nor through the environment, which a shared process namespace would show.
     expect(JSON.stringify(allContainers(pod))).not.toContain('HOPGUARD_REDIS_PASSWORD');
+  });
+
+  it('mounts the workload\'s audit signing key into hopguard authz only, read-only where audit.signing_key_file names it', () => {
+    expect(containersMounting(pod.spec, 'hopguard-orders-audit')).toEqual(['hopguard-authz']);
+    expect(secretAt(pod.spec, '/etc/hopguard/audit', 'hopguard-authz')).toEqual({ secretName: 'hopguard-orders-audit', readOnly: true });
   });
 
   it('mounts the workload certificate into the sidecars only: hopguard authz where issuer_client reads it, never the application', () => {
@@ -185,7 +192,8 @@ describe('admission: other pods', () => {
     expect(kubernetesProblems(result)).toEqual([]);
     expect(result.metadata.annotations['hopguard.dev/identity']).toBe('spiffe://cluster.local/ns/payments/sa/default');
     expect(result.metadata.labels).toEqual({ 'hopguard.dev/sidecar': 'injected' });
-    expect(result.spec.volumes).toHaveLength(3);
+    expect(result.spec.volumes).toHaveLength(4);
+    expect(result.spec.volumes).toContainEqual({ name: 'hopguard-audit', secret: { secretName: 'hopguard-default-audit', optional: true } });
     const app = (envoyBootstrapOf(result).static_resources.clusters as Obj[]).find((c) => c.name === 'local_app')!;
     expect(app.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value).toBe(3000);
   });
@@ -193,7 +201,7 @@ describe('admission: other pods', () => {
   it('honours the trust domain, images and resource names it is configured with', () => {
     const custom = parseInjectConfig('trust_domain: prod.example\nimages: { hopguard: registry.example/hopguard:1.2.3 }\n', { baseDir: '/' });
     const plan = planInjection(
-      { ...orderPod({ 'hopguard.dev/inject': 'true', 'hopguard.dev/tls-secret': 'orders-cert', 'hopguard.dev/authz-config': 'orders-policy', 'hopguard.dev/redis-secret': 'orders-redis' }) },
+      { ...orderPod({ 'hopguard.dev/inject': 'true', 'hopguard.dev/tls-secret': 'orders-cert', 'hopguard.dev/authz-config': 'orders-policy', 'hopguard.dev/redis-secret': 'orders-redis', 'hopguard.dev/audit-secret': 'orders-audit-key' }) },
       injectionSettings(custom, loadEnvoyTemplate(custom.envoyTemplate))('shop'),
     );
     expect(plan).toMatchObject({ injected: true, identity: 'spiffe://prod.example/ns/shop/sa/orders' });
@@ -204,6 +212,7 @@ describe('admission: other pods', () => {
       { name: 'hopguard-tls', secret: { secretName: 'orders-cert' } },
       { name: 'hopguard-authz-config', configMap: { name: 'orders-policy' } },
       { name: 'hopguard-redis', secret: { secretName: 'orders-redis', optional: true } },
+      { name: 'hopguard-audit', secret: { secretName: 'orders-audit-key', optional: true } },
     ]);
   });
 
@@ -236,6 +245,10 @@ describe('admission: malformed reviews', () => {
     ['an init container mounting the Redis credentials by their volume name', () => {
       const p = orderPod(); p.spec.initContainers = [{ name: 'setup', image: 'x', volumeMounts: [{ name: 'hopguard-redis', mountPath: '/r' }] }]; return p;
     }, /container setup mounts hopguard-redis/],
+    ['the application mounting the audit signing key by its volume name', () => {
+      const p = orderPod(); p.spec.containers[0].volumeMounts = [{ name: 'hopguard-audit', mountPath: '/audit' }]; return p;
+    }, /container orders mounts hopguard-audit, a volume injection adds for the sidecars alone/],
+    ['an audit-secret annotation that is not a resource name', () => orderPod({ 'hopguard.dev/inject': 'true', 'hopguard.dev/audit-secret': 'Orders/Key' }), /hopguard\.dev\/audit-secret must be a resource name/],
     ['no port at all', () => { const p = orderPod(); delete p.spec.containers[0].ports; return p; }, /no application port/],
     ['a container already named hopguard-envoy', () => { const p = orderPod(); p.spec.containers.push({ name: 'hopguard-envoy', image: 'x' }); return p; }, /already named hopguard-envoy/],
     ['annotations that are not a mapping', () => ({ ...orderPod(), metadata: { annotations: ['hopguard.dev/inject'] } }), /metadata\.annotations is not an object/],

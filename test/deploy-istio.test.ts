@@ -11,6 +11,7 @@ import { INJECTED_LABEL, ISTIO_CERTS_DIR } from '../src/inject/sidecar-injection
 import { loadEnvoySchema, typeUrlsIn } from './support/deploy-envoy-schema.js';
 import { kubernetesProblems } from './support/deploy-kubernetes-schema.js';
 import { documents, kustomizeBuild, yamlFiles } from './support/manifests.js';
+import { containersMounting, secretAt } from './support/pod-mounts.js';
 
 /**
  * k8s/istio: the example in an Istio mesh. No Istio runs here: what Istio would refuse or
@@ -239,6 +240,10 @@ describe('k8s/istio: the injector in mode istio', () => {
       for (const [key, value] of Object.entries(filter.spec.workloadSelector.labels as Record<string, string>)) expect(pod.metadata.labels[key]).toBe(value);
     }
     expect(JSON.parse(pod.metadata.annotations['proxy.istio.io/config']).proxyMetadata).toEqual({ OUTPUT_CERTS: '/etc/istio-output-certs' });
+    // Its audit key as in the example: the workload's own Secret, in hopguard authz alone, read-only.
+    const keyDir = path.posix.dirname(authzOf(name).audit.signingKeyFile!);
+    expect(secretAt(pod.spec, keyDir, 'hopguard-authz')).toEqual({ secretName: `hopguard-${name}-audit`, readOnly: true });
+    expect(containersMounting(pod.spec, `hopguard-${name}-audit`)).toEqual(['hopguard-authz']);
   });
 });
 
@@ -260,6 +265,14 @@ describe('k8s/istio: the issuer behind its own Istio proxy, the sidecars reachin
     // No TLS Secret of its own is mounted any more.
     expect((pod.spec.volumes as Obj[]).map((v) => v.secret?.secretName)).not.toContain('hopguard-issuer-tls');
     expect((container!.volumeMounts as Obj[]).map((m) => m.mountPath)).not.toContain('/etc/hopguard/tls');
+  });
+
+  it('audits as in the base: to stdout, with the key its pod still mounts read-only (0440) from hopguard-issuer-audit', () => {
+    const baseConfigMap = documents(readFileSync(path.join(ISTIO, '../base/issuer.yaml'), 'utf8')).find((d) => d.kind === 'ConfigMap')!;
+    expect(issuerConfig.audit).toEqual(parseIssuerConfig(baseConfigMap.data['issuer.yaml'], { baseDir: '/' }).audit);
+    expect(issuerConfig.audit.output).toEqual({ kind: 'stdout' });
+    const keyDir = path.posix.dirname(issuerConfig.audit.signingKeyFile!);
+    expect(secretAt(issuerDeployment.spec.template.spec, keyDir)).toEqual({ secretName: 'hopguard-issuer-audit', readOnly: true, defaultMode: 0o440 });
   });
 
   it('its proxy drops any XFCC a client sent and writes its own element with URI and Cert; only mTLS reaches it', () => {
@@ -292,6 +305,7 @@ describe('k8s/istio: the issuer behind its own Istio proxy, the sidecars reachin
     const { issuers: _a, issuerClient: _b, egress: egressIstio, ...restIstio } = istio;
     const { issuers: _c, issuerClient: _d, egress: egressExample, ...restExample } = example;
     expect(restIstio).toEqual(restExample);
+    expect(istio.audit).toMatchObject({ output: { kind: 'stdout' }, allows: 'all' });
     expect({ ...egressIstio, otherHosts: undefined }).toEqual({ ...egressExample, otherHosts: undefined });
   });
 });

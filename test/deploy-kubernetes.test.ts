@@ -2,10 +2,13 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { generateKeyPairSync } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
+import { readAuditSigningKey } from '../src/audit/audit-files.js';
 import { parseAuthzConfig } from '../src/config/load-authz-config.js';
 import { parseIssuerConfig } from '../src/config/load-issuer-config.js';
 import { createTrustDomain } from '../src/devkit/trust-domain.js';
@@ -16,7 +19,7 @@ import { loadEnvoySchema } from './support/deploy-envoy-schema.js';
 import { readYaml } from '../src/schema/config-schema.js';
 import { kubernetesProblems } from './support/deploy-kubernetes-schema.js';
 import { documents, kustomizeBuild, yamlFiles } from './support/manifests.js';
-import { mountSidecarSecrets, sidecarConfigAt } from './support/pod-mounts.js';
+import { containersMounting, mountSidecarSecrets, secretAt, sidecarConfigAt } from './support/pod-mounts.js';
 import { runCli } from './support/process.js';
 
 type Obj = Record<string, any>;
@@ -231,6 +234,11 @@ describe('k8s/: the configs inside the ConfigMaps are valid hopguard configs tha
       const { code, stdout, stderr } = await runCli(['check-config', '--config', configFile]);
       expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
       expect(stdout).toMatch(new RegExp(`^config ok: audience ${identityOf(serviceAccount)}`));
+      // It did read the audit key: without the Secret's file the sidecar would not start.
+      rmSync(path.join(mounts, 'audit/key.pem'));
+      const unkeyed = await runCli(['check-config', '--config', configFile]);
+      expect({ code: unkeyed.code, stdout: unkeyed.stdout }).toEqual({ code: 2, stdout: '' });
+      expect(unkeyed.stderr).toContain(`audit.signing_key_file: cannot read ${mounts}/audit/key.pem`);
     } finally {
       mesh.cleanup();
     }
@@ -238,6 +246,55 @@ describe('k8s/: the configs inside the ConfigMaps are valid hopguard configs tha
 });
 
 const identityOf = (serviceAccount: string) => `spiffe://cluster.local/ns/shop/sa/${serviceAccount}`;
+
+describe('k8s/: the issuer and every sidecar audit what they decide, each signed with its own key from a Secret', () => {
+  const configText = (name: string, key: string) => named('ConfigMap', name).data[key] as string;
+  const inject = parseInjectConfig(configText('hopguard-injector', 'inject.yaml'), { baseDir: '/' });
+  const settingsFor = injectionSettings(inject, loadEnvoyTemplate(inject.envoyTemplate));
+  const workloads = deployments.filter((d) => d.spec.template.metadata.annotations?.['hopguard.dev/inject'] === 'true');
+  /** namespace/Secret for each `audit_key NAMESPACE SECRET` of README's deploy step 2b. */
+  const readmeAuditSecrets = [...readFileSync(path.resolve(K8S, '../README.md'), 'utf8').matchAll(/^audit_key ([a-z0-9-]+) ([a-z0-9-]+)/gm)]
+    .map((m) => `${m[1]}/${m[2]}`);
+
+  it('the issuer audits to stdout with a key its pod mounts read-only (0440) from hopguard-issuer-audit, and a key at that path loads', () => {
+    const text = configText('hopguard-issuer', 'issuer.yaml');
+    const { audit } = parseIssuerConfig(text, { baseDir: '/' });
+    expect(audit.output).toEqual({ kind: 'stdout' });
+    const keyDir = path.posix.dirname(audit.signingKeyFile!);
+    const pod = named('Deployment', 'hopguard-issuer').spec.template.spec;
+    expect(secretAt(pod, keyDir)).toEqual({ secretName: 'hopguard-issuer-audit', readOnly: true, defaultMode: 0o440 });
+    expect(containersMounting(pod, 'hopguard-issuer-audit')).toEqual(['issuer']);
+    // What the issuer reads as it starts (readAuditSigningKey, in openAuditLog), with a throwaway key.
+    const dir = mkdtempSync(path.join(tmpdir(), 'hopguard-issuer-audit-'));
+    try {
+      mkdirSync(path.join(dir, 'audit'));
+      const moved = parseIssuerConfig(text.replaceAll(`${keyDir}/`, `${dir}/audit/`), { baseDir: '/' }).audit;
+      expect(() => readAuditSigningKey(moved)).toThrow(`audit.signing_key_file: cannot read ${dir}/audit/key.pem`);
+      writeFileSync(path.join(dir, 'audit/key.pem'), generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }));
+      expect(readAuditSigningKey(moved)?.asymmetricKeyType).toBe('ed25519');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it.each(workloads.map((d) => [d.metadata.name, d] as const))('%s: its sidecar audits every decision to stdout, with a key the injected pod mounts read-only into hopguard authz alone', (_, deployment) => {
+    const serviceAccount = deployment.spec.template.spec.serviceAccountName as string;
+    const { audit } = parseAuthzConfig(configText(`hopguard-${serviceAccount}`, 'authz.yaml'), { baseDir: '/' });
+    expect(audit).toMatchObject({ output: { kind: 'stdout' }, allows: 'all' });
+    const [injected] = documents(injectManifests(stringify(deployment), settingsFor, 'shop').yaml);
+    const pod = injected!.spec.template.spec;
+    const secret = `hopguard-${serviceAccount}-audit`;
+    expect(secretAt(pod, path.posix.dirname(audit.signingKeyFile!), 'hopguard-authz')).toEqual({ secretName: secret, readOnly: true });
+    expect(containersMounting(pod, secret)).toEqual(['hopguard-authz']);
+  });
+
+  it('README\'s step 2b creates exactly the audit key Secrets the manifests mount, each in its namespace', () => {
+    const mounted = ['hopguard-system/hopguard-issuer-audit', 'hopguard-system/hopguard-injector-audit',
+      ...workloads.map((d) => `${d.metadata.namespace}/hopguard-${d.spec.template.spec.serviceAccountName}-audit`)];
+    expect(secretAt(named('Deployment', 'hopguard-injector').spec.template.spec, '/etc/hopguard/audit')?.secretName).toBe('hopguard-injector-audit');
+    expect(readmeAuditSecrets.sort()).toEqual(mounted.sort());
+  });
+});
 
 describe('k8s/: the example uses egress end to end, frontend → orders → payments, with no token in an application', () => {
   const configText = (name: string, key: string) => named('ConfigMap', name).data[key] as string;

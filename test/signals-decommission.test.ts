@@ -10,6 +10,7 @@ import { spawnCli, startSidecar, type SidecarProcess, type Spawned } from './sup
 import { parseInjectConfig } from '../src/inject/inject-config.js';
 import { kubernetesProblems } from './support/deploy-kubernetes-schema.js';
 import { documents } from './support/manifests.js';
+import { secretAt } from './support/pod-mounts.js';
 import { SHARED_REDIS_URL, deleteKeysUnder, requireSharedRedis, uniquePrefix } from './support/redis.js';
 
 /**
@@ -188,7 +189,7 @@ describe('k8s/base/decommission-webhook.yaml', () => {
     expect(config.revocationTtlMs).toBeGreaterThanOrEqual(24 * 3600_000);
     expect(readFileSync(path.join(K8S, 'redis-users.acl'), 'utf8')).toMatch(/^user hopguard-injector on /m);
     const pod = injector.find((d) => d.kind === 'Deployment')!.spec.template.spec;
-    expect(secretAt(pod, '/etc/hopguard/redis')).toBe('hopguard-redis-injector');
+    expect(secretAt(pod, '/etc/hopguard/redis')?.secretName).toBe('hopguard-redis-injector');
     expect(pod.volumes.map((v: { secret?: { secretName: string } }) => v.secret?.secretName).filter(Boolean).sort())
       .toEqual(['hopguard-injector-audit', 'hopguard-injector-tls', 'hopguard-redis-injector']);
     const redisPolicy = documents(readFileSync(path.join(K8S, 'redis.yaml'), 'utf8')).find((d) => d.kind === 'NetworkPolicy')!;
@@ -202,15 +203,6 @@ describe('k8s/base/decommission-webhook.yaml', () => {
     expect(config.audit.output).toEqual({ kind: 'stdout' });
     const pod = injector.find((d) => d.kind === 'Deployment')!.spec.template.spec;
     const keyDir = path.posix.dirname(config.audit.signingKeyFile!);
-    expect(secretAt(pod, keyDir)).toBe('hopguard-injector-audit');
-    const mount = pod.containers[0].volumeMounts.find((m: { mountPath: string }) => m.mountPath === keyDir);
-    expect(mount.readOnly).toBe(true);
-    expect(pod.volumes.find((v: { name: string }) => v.name === mount.name).secret.defaultMode).toBe(0o440);
+    expect(secretAt(pod, keyDir)).toEqual({ secretName: 'hopguard-injector-audit', readOnly: true, defaultMode: 0o440 });
   });
 });
-
-/** The Secret mounted at `dir` in the pod's first container, if any. */
-function secretAt(pod: { containers: { volumeMounts: { name: string; mountPath: string }[] }[]; volumes: { name: string; secret?: { secretName: string } }[] }, dir: string): string | undefined {
-  const mount = pod.containers[0]!.volumeMounts.find((m) => m.mountPath === dir);
-  return pod.volumes.find((v) => v.name === mount?.name)?.secret?.secretName;
-}

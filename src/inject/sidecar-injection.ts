@@ -32,6 +32,8 @@ export const ANNOTATIONS = {
   tlsSecret: 'hopguard.dev/tls-secret',
   /** Secret with the sidecar's Redis password and CA (default: hopguard-redis-sidecar); hopguard authz alone mounts it. */
   redisSecret: 'hopguard.dev/redis-secret',
+  /** Secret with key.pem, the workload's audit signing key (default: hopguard-<serviceAccount>-audit); hopguard authz alone mounts it. */
+  auditSecret: 'hopguard.dev/audit-secret',
 } as const;
 
 /** On injected pods, for NetworkPolicies: only sidecars reach the issuer and Redis. */
@@ -63,9 +65,12 @@ export const AUTHZ_CONTAINER = 'hopguard-authz';
 const TLS_VOLUME = 'hopguard-tls';
 const AUTHZ_CONFIG_VOLUME = 'hopguard-authz-config';
 const REDIS_VOLUME = 'hopguard-redis';
-const SIDECAR_VOLUMES = [TLS_VOLUME, AUTHZ_CONFIG_VOLUME, REDIS_VOLUME, ISTIO_CERTS_VOLUME];
+const AUDIT_VOLUME = 'hopguard-audit';
+const SIDECAR_VOLUMES = [TLS_VOLUME, AUTHZ_CONFIG_VOLUME, REDIS_VOLUME, AUDIT_VOLUME, ISTIO_CERTS_VOLUME];
 /** Where hopguard authz finds the Redis credentials: redis.password_file: /etc/hopguard/redis/password. */
 const REDIS_CREDENTIALS_DIR = '/etc/hopguard/redis';
+/** Where hopguard authz finds its audit signing key: audit.signing_key_file: /etc/hopguard/audit/key.pem. */
+export const AUDIT_KEY_DIR = '/etc/hopguard/audit';
 
 /** Ports the sidecars take in the pod's network namespace (see envoy/sidecar.yaml; egress: egress.listen). */
 export const SIDECAR_PORTS = { inbound: 15443, outbound: 15001, health: 15021, envoyAdmin: 15000, authz: 9191, authzAdmin: 9192, egress: 9194 };
@@ -151,6 +156,9 @@ export function planInjection(pod: unknown, settings: InjectionSettings): Inject
   const authzConfigMap = resourceName(annotations[ANNOTATIONS.authzConfig], `hopguard-${serviceAccount}`, ANNOTATIONS.authzConfig);
   const tlsSecret = resourceName(annotations[ANNOTATIONS.tlsSecret], `hopguard-${serviceAccount}-tls`, ANNOTATIONS.tlsSecret);
   const redisSecret = resourceName(annotations[ANNOTATIONS.redisSecret], 'hopguard-redis-sidecar', ANNOTATIONS.redisSecret);
+  // One key per workload, named like its certificate: a key taken from one pod signs only that
+  // workload's log, and `audit verify --key` tells the workloads apart.
+  const auditSecret = resourceName(annotations[ANNOTATIONS.auditSecret], `hopguard-${serviceAccount}-audit`, ANNOTATIONS.auditSecret);
 
   const istio = settings.mode === 'istio';
   const volumes = [
@@ -160,6 +168,10 @@ export function planInjection(pod: unknown, settings: InjectionSettings): Inject
     // Optional: a sidecar with store: memory needs none; one whose config names the file fails
     // with "cannot read redis.password_file" rather than the pod never starting.
     { name: REDIS_VOLUME, secret: { secretName: redisSecret, optional: true } },
+    // Optional likewise: a config with audit on and no key fails with "cannot read
+    // audit.signing_key_file". Default mode as the other two: the pod's fsGroup is the
+    // application's, and hopguard authz alone mounts it.
+    { name: AUDIT_VOLUME, secret: { secretName: auditSecret, optional: true } },
     ...(istio ? [{ name: ISTIO_CERTS_VOLUME, emptyDir: { medium: 'Memory' } }] : []),
   ];
   const native = settings.sidecars === 'native';
@@ -333,11 +345,12 @@ function authzContainer(image: string, native: boolean, istio: boolean): Record<
     readinessProbe: { ...ready, periodSeconds: 5 },
     resources: { requests: { cpu: '50m', memory: '96Mi' }, limits: { memory: '256Mi' } },
     securityContext: { ...RESTRICTED, runAsUser: 10001, runAsGroup: 10001 },
-    // The only container that mounts the Redis credentials: not Envoy, never the application.
+    // The only container that mounts the Redis credentials and the audit key: not Envoy, never the application.
     volumeMounts: [
       { name: AUTHZ_CONFIG_VOLUME, mountPath: '/etc/hopguard/authz', readOnly: true },
       ...(istio ? [] : [TLS_MOUNT]),
       { name: REDIS_VOLUME, mountPath: REDIS_CREDENTIALS_DIR, readOnly: true },
+      { name: AUDIT_VOLUME, mountPath: AUDIT_KEY_DIR, readOnly: true },
       // Istio's workload certificate, written by its agent (see ISTIO_CERTS_DIR).
       ...(istio ? [{ name: ISTIO_CERTS_VOLUME, mountPath: ISTIO_CERTS_DIR, readOnly: true }] : []),
     ],
