@@ -1,10 +1,9 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
@@ -20,7 +19,10 @@ import { readYaml } from '../src/schema/config-schema.js';
 import { kubernetesProblems } from './support/deploy-kubernetes-schema.js';
 import { documents, kustomizeBuild, yamlFiles } from './support/manifests.js';
 import { containersMounting, mountSidecarSecrets, secretAt, sidecarConfigAt } from './support/pod-mounts.js';
-import { runCli } from './support/process.js';
+import { runCli, spawnCli } from './support/process.js';
+import { writeAuditKeyPair } from './support/audit-keys.js';
+import { CHECKOUT, authzYaml, createFixtures } from './support/harness.js';
+import { EnvoyClient } from '../src/authz/envoy-client.js';
 
 type Obj = Record<string, any>;
 const K8S = path.resolve(import.meta.dirname, '../k8s');
@@ -270,7 +272,7 @@ describe('k8s/: the issuer and every sidecar audit what they decide, each signed
       mkdirSync(path.join(dir, 'audit'));
       const moved = parseIssuerConfig(text.replaceAll(`${keyDir}/`, `${dir}/audit/`), { baseDir: '/' }).audit;
       expect(() => readAuditSigningKey(moved)).toThrow(`audit.signing_key_file: cannot read ${dir}/audit/key.pem`);
-      writeFileSync(path.join(dir, 'audit/key.pem'), generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }));
+      writeAuditKeyPair(path.join(dir, 'audit'), 'key');
       expect(readAuditSigningKey(moved)?.asymmetricKeyType).toBe('ed25519');
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -293,6 +295,49 @@ describe('k8s/: the issuer and every sidecar audit what they decide, each signed
       ...workloads.map((d) => `${d.metadata.namespace}/hopguard-${d.spec.template.spec.serviceAccountName}-audit`)];
     expect(secretAt(named('Deployment', 'hopguard-injector').spec.template.spec, '/etc/hopguard/audit')?.secretName).toBe('hopguard-injector-audit');
     expect(readmeAuditSecrets.sort()).toEqual(mounted.sort());
+  });
+
+  it('README\'s recipe takes a sidecar\'s audit stream back out of the kubelet\'s CRI log, and it verifies', async () => {
+    const awkProgram = /^awk '([^']+)'/m.exec(readFileSync(path.resolve(K8S, '../README.md'), 'utf8'))?.[1];
+    expect(awkProgram, 'README step 2b: the awk that takes the stdout lines out of a CRI log').toBeDefined();
+    const fixtures = await createFixtures();
+    try {
+      const { publicPath } = writeAuditKeyPair(fixtures.dir);
+      const config = path.join(fixtures.dir, 'authz-stdout.yaml');
+      writeFileSync(config, `${authzYaml(fixtures)}routes:\n  - name: read-orders\n    path_prefix: /orders/\naudit:\n  output: stdout\n  allows: all\n  signing_key_file: audit.pem\n`);
+      const sidecar = spawnCli(['authz', '--config', config]);
+      try {
+        const envoy = new EnvoyClient((await sidecar.logEvent('authz_started')).grpc);
+        const token = await fixtures.token();
+        for (const headers of [{ authorization: `Bearer ${token}` }, {}] as Record<string, string>[]) {
+          await envoy.check({ path: `/orders/${'1'.repeat(300)}`, headers, principal: CHECKOUT, certificatePem: fixtures.checkout.certPem });
+        }
+        envoy.close();
+      } finally {
+        sidecar.child.kill('SIGTERM');
+        expect(await sidecar.exited).toBe(0);
+      }
+      // The container's two streams as the kubelet writes them: time, stream, F (a whole line) or
+      // P (a part the runtime split off), interleaved; the records' long lines split in three.
+      const cri = (stream: string, line: string) => {
+        const parts = line.length > 200 ? [line.slice(0, 100), line.slice(100, 200), line.slice(200)] : [line];
+        return parts.map((part, i) => `2026-12-01T13:00:00.000000000Z ${stream} ${i === parts.length - 1 ? 'F' : 'P'} ${part}`);
+      };
+      const [out, err] = [sidecar.stdout(), sidecar.stderr()].map((text) => text.trimEnd().split('\n'));
+      expect(out!.filter((line) => line.length > 200)).not.toEqual([]);
+      const log = path.join(fixtures.dir, '0.log');
+      writeFileSync(log, `${out!.flatMap((line, i) => [...cri('stdout', line), ...(err![i] === undefined ? [] : cri('stderr', err![i]!))]).join('\n')}\n`);
+      const stream = path.join(fixtures.dir, 'orders-audit.jsonl');
+      writeFileSync(stream, execFileSync('awk', [awkProgram!, log], { encoding: 'utf8' }));
+      expect(readFileSync(stream, 'utf8')).toBe(sidecar.stdout());
+      const verified = await runCli(['audit', 'verify', stream, '--key', publicPath, '--writer', hostname()]);
+      expect({ code: verified.code, stderr: verified.stderr }).toEqual({ code: 0, stderr: '' });
+      expect(verified.stdout).toMatch(/: \d+ lines, 3 records, 1 checkpoint; signed through line \d+ \(closed\)\n[^]*\nverified\n$/);
+      // The CRI file itself is no audit log.
+      expect((await runCli(['audit', 'verify', log, '--key', publicPath])).code).toBe(1);
+    } finally {
+      fixtures.cleanup();
+    }
   });
 });
 

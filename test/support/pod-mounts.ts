@@ -1,7 +1,7 @@
-import { generateKeyPairSync } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Ca, IssuedCert } from '../../src/devkit/pki.js';
+import { writeAuditKeyPair } from './audit-keys.js';
 
 /** Where the example's authz.yaml files expect what the injected pod mounts. */
 const POD_ROOT = '/etc/hopguard/';
@@ -26,9 +26,9 @@ export function mountSidecarSecrets(root: string, ca: Ca, workload: IssuedCert):
     'redis/password': 'sidecar-password\n',
     'tls/tls.crt': workload.certPem,
     'tls/tls.key': workload.keyPem,
-    'audit/key.pem': generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
   };
   for (const [file, content] of Object.entries(files)) writeFileSync(path.join(root, file), content, { mode: 0o644 });
+  writeAuditKeyPair(path.join(root, 'audit'), 'key');
 }
 
 interface PodSpec {
