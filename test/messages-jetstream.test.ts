@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { AckPolicy, StorageType, jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg } from '@nats-io/jetstream';
 import { connect, headers, nanos, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FULFIL, ID, digestOf, post, startMessagesMesh, type MessagesMesh } from './support/messages-mesh.js';
+import { FULFIL, ID, checkJob, sealJob, startMessagesMesh, type MessagesMesh } from './support/messages-mesh.js';
 
 /**
  * The worked example of docs/messages.md on a real NATS JetStream (127.0.0.1:4222; .ci/run
@@ -27,10 +27,8 @@ let jsm: JetStreamManager;
 
 async function publishJob(job: object, handle: string): Promise<void> {
   const body = JSON.stringify(job);
-  const sealed = await post(m.producer.authz.messagesAddress!, '/v1/messages/seal', { destination: FULFIL, digest: digestOf(body) }, { 'x-hopguard-handle': handle });
-  if (sealed.status !== 200) throw new Error(`seal refused: ${sealed.body.code}`);
   const h = headers();
-  h.set(TOKEN_HEADER, sealed.body.token);
+  h.set(TOKEN_HEADER, await sealJob(m, body, handle));
   await js.publish(SUBJECT, body, { headers: h });
 }
 
@@ -40,21 +38,20 @@ type Outcome = { decision: string; code?: string; subject?: string; act?: unknow
 
 /** Checks one message, processes and acks it when allowed, terminates it when denied; `crash`: checks, then dies before acking. */
 async function consume(msg: JsMsg, { crash = false } = {}): Promise<Outcome> {
-  const check = await post(m.consumers[0]!.authz.messagesAddress!, '/v1/messages/check', {
+  const verdict = await checkJob(m, {
     token: msg.headers?.get(TOKEN_HEADER) ?? '',
-    destination: FULFIL,
-    digest: digestOf(Buffer.from(msg.data)),
+    body: msg.data,
     // The broker's own redelivery flag: a publisher cannot set it.
     redelivered: msg.info.deliveryCount > 1,
   });
-  if (check.body.decision !== 'allow') {
+  if (verdict.decision !== 'allow') {
     msg.term();
-    return check.body;
+    return verdict;
   }
-  if (crash) return check.body;
+  if (crash) return verdict;
   const job = msg.json();
   msg.ack();
-  return { ...check.body, job };
+  return { ...verdict, job };
 }
 
 async function next(): Promise<JsMsg> {

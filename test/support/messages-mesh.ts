@@ -184,6 +184,24 @@ ${extra.consumer ?? ''}
   };
 }
 
+/**
+ * The broker-independent half of the docs' producer: orders' application seals `body` at its
+ * sidecar with the handle of the request it serves, and gets the token to put in a header.
+ */
+export async function sealJob(m: MessagesMesh, body: string, handle: string): Promise<string> {
+  const sealed = await post(m.producer.authz.messagesAddress!, '/v1/messages/seal', { destination: FULFIL, digest: digestOf(body) }, { 'x-hopguard-handle': handle });
+  if (sealed.status !== 200) throw new Error(`seal refused: ${sealed.body.code}`);
+  return sealed.body.token;
+}
+
+/** The broker-independent half of the docs' consumer: ledger's worker checks a message as received at its sidecar. */
+export async function checkJob(m: MessagesMesh, message: { token: string; body: Uint8Array; redelivered: boolean }): Promise<any> {
+  const check = await post(m.consumers[0]!.authz.messagesAddress!, '/v1/messages/check', {
+    token: message.token, destination: FULFIL, digest: digestOf(message.body), redelivered: message.redelivered,
+  });
+  return check.body;
+}
+
 /** One JSON POST to a messages API; `body` as text when a string (to send bad JSON). */
 export async function post(address: string, path: string, body: unknown, headers: Record<string, string> = {}): Promise<Answer> {
   const res = await fetch(`http://${address}${path}`, {
