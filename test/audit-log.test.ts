@@ -313,6 +313,14 @@ describe('runs, writers and the anchored head', () => {
     expect(grown.stdout).toContain(`note: the expected head is line ${lines(runOne).length}; lines ${lines(runOne).length + 1}–${lines(twoRuns).length} were written after it`);
   });
 
+  it('reads a head that starts with "-" (one in 64 do) as the value of --head, not as an option', async () => {
+    const dashed = `-${'A'.repeat(42)}`;
+    const run = await cliVerify(join(dir, 'two-runs.jsonl'), '--head', dashed);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(1);
+    expect(run.stdout).toContain(`FAIL anchor: the expected head ${dashed} is not in this log`);
+  });
+
   it('refuses another writer\'s log signed with the same key, given the expected writer or head', async () => {
     const otherPath = join(dir, 'other-writer.jsonl');
     await writeLog(otherPath, 3, { writer: 'payments' });

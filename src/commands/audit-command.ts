@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util';
 import { readEd25519Key } from '../audit/audit-chain.js';
 import { verifyAuditLog } from '../audit/audit-verify.js';
-import { UsageError } from './command-line.js';
+import { joinValues, UsageError } from './command-line.js';
 
 /** base64url(SHA-256), as lineHash writes it. */
 const HEAD = /^[A-Za-z0-9_-]{43}$/;
@@ -14,7 +14,7 @@ const HEAD = /^[A-Za-z0-9_-]{43}$/;
  */
 export async function auditCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
-    args: argv,
+    args: joinValues(argv, ['key', 'head', 'writer']),
     allowPositionals: true,
     options: {
       key: { type: 'string', multiple: true },
