@@ -10,8 +10,8 @@ import { Worker } from 'node:worker_threads';
  * buys something only when the event loop has other checks to work on meanwhile. So a check is
  * verified inline when the signature thread has nothing outstanding and no check was verified
  * inline since the event loop last went round (one check in flight, or the first of a quiet
- * turn); every other check of a turn goes to the thread. Under load the thread is rarely idle and
- * the event loop keeps to the transport; at one check in flight nothing is handed off.
+ * turn); every other check of a turn goes to the thread. At one check in flight nothing is handed
+ * off; under load at most one check a turn, and only while the thread is idle, is verified here.
  *
  * The hand-off: the checks asked for during one turn of the event loop go over in messages of
  * up to MAX_BATCH, each one ArrayBuffer that is transferred, not copied (signing inputs and
