@@ -1,4 +1,5 @@
 import { writeFileSync } from 'node:fs';
+import { BlockList, isIP, isIPv4 } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CheckInput } from '../src/authz/envoy-client.js';
@@ -246,6 +247,41 @@ describe('condition functions', () => {
     expect(inCidr('10.1.2.3', '2001:db8::/32')).toBe(false);
     expect(() => inCidr('', '10.0.0.0/8')).toThrow();
     expect(() => inCidr('10.1.2.3', '10.0.0.0/x')).toThrow();
+  });
+
+  it('inCidr: IPv4, compared in JS, answers as node:net\'s BlockList and isIPv4 do', () => {
+    const blocks = ['0.0.0.0/0', '10.0.0.0/8', '10.1.2.3/8', '10.20.0.0/16', '192.168.7.0/24', '192.168.7.128/25', '10.1.2.3', '255.255.255.255/32', '128.0.0.0/1', '2001:db8::/32', '::/0'];
+    const addresses = [
+      '10.1.2.3', '10.0.0.0', '10.255.255.255', '11.0.0.0', '9.255.255.255', '0.0.0.0', '255.255.255.255', '192.168.7.127', '192.168.7.128',
+      '127.0.0.1', '::ffff:10.1.2.3', '::FFFF:192.168.7.200', '2001:db8::5', '::1',
+      // Not IPv4 as net.isIPv4 reads it: leading zeros, five octets, an octet past 255, spaces, empty octets.
+      '010.1.2.3', '10.01.2.3', '10.1.2.3.4', '10.1.2', '256.1.2.3', '10.1.2.3 ', ' 10.1.2.3', '10..2.3', '.10.1.2', '10.1.2.', '', 'ten', '1e1.1.2.3',
+    ];
+    const reference = (address: string, block: string) => {
+      const [network = '', prefix] = block.split('/');
+      const family = isIP(network) === 4 ? 'ipv4' : 'ipv6';
+      const list = new BlockList();
+      list.addSubnet(network, prefix === undefined ? (family === 'ipv4' ? 32 : 128) : Number(prefix), family);
+      const mapped = address.toLowerCase().startsWith('::ffff:') ? address.slice(7) : address;
+      const plain = isIPv4(mapped) ? mapped : address;
+      if (isIP(plain) === 0) return 'error';
+      return list.check(plain, isIP(plain) === 4 ? 'ipv4' : 'ipv6');
+    };
+    const answered = (address: string, block: string) => {
+      try {
+        return inCidr(address, block);
+      } catch {
+        return 'error';
+      }
+    };
+    let compared = 0;
+    for (const block of blocks) {
+      for (const address of addresses) {
+        expect([address, block, answered(address, block)]).toEqual([address, block, reference(address, block)]);
+        compared++;
+      }
+    }
+    expect(compared).toBe(blocks.length * addresses.length);
   });
 
   it('timeOfDay and weekday follow the zone\'s offset, daylight saving included', () => {

@@ -14,10 +14,20 @@ export class ConditionFunctionError extends Error {
   override readonly name = 'ConditionFunctionError';
 }
 
-const ranges = new Map<string, BlockList>();
+/** A parsed CIDR: the BlockList, and for an IPv4 block its network and mask as 32-bit numbers. */
+interface Range {
+  list: BlockList;
+  ipv4?: { network: number; mask: number };
+}
+
+const ranges = new Map<string, Range>();
 
 /** `10.0.0.0/8`, `2001:db8::/32` or one address: a BlockList holding it; throws if it is neither. */
 export function parseCidr(text: string): BlockList {
+  return range(text).list;
+}
+
+function range(text: string): Range {
   const cached = ranges.get(text);
   if (cached) return cached;
   const slash = text.indexOf('/');
@@ -30,8 +40,13 @@ export function parseCidr(text: string): BlockList {
   if (!/^\d{1,3}$/.test(prefixText) || prefix > max) throw new ConditionFunctionError(`the prefix length must be 0 to ${max}`);
   const list = new BlockList();
   list.addSubnet(network, prefix, family === 4 ? 'ipv4' : 'ipv6');
-  if (ranges.size < CACHE_LIMIT) ranges.set(text, list);
-  return list;
+  const parsed: Range = { list };
+  if (family === 4) {
+    const mask = prefix === 0 ? 0 : (~0 << (32 - prefix)) >>> 0;
+    parsed.ipv4 = { network: (ipv4Number(network) & mask) >>> 0, mask };
+  }
+  if (ranges.size < CACHE_LIMIT) ranges.set(text, parsed);
+  return parsed;
 }
 
 /**
@@ -40,11 +55,44 @@ export function parseCidr(text: string): BlockList {
  * IPv4-mapped IPv6 (`::ffff:10.1.2.3`, a dual-stack listener's view) counts as the IPv4 address.
  */
 export function inCidr(address: string, cidr: string): boolean {
-  const mapped = address.toLowerCase().startsWith('::ffff:') ? address.slice(7) : address;
+  const block = range(cidr);
+  const mapped = address.length > 7 && address.slice(0, 7).toLowerCase() === '::ffff:' ? address.slice(7) : address;
+  // An IPv4 address in an IPv4 block, the usual case, is compared here: BlockList.check parses
+  // the address in C++ on every call, ~3 µs a check where this takes a tenth of that.
+  if (block.ipv4) {
+    const number = ipv4Number(mapped);
+    if (number !== -1) return ((number & block.ipv4.mask) >>> 0) === block.ipv4.network;
+  }
   const plain = isIPv4(mapped) ? mapped : address;
   const family = isIP(plain);
   if (family === 0) throw new ConditionFunctionError('the address is not an IP address');
-  return parseCidr(cidr).check(plain, family === 4 ? 'ipv4' : 'ipv6');
+  return block.list.check(plain, family === 4 ? 'ipv4' : 'ipv6');
+}
+
+/**
+ * Dotted-decimal IPv4 as an unsigned 32-bit number, or -1 for anything net.isIPv4 refuses
+ * (four octets of 0-255, no leading zeros, nothing else).
+ */
+export function ipv4Number(text: string): number {
+  let value = 0;
+  let octet = -1;
+  let dots = 0;
+  for (let i = 0; i < text.length; i++) {
+    const unit = text.charCodeAt(i);
+    if (unit === 0x2e) {
+      if (octet === -1 || dots === 3) return -1;
+      value = value * 256 + octet;
+      octet = -1;
+      dots++;
+    } else if (unit >= 0x30 && unit <= 0x39) {
+      if (octet === 0) return -1;
+      octet = octet === -1 ? unit - 0x30 : octet * 10 + unit - 0x30;
+      if (octet > 255) return -1;
+    } else {
+      return -1;
+    }
+  }
+  return dots === 3 && octet !== -1 ? value * 256 + octet : -1;
 }
 
 const clocks = new Map<string, Intl.DateTimeFormat>();
