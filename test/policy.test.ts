@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { RequestPathError, normalizeRequestPath, withoutPathParameters } from '../src/policy/request-path.js';
 import { RouteTable } from '../src/policy/route-table.js';
@@ -30,6 +31,30 @@ describe('normalizeRequestPath', () => {
     '/orders/.;x/', '/orders/.;', '/orders/..%3b/admin', '/orders/..%3B/admin', '/orders;/../admin', '/orders/;x/1', '/;x/orders',
   ])('refuses %j', (raw) => {
     expect(() => normalizeRequestPath(raw)).toThrow(RequestPathError);
+  });
+
+  it('judges segments as splitting the path on "/" does: the first bad segment names the error', () => {
+    // The definition: split (after ;params are stripped), then the first "." / ".." segment, or empty one before the last.
+    const bySplit = (path: string) => {
+      const segments = withoutPathParameters(path).split('/');
+      for (let i = 1; i < segments.length; i++) {
+        if (segments[i] === '.' || segments[i] === '..') return 'request path has a dot segment';
+        if (segments[i] === '' && i < segments.length - 1) return 'request path has an empty segment';
+      }
+      return path;
+    };
+    const answer = (path: string) => {
+      try {
+        return normalizeRequestPath(path);
+      } catch (err) {
+        return (err as RequestPathError).message;
+      }
+    };
+    const segment = fc.constantFrom('', '.', '..', '...', 'a', '.a', 'a.', '..a', 'orders', ';x', '.;x', '..;', 'a;b');
+    fc.assert(fc.property(fc.array(segment, { maxLength: 6 }), (segments) => {
+      const path = `/${segments.join('/')}`;
+      expect(answer(path)).toBe(bySplit(path));
+    }), { numRuns: 2000 });
   });
 });
 

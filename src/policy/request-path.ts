@@ -55,13 +55,13 @@ export function withoutPathParameters(path: string): string {
   return path.includes(';') || path.includes('%3B') ? path.replace(PATH_PARAMETERS, '') : path;
 }
 
+/** The first `.` or `..` segment, or empty segment before the last (`//`); a trailing "/" is allowed. */
+const BAD_SEGMENT = /\/\.{1,2}(?=\/|$)|\/\//;
+
 function checkSegments(path: string): string {
-  const segments = withoutPathParameters(path).split('/');
-  // segments[0] is the empty string before the leading "/"; the last may be empty (trailing "/").
-  for (let i = 1; i < segments.length; i++) {
-    const s = segments[i];
-    if (s === '.' || s === '..') throw new RequestPathError('request path has a dot segment');
-    if (s === '' && i < segments.length - 1) throw new RequestPathError('request path has an empty segment');
-  }
+  // One scan, left to right, so the first bad segment names the error (no array of segments).
+  const bad = BAD_SEGMENT.exec(withoutPathParameters(path));
+  if (bad?.[0] === '//') throw new RequestPathError('request path has an empty segment');
+  if (bad) throw new RequestPathError('request path has a dot segment');
   return path;
 }
