@@ -55,8 +55,9 @@ export class LeakResponse {
 
   constructor(private readonly options: LeakResponseOptions) {
     const max = options.maxTracked ?? DEFAULT_TRACKED;
-    this.callers = new LRUCache({ max });
-    this.handled = new LRUCache({ max });
+    // ttlResolution 0: no timer a millisecond to forget a cached clock (see the verification cache).
+    this.callers = new LRUCache({ max, ttlResolution: 0 });
+    this.handled = new LRUCache({ max, ttlResolution: 0 });
     this.now = options.now ?? Date.now;
   }
 

@@ -66,6 +66,9 @@ export class AccessTokenVerifier {
         max: options.cacheMaxEntries,
         maxSize: options.cacheMaxEntries * 2048,
         sizeCalculation: (entry) => entry.raw.length,
+        // Read the clock on each lookup: at the default (1 ms) lru-cache instead keeps the time
+        // and sets a timer to forget it, one timer a millisecond on the check path.
+        ttlResolution: 0,
       })
       : undefined;
     this.cacheSize = () => this.cache?.size ?? 0;
