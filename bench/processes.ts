@@ -55,7 +55,7 @@ function track(name: string, child: ChildProcess) {
  * The node flags the image runs hopguard with (the Dockerfile's ENV NODE_OPTIONS), so the bench
  * measures hopguard as deployed.
  */
-export const DEPLOYED_NODE_FLAGS: string[] = (/^ENV NODE_OPTIONS="?([^"\n]+)"?$/m.exec(readFileSync(dockerfile(), 'utf8'))?.[1] ?? '')
+export const DEPLOYED_NODE_FLAGS: string[] = (/^ENV NODE_OPTIONS=(.+)$/m.exec(readFileSync(dockerfile(), 'utf8'))?.[1] ?? '')
   .split(/\s+/).filter(Boolean);
 
 /** The project's Dockerfile, wherever tsc put this file under bench/out. */
