@@ -1,8 +1,8 @@
 import type { Logger } from '../telemetry/log.js';
 import type { RedisOptions } from '../vocabulary/redis-options.js';
 import { createRedisClient, whenReady, type RedisClient } from './redis-connection.js';
-import { defineRevocationScripts, mergeRevocations, revocationKeys, type RevocationKeys } from './revocation-scripts.js';
-import { StoreUnavailableError, type RevocationRecord, type RevocationWriter } from './store.js';
+import { defineRevocationScripts, revocationKeys, writeRevocation, type RevocationKeys } from './revocation-scripts.js';
+import type { RevocationRecord, RevocationWriter } from './store.js';
 
 /**
  * Revocations written to the shared Redis, and nothing else: the injector's decommission. It
@@ -28,12 +28,8 @@ export class RedisRevocationWriter implements RevocationWriter {
     return new RedisRevocationWriter(client, options);
   }
 
-  async revoke(record: RevocationRecord): Promise<void> {
-    try {
-      await mergeRevocations(this.client, this.keys, [record]);
-    } catch {
-      throw new StoreUnavailableError('redis did not record the revocation');
-    }
+  revoke(record: RevocationRecord): Promise<void> {
+    return writeRevocation(this.client, this.keys, record);
   }
 
   async close(): Promise<void> {

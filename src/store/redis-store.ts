@@ -5,7 +5,7 @@ import type { StoreHealth } from '../vocabulary/store-health.js';
 import { createRedisClient, whenReady, type RedisClient } from './redis-connection.js';
 import { RevocationIndex, mergeRevocation, parseRevocationRecord, revocationKey } from './revocation-index.js';
 import { withDeadline } from './deadline.js';
-import { defineRevocationScripts, mergeRevocations, revocationKeys } from './revocation-scripts.js';
+import { defineRevocationScripts, mergeRevocations, revocationKeys, writeRevocation } from './revocation-scripts.js';
 import { UseReleaser, defineUseRelease } from './use-release.js';
 import { StoreUnavailableError, type HeldUses, type OneTimeCounts, type RevocationRecord, type RevocationSubject, type Store } from './store.js';
 
@@ -101,11 +101,7 @@ export class RedisStore implements Store {
   }
 
   async revoke(record: RevocationRecord): Promise<void> {
-    try {
-      await mergeRevocations(this.commands, this.keys, [record]);
-    } catch {
-      throw new StoreUnavailableError('redis did not record the revocation');
-    }
+    await writeRevocation(this.commands, this.keys, record);
     this.index.add(record);
   }
 

@@ -1,7 +1,7 @@
 import type { Result } from 'ioredis';
 import type { RedisClient } from './redis-connection.js';
 import { revocationKey } from './revocation-index.js';
-import type { RevocationRecord } from './store.js';
+import { StoreUnavailableError, type RevocationRecord } from './store.js';
 
 /**
  * The Lua side of the revocations hash, so a write is a compare-and-set in Redis itself: two
@@ -136,4 +136,13 @@ export async function mergeRevocations(client: RedisClient, keys: RevocationKeys
   }
   if (grown > 0) await client.incr(keys.version);
   return grown;
+}
+
+/** One revocation written, for every writer alike: a Redis that did not take it is StoreUnavailableError. */
+export async function writeRevocation(client: RedisClient, keys: RevocationKeys, record: RevocationRecord): Promise<void> {
+  try {
+    await mergeRevocations(client, keys, [record]);
+  } catch {
+    throw new StoreUnavailableError('redis did not record the revocation');
+  }
 }
